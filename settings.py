@@ -1,0 +1,160 @@
+"""CloudPilot settings: one object, grouped, loaded from `CLOUDPILOT_*` variables and an optional YAML file.
+
+Precedence (highest first): explicit arguments (the CLI), environment variables, the YAML file, defaults.
+Nested fields use a double underscore: `CLOUDPILOT_SAFETY__ALLOW_WRITE=true`,
+`CLOUDPILOT_K8S__CACHE_TTL_SECONDS=10`. Lists take JSON: `CLOUDPILOT_SAFETY__NAMESPACE_DENY='["kube-system"]'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+TOOLSETS = ("core", "istio", "diagnose", "rca", "fix")
+
+
+class KubeSettings(BaseModel):
+    """How clusters are reached."""
+
+    kubeconfig: Path | None = Field(
+        None, description="kubeconfig file; default: $KUBECONFIG, then ~/.kube/config."
+    )
+    context: str | None = Field(None, description="Default kubeconfig context; default: the current one.")
+    default_cluster: str | None = Field(
+        None, description="Registry name or context used when a tool is given no `cluster`."
+    )
+    in_cluster: Literal["auto", "always", "never"] = Field(
+        "auto", description="Use the pod's service account: auto = when running inside a pod."
+    )
+    request_timeout_seconds: float = Field(20.0, gt=0, description="Timeout of one API request.")
+    cache_ttl_seconds: float = Field(
+        30.0, ge=0, description="How long overview and snapshot data are reused (0 disables caching)."
+    )
+    discovery_ttl_seconds: float = Field(300.0, ge=0, description="How long API discovery is reused.")
+
+
+class StoreSettings(BaseModel):
+    """The embedded SQLite store (cluster registry, audit log)."""
+
+    path: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("cloudpilot")) / "cloudpilot.db",
+        description="SQLite file; created with mode 0600.",
+    )
+
+
+class SafetySettings(BaseModel):
+    """What CloudPilot may change. Read-only unless switched on."""
+
+    allow_write: bool = Field(False, description="List and allow mutating tools.")
+    allow_destructive: bool = Field(False, description="Also list and allow deleting tools.")
+    namespace_allow: list[str] = Field(
+        default_factory=list, description="If set, only these namespaces are visible (glob patterns)."
+    )
+    namespace_deny: list[str] = Field(default_factory=list, description="Namespaces never shown (globs).")
+    protected_namespaces: list[str] = Field(
+        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease", "istio-system"],
+        description="Namespaces in which changes are refused unless explicitly allowed.",
+    )
+
+
+class OutputSettings(BaseModel):
+    """Bounds on what a tool returns to a model."""
+
+    default_limit: int = Field(50, ge=1, le=5000, description="Items per page when a tool gets no `limit`.")
+    max_chars: int = Field(
+        60_000, ge=1_000, description="Text renderings longer than this are cut, with a note saying so."
+    )
+    log_max_bytes: int = Field(64_000, ge=1_000, description="Byte cap on returned log text.")
+
+
+class PrometheusSettings(BaseModel):
+    """Where metrics come from for RCA and forecasting."""
+
+    url: str | None = Field(None, description="Prometheus base URL, e.g. http://prometheus:9090.")
+    bearer_token: str | None = Field(None, description="Sent as Authorization: Bearer; never returned.")
+    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Prometheus query.")
+    verify_tls: bool = True
+
+
+class RcaSettings(BaseModel):
+    """Root-cause analysis defaults."""
+
+    threshold: float = Field(0.65, ge=0, le=1, description="Candidates scoring below this are not reported.")
+    window_minutes: int = Field(10, ge=1, le=1440, description="Default analysis window.")
+    step_seconds: int = Field(15, ge=1, description="Default query_range step.")
+
+
+class ForecastSettings(BaseModel):
+    """Load prediction and replica recommendation defaults."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(20, ge=1, description="Recommendations are clamped to this (seeds: 20).")
+    history_days: int = Field(14, ge=1, description="History used to fit a forecast.")
+
+
+class ServerSettings(BaseModel):
+    """The MCP transport."""
+
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    toolsets: list[str] = Field(
+        default_factory=lambda: list(TOOLSETS), description=f"Tool groups to expose, of {TOOLSETS}."
+    )
+
+    @field_validator("toolsets")
+    @classmethod
+    def _known_toolsets(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(TOOLSETS))
+        if unknown:
+            raise ValueError(f"unknown toolsets {unknown}; choose from {list(TOOLSETS)}")
+        return value
+
+
+class Settings(BaseSettings):
+    """All of CloudPilot's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLOUDPILOT_", env_nested_delimiter="__", extra="forbid", yaml_file=None
+    )
+
+    k8s: KubeSettings = Field(default_factory=KubeSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    rca: RcaSettings = Field(default_factory=RcaSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, an optional YAML file, and explicit overrides (nested dicts)."""
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=config_file)
+
+    return _FromFile(**overrides) if config_file else Settings(**overrides)

@@ -1,0 +1,83 @@
+"""Result models and compact text renderings, made for a model with a token budget."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+
+class Result(BaseModel):
+    """Base of every tool result: structured content plus a compact `render()` for the text channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def render(self) -> str:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True)).decode()
+
+
+class Page(BaseModel):
+    """Where a listing stands: how many exist, how many are shown, and how to get the next page."""
+
+    total: int
+    returned: int
+    continue_token: str | None = None
+
+    def footer(self) -> str:
+        if self.continue_token:
+            return (f"(showing {self.returned} of {self.total}; pass continue_token="
+                    f"{self.continue_token!r} for more)")
+        return f"({self.returned} of {self.total})" if self.returned < self.total else ""
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain, left-aligned text table, as `kubectl get` prints."""
+    if not rows:
+        return "(none)"
+    cells = [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    return str(value)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    """kubectl-style age: 45s, 12m, 5h, 3d, 2y."""
+    then = parse_time(timestamp)
+    if then is None:
+        return "-"
+    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def clip(text: str, max_chars: int) -> str:
+    """Cut text to `max_chars`, saying how much was left out."""
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind("\n", 0, max_chars)
+    cut = cut if cut > max_chars // 2 else max_chars
+    return text[:cut] + f"\n… [{len(text) - cut} more characters cut; narrow the query or use limit]"

@@ -1,0 +1,162 @@
+"""What a running tool needs: settings, the store, cluster connections and caches.
+
+A server (or an agent) makes one `Runtime` and binds its tools to it; inside a tool, `current()` returns it.
+Blocking client calls run in worker threads through `Runtime.call`, so independent calls overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from functools import cached_property, partial
+from typing import Any, TypeVar
+
+import anyio
+
+from settings import Settings
+from store import Store
+from tools._kube import Clusters, Connection
+from tools.catalogue import ToolSpec
+from tools.errors import InvalidInput, NotAllowed
+
+T = TypeVar("T")
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+_current: ContextVar[Runtime] = ContextVar("cloudpilot_runtime")
+_progress: ContextVar[Progress | None] = ContextVar("cloudpilot_progress", default=None)
+
+
+class TTLCache:
+    """Values that expire; concurrent loads of one key share a single fetch."""
+
+    def __init__(self) -> None:
+        self._data: dict[Any, tuple[float, Any]] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+
+    async def get(self, key: Any, ttl: float, load: Callable[[], Awaitable[T]], refresh: bool = False
+                  ) -> tuple[T, float]:
+        """Return (value, age in seconds); load it when missing, expired or `refresh`."""
+        hit = self._data.get(key)
+        if hit and not refresh and time.monotonic() - hit[0] < ttl:
+            return hit[1], time.monotonic() - hit[0]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._data.get(key)
+            if hit and not refresh and time.monotonic() - hit[0] < ttl:
+                return hit[1], time.monotonic() - hit[0]
+            value = await load()
+            if ttl > 0:
+                self._data[key] = (time.monotonic(), value)
+            return value, 0.0
+
+    def drop(self, prefix: Any) -> None:
+        """Forget every key whose first element is `prefix` (e.g. a cluster name)."""
+        for key in [k for k in self._data if isinstance(k, tuple) and k and k[0] == prefix]:
+            self._data.pop(key, None)
+
+
+class Runtime:
+    """The shared state behind one server's (or one agent's) tools."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        if store is not None:
+            self.__dict__["store"] = store
+        self.cache = TTLCache()
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.settings.store.path)
+
+    @cached_property
+    def clusters(self) -> Clusters:
+        return Clusters(self.settings.k8s, self.store)
+
+    def connection(self, cluster: str | None) -> Connection:
+        return self.clusters.get(cluster or None)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking function in a worker thread."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+    def namespace_visible(self, namespace: str) -> bool:
+        s = self.settings.safety
+        if s.namespace_allow and not any(fnmatch.fnmatchcase(namespace, p) for p in s.namespace_allow):
+            return False
+        return not any(fnmatch.fnmatchcase(namespace, p) for p in s.namespace_deny)
+
+    def check_namespace(self, namespace: str | None) -> None:
+        """Refuse namespaces hidden by the allow/deny lists."""
+        if namespace and not self.namespace_visible(namespace):
+            raise NotAllowed(f"Namespace {namespace!r} is not available: CloudPilot's namespace allow/deny "
+                             "settings hide it.", hint="Ask an operator to change safety.namespace_allow/deny.")
+
+    def close(self) -> None:
+        if "clusters" in self.__dict__:
+            self.clusters.close()
+
+
+def current() -> Runtime:
+    """The runtime of the tool call in progress."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("no CloudPilot runtime is bound: call tools through bind() or use()") from None
+
+
+@contextlib.contextmanager
+def use(runtime: Runtime) -> Iterator[Runtime]:
+    """Make `runtime` current in this context (tests, scripts, agents)."""
+    token = _current.set(runtime)
+    try:
+        yield runtime
+    finally:
+        _current.reset(token)
+
+
+async def report_progress(done: float, total: float | None = None, message: str | None = None) -> None:
+    """Tell the caller how a long operation is going (MCP progress notifications when available)."""
+    sink = _progress.get()
+    if sink is not None:
+        await sink(done, total, message)
+
+
+def bind(spec: ToolSpec, runtime: Runtime) -> Callable[..., Awaitable[Any]]:
+    """`spec.fn` with `runtime` made current for each call; same name, docstring and signature."""
+    fn = spec.fn
+
+    async def bound(**kwargs: Any) -> Any:
+        token = _current.set(runtime)
+        try:
+            return await fn(**kwargs)
+        finally:
+            _current.reset(token)
+
+    bound.__name__ = spec.name
+    bound.__qualname__ = spec.name
+    bound.__doc__ = spec.description
+    bound.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    bound.__annotations__ = dict(inspect.get_annotations(fn, eval_str=True))
+    return bound
+
+
+@contextlib.contextmanager
+def progress_to(sink: Progress | None) -> Iterator[None]:
+    token = _progress.set(sink)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def validate_limit(limit: int | None, default: int, maximum: int = 5000) -> int:
+    if limit is None:
+        return default
+    if not 1 <= limit <= maximum:
+        raise InvalidInput(f"limit must be between 1 and {maximum}, got {limit}.")
+    return limit
