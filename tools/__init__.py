@@ -1,3 +1,1 @@
-"""The tool catalogue. Importing this package declares every tool (see `tools.catalogue`)."""
-
-from tools import clusters, overview, pods, resources, workloads  # noqa: F401
+"""The tool catalogue: one module per domain. `tools.catalogue.TOOL_MODULES` lists them."""

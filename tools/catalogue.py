@@ -6,6 +6,7 @@ as LangChain tools. Registration returns the function unchanged, so it stays cal
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class ToolSpec:
 
 CATALOGUE: dict[str, ToolSpec] = {}
 
+# Every module that declares tools. Importing them fills CATALOGUE.
+TOOL_MODULES: tuple[str, ...] = ()
+
 
 def tool(toolset: str, *, access: Access = "read", idempotent: bool | None = None,
          title: str | None = None) -> Callable[[F], F]:
@@ -67,10 +71,16 @@ def tool(toolset: str, *, access: Access = "read", idempotent: bool | None = Non
     return register
 
 
+def load_all() -> dict[str, ToolSpec]:
+    """Import every tool module; return the full catalogue."""
+    for module in TOOL_MODULES:
+        importlib.import_module(module)
+    return CATALOGUE
+
+
 def enabled_tools(settings: Settings) -> list[ToolSpec]:
     """The tools a server with these settings exposes: its toolsets, and writes only when switched on."""
-    import tools  # noqa: F401  (importing the package declares every tool)
-
+    load_all()
     safety = settings.safety
     allowed: set[str] = {"read"}
     if safety.allow_write:
