@@ -265,9 +265,7 @@ def _match(resources: list[ResourceInfo], wanted: str) -> list[ResourceInfo]:
     out = []
     for r in resources:
         names = {r.kind.lower(), r.resource, r.singular, *r.short_names}
-        if low in names and not group:
-            out.append(r)
-        elif group and name in names and (r.group == group or r.group.startswith(group + ".")):
+        if (low in names and not group) or (group and name in names and (r.group == group or r.group.startswith(group + "."))):
             out.append(r)
     if not group:  # core "events" and "events.k8s.io" both match "events": keep the core one
         names_seen: dict[str, ResourceInfo] = {}
@@ -419,6 +417,27 @@ class Clusters:
         for c in conns:
             c.api.close()
 
+    def kubeconfig_servers(self) -> dict[str, str]:
+        """kubeconfig cluster name → server URL (no credentials)."""
+        path = self.kubeconfig_path() or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
+            Path.home() / ".kube" / "config")
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return {}
+        return {c.get("name"): (c.get("cluster") or {}).get("server") for c in doc.get("clusters") or []}
+
+    def connect_record(self, record: ClusterRecord) -> Connection:
+        """A connection for a cluster record that is not (yet) registered; the caller closes it."""
+        cfg, identity = _config_from_record(record)
+        return self._connection(record.name, cfg, identity)
+
+    def _connection(self, name: str, cfg: kclient.Configuration, identity: str) -> Connection:
+        _cap_retries(cfg)
+        return Connection(name=name, api=kclient.ApiClient(cfg), identity=identity,
+                          timeout=self.settings.request_timeout_seconds,
+                          discovery_ttl=self.settings.discovery_ttl_seconds)
+
     def _connect(self, name: str) -> Connection:
         record = self.store.get_cluster(name)
         if record is not None:
@@ -434,10 +453,7 @@ class Clusters:
             identity = _jwt_subject(token) or "the pod's service account"
         else:
             cfg, identity = self._config_from_context(name)
-        _cap_retries(cfg)
-        return Connection(name=name, api=kclient.ApiClient(cfg), identity=identity,
-                          timeout=self.settings.request_timeout_seconds,
-                          discovery_ttl=self.settings.discovery_ttl_seconds)
+        return self._connection(name, cfg, identity)
 
     def _config_from_context(self, context: str) -> tuple[kclient.Configuration, str]:
         contexts, _ = self.contexts()

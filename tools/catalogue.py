@@ -47,7 +47,14 @@ class ToolSpec:
 CATALOGUE: dict[str, ToolSpec] = {}
 
 # Every module that declares tools. Importing them fills CATALOGUE.
-TOOL_MODULES: tuple[str, ...] = ()
+TOOL_MODULES: tuple[str, ...] = (
+    "tools.clusters",
+    "tools.overview",
+    "tools.pods",
+    "tools.resources",
+    "tools.events",
+    "tools.workloads",
+)
 
 
 def tool(toolset: str, *, access: Access = "read", idempotent: bool | None = None,

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+import yaml
 from pydantic import BaseModel, ConfigDict
+
+from tools.errors import InvalidInput
+
+T = TypeVar("T")
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class Result(BaseModel):
@@ -30,6 +36,20 @@ class Page(BaseModel):
             return (f"(showing {self.returned} of {self.total}; pass continue_token="
                     f"{self.continue_token!r} for more)")
         return f"({self.returned} of {self.total})" if self.returned < self.total else ""
+
+
+def paginate(rows: list[T], limit: int, continue_token: str | None) -> tuple[list[T], Page]:
+    """One page of an in-memory listing; the token is the offset of the next page."""
+    start = 0
+    if continue_token:
+        kind, _, value = continue_token.partition(":")
+        if kind != "offset" or not value.isdigit():
+            raise InvalidInput(f"continue_token {continue_token!r} was not issued by this tool; omit it to "
+                               "start from the first page.")
+        start = int(value)
+    shown = rows[start:start + limit]
+    token = f"offset:{start + limit}" if start + limit < len(rows) else None
+    return shown, Page(total=len(rows), returned=len(shown), continue_token=token)
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -81,3 +101,36 @@ def clip(text: str, max_chars: int) -> str:
     cut = text.rfind("\n", 0, max_chars)
     cut = cut if cut > max_chars // 2 else max_chars
     return text[:cut] + f"\n… [{len(text) - cut} more characters cut; narrow the query or use limit]"
+
+
+def render_object(obj: Any, output: str) -> str:
+    """YAML or JSON text of an (already redacted) object."""
+    if output == "json":
+        return orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
+
+
+def select_fields(obj: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """Keep only the dotted `paths` of `obj` (plus its name and namespace)."""
+    out: dict[str, Any] = {}
+    for path in ["metadata.name", "metadata.namespace", *paths]:
+        node: Any = obj
+        keys = path.split(".")
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if node is None:
+            continue
+        cur = out
+        for k in keys[:-1]:
+            cur = cur.setdefault(k, {})
+        cur[keys[-1]] = node
+    return out
+
+
+def strip_managed(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return obj

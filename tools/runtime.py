@@ -85,7 +85,10 @@ class Runtime:
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
     def namespace_visible(self, namespace: str) -> bool:
+        """False for namespaces hidden by the allow/deny lists; cluster-scoped objects ("") are visible."""
         s = self.settings.safety
+        if not namespace:
+            return True
         if s.namespace_allow and not any(fnmatch.fnmatchcase(namespace, p) for p in s.namespace_allow):
             return False
         return not any(fnmatch.fnmatchcase(namespace, p) for p in s.namespace_deny)

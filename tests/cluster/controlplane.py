@@ -113,8 +113,9 @@ class ControlPlane:
         self.url = f"https://127.0.0.1:{self.port}"
         self.kubeconfig = self.dir / "kubeconfig"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[Any] = []
         self.kubelet: FakeKubelet | None = None
-        self._http = urllib3.PoolManager(cert_reqs="CERT_NONE")
+        self._http = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False)
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -176,6 +177,9 @@ class ControlPlane:
                 p.kill()
                 p.wait()
         self.procs.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
         if self.kubelet:
             self.kubelet.stop()
 
@@ -235,7 +239,8 @@ class ControlPlane:
 
     # -- internals ---------------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (kept open for the child's lifetime)
+        log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (open for the child's lifetime)
+        self._logs.append(log)
         self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
                                            start_new_session=True))
 
