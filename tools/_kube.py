@@ -216,10 +216,10 @@ class Connection:
                 f"Kind {wanted!r} is not served by cluster {self.name!r}.",
                 hint="Use api_resources to see served kinds; a CRD may not be installed.",
             )
-        if len(found) > 1:
-            preferred = [r for r in found if r.group in _BUILTIN_GROUPS]
-            if len({r.group for r in preferred}) == 1:
-                return preferred[0]
+        if len(found) > 1:  # e.g. core "events" and events.k8s.io: the core group wins, then other built-ins
+            for preferred in ([r for r in found if r.group == ""], [r for r in found if r.group in _BUILTIN_GROUPS]):
+                if len(preferred) == 1:
+                    return preferred[0]
             names = ", ".join(sorted(r.full_name for r in found))
             raise InvalidInput(f"Kind {wanted!r} is ambiguous in cluster {self.name!r}: {names}.",
                                hint="Pass one of these full names as the kind.")
@@ -267,13 +267,6 @@ def _match(resources: list[ResourceInfo], wanted: str) -> list[ResourceInfo]:
         names = {r.kind.lower(), r.resource, r.singular, *r.short_names}
         if (low in names and not group) or (group and name in names and (r.group == group or r.group.startswith(group + "."))):
             out.append(r)
-    if not group:  # core "events" and "events.k8s.io" both match "events": keep the core one
-        names_seen: dict[str, ResourceInfo] = {}
-        for r in out:
-            key = r.kind
-            if key not in names_seen or (r.group == "" and names_seen[key].group != ""):
-                names_seen[key] = r
-        out = [r for r in out if names_seen.get(r.kind) is r]
     return out
 
 

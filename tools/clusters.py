@@ -115,10 +115,10 @@ async def clusters_add(
         probe = rt.clusters.connect_record(record)
         try:
             info = await _info(probe)
+        except CloudPilotError as e:
+            raise InvalidInput(f"Cluster {name!r} was not saved: {e}") from e
         finally:
             probe.api.close()
-        if info.errors.get("version"):
-            raise InvalidInput(f"Cluster {name!r} was not saved: {info.errors['version']}")
         if kubeconfig:
             record = ClusterRecord(**{**record.__dict__, "server": info.server})
     rt.store.add_cluster(record)
@@ -150,6 +150,8 @@ async def _info(conn: Connection) -> ClusterInfo:
     version, nodes = await asyncio.gather(rt.call(conn.get, "/version"), rt.call(conn.list_items, "/api/v1/nodes"),
                                           return_exceptions=True)
     info = ClusterInfo(name=conn.name, server=conn.server, identity=conn.identity)
+    if isinstance(version, CloudPilotError) and isinstance(nodes, CloudPilotError):
+        raise version  # nothing answered: an error, not a partial result
     if isinstance(version, CloudPilotError):
         info.errors["version"] = str(version)
     elif isinstance(version, BaseException):

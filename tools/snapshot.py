@@ -90,7 +90,8 @@ async def count(rt: Runtime, conn: Connection, path: str) -> int:
     if not (s.namespace_allow or s.namespace_deny):
         return await rt.call(conn.count, path)
     items, _ = await rt.call(conn.list_items, path, None, METADATA_LIST)
-    return sum(1 for i in items if rt.namespace_visible((i.get("metadata") or {}).get("namespace", "")))
+    field = "name" if path.endswith("/namespaces") else "namespace"
+    return sum(1 for i in items if rt.namespace_visible((i.get("metadata") or {}).get(field, "")))
 
 
 async def metadata(rt: Runtime, conn: Connection, path: str) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ import urllib3
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "cloudpilot-admin-token"
 VIEWER_TOKEN = "cloudpilot-viewer-token"
+AUDITOR_TOKEN = "cloudpilot-auditor-token"
 
 
 def ensure_binaries() -> Path:
@@ -103,7 +104,8 @@ class FakeKubelet:
 
 
 class ControlPlane:
-    """Start with `start()`, stop with `stop()`; `kubeconfig` has contexts `admin` (current) and `viewer`."""
+    """Start with `start()`, stop with `stop()`. `kubeconfig` has contexts `admin` (current, system:masters),
+    and `viewer` and `auditor`, users with no permissions until a test binds some."""
 
     def __init__(self, workdir: Path | None = None, binaries: Path | None = None) -> None:
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="cloudpilot-cp-"))
@@ -115,12 +117,12 @@ class ControlPlane:
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Any] = []
         self.kubelet: FakeKubelet | None = None
-        self._http = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False)
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._http = urllib3.PoolManager(retries=False)
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self, nodes: int = 3) -> ControlPlane:
         pki = self._make_pki()
+        self._http = urllib3.PoolManager(ca_certs=str(pki / "ca.crt"), retries=False, maxsize=32)
         self.kubelet = FakeKubelet(pki / "kubelet.crt", pki / "kubelet.key")
         self.kubelet.start()
         client_port, peer_port = free_port(), free_port()
@@ -292,7 +294,8 @@ class ControlPlane:
         ssl_("genrsa", "-out", "sa.key", "2048")
         ssl_("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
         (pki / "tokens.csv").write_text(
-            f'{ADMIN_TOKEN},admin,admin,"system:masters"\n{VIEWER_TOKEN},viewer,viewer\n')
+            f'{ADMIN_TOKEN},admin,admin,"system:masters"\n{VIEWER_TOKEN},viewer,viewer\n'
+            f"{AUDITOR_TOKEN},auditor,auditor\n")
         return pki
 
     def _write_kubeconfig(self) -> None:
@@ -304,9 +307,11 @@ class ControlPlane:
             "clusters": [{"name": "test", "cluster": {
                 "server": self.url, "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
             "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}},
-                      {"name": "viewer", "user": {"token": VIEWER_TOKEN}}],
+                      {"name": "viewer", "user": {"token": VIEWER_TOKEN}},
+                      {"name": "auditor", "user": {"token": AUDITOR_TOKEN}}],
             "contexts": [{"name": "admin", "context": {"cluster": "test", "user": "admin"}},
-                         {"name": "viewer", "context": {"cluster": "test", "user": "viewer"}}],
+                         {"name": "viewer", "context": {"cluster": "test", "user": "viewer"}},
+                         {"name": "auditor", "context": {"cluster": "test", "user": "auditor"}}],
         }
         self.kubeconfig.write_bytes(orjson.dumps(doc))  # JSON is valid YAML
         self.kubeconfig.chmod(0o600)

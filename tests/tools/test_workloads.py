@@ -1,0 +1,69 @@
+"""workloads_list, rollout_status, rollout_history and resource_usage."""
+
+import pytest
+
+from tests.cluster import states
+from tools import workloads
+from tools.errors import Unsupported
+
+
+def deployment(name: str, image: str = "web:1", replicas: int = 1, **spec):
+    return {"metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": f"deploy {image}"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "app", "image": image}]}}, **spec}}
+
+
+async def test_a_stuck_rollout_is_reported_failed_with_the_reason(call, cluster, namespace):
+    cluster.apps.create_namespaced_deployment(namespace, deployment("stuck", progressDeadlineSeconds=1))
+    cluster.apps.create_namespaced_deployment(namespace, deployment("idle", replicas=0))
+
+    def deadline_exceeded():
+        d = cluster.apps.read_namespaced_deployment("stuck", namespace)
+        return any(c.reason == "ProgressDeadlineExceeded" for c in d.status.conditions or [])
+
+    states.wait_for(deadline_exceeded, timeout=30, what="the deployment controller to give up")
+    listed = await call(workloads.workloads_list, namespace=namespace, kinds=["Deployment"])
+    assert [(w.name, w.status) for w in listed.workloads] == [("stuck", "Failed"), ("idle", "Healthy")]
+    assert "ProgressDeadlineExceeded" in listed.workloads[0].detail and listed.workloads[0].ready == "0/1"
+    status = await call(workloads.rollout_status, kind="Deployment", name="stuck", namespace=namespace)
+    assert not status.done and status.status == "Failed" and "Progressing" in status.conditions
+
+
+async def test_rollout_history_lists_revisions_with_images_and_cause(call, cluster, namespace):
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", "web:1", replicas=0))
+    states.wait_for(lambda: cluster.apps.list_namespaced_replica_set(namespace).items, what="first ReplicaSet")
+    cluster.apps.patch_namespaced_deployment("web", namespace, {
+        "metadata": {"annotations": {"kubernetes.io/change-cause": "deploy web:2"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}})
+    states.wait_for(lambda: len(cluster.apps.list_namespaced_replica_set(namespace).items) == 2, what="second RS")
+
+    async def history():
+        return await call(workloads.rollout_history, kind="Deployment", name="web", namespace=namespace)
+
+    result = await history()
+    assert [(r.revision, r.images) for r in result.revisions] == [(1, ["web:1"]), (2, ["web:2"])]
+    assert result.revisions[1].change_cause == "deploy web:2"
+    assert [r.current for r in result.revisions] in ([False, True], [False, False])  # annotation may lag a moment
+
+
+async def test_statefulsets_cronjobs_and_jobs_are_judged(call, cluster, namespace):
+    cp = cluster.require_control_plane()
+    cp.api("POST", f"/apis/apps/v1/namespaces/{namespace}/statefulsets", {
+        "metadata": {"name": "db"}, "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                                             "template": {"metadata": {"labels": {"app": "db"}},
+                                                          "spec": {"containers": [{"name": "db", "image": "pg:16"}]}}}})
+    cp.api("POST", f"/apis/batch/v1/namespaces/{namespace}/cronjobs", {
+        "metadata": {"name": "backup"}, "spec": {"schedule": "0 3 * * *", "suspend": True, "jobTemplate": {"spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "backup:1"}]}}}}}})
+    listed = await call(workloads.workloads_list, namespace=namespace, kinds=["StatefulSet", "CronJob"])
+    by_name = {w.name: w for w in listed.workloads}
+    assert by_name["db"].status == "Degraded" and by_name["db"].ready == "0/1" and by_name["db"].images == ["pg:16"]
+    assert by_name["backup"].status == "Suspended" and "0 3 * * *" in by_name["backup"].detail
+    problems = await call(workloads.workloads_list, namespace=namespace, problems_only=True)
+    assert [w.name for w in problems.workloads] == ["db"]
+
+
+async def test_usage_without_metrics_api_says_so(call):
+    with pytest.raises(Unsupported, match="does not serve metrics.k8s.io.*metrics-server"):
+        await call(workloads.resource_usage)
