@@ -56,6 +56,8 @@ async def test_statefulsets_cronjobs_and_jobs_are_judged(call, cluster, namespac
     cp.api("POST", f"/apis/batch/v1/namespaces/{namespace}/cronjobs", {
         "metadata": {"name": "backup"}, "spec": {"schedule": "0 3 * * *", "suspend": True, "jobTemplate": {"spec": {
             "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "backup:1"}]}}}}}})
+    states.wait_for(lambda: (cluster.apps.read_namespaced_stateful_set("db", namespace).status.observed_generation
+                             or 0) >= 1, what="the statefulset controller")
     listed = await call(workloads.workloads_list, namespace=namespace, kinds=["StatefulSet", "CronJob"])
     by_name = {w.name: w for w in listed.workloads}
     assert by_name["db"].status == "Degraded" and by_name["db"].ready == "0/1" and by_name["db"].images == ["pg:16"]
