@@ -1,0 +1,128 @@
+"""Autoscaling and disruption rules: HPAs (missing target, no metrics, missing requests, pinned at max) and
+PodDisruptionBudgets that allow no disruption at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from engines.diagnosis.common import pod_template_spec
+from engines.diagnosis.model import Finding
+from engines.diagnosis.snapshot import Obj, Snapshot, condition, ns_of
+
+TARGET_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "ReplicaSet": "replicasets"}
+
+
+def hpas(snap: Snapshot) -> Iterator[Finding]:
+    for hpa in snap.items("horizontalpodautoscalers"):
+        ns, spec, status = ns_of(hpa), hpa.get("spec") or {}, hpa.get("status") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        key = TARGET_KINDS.get(ref.get("kind", ""))
+        target = snap.get(key, ns, ref.get("name", "")) if key else None
+        if key and snap.covers(key, ns) and target is None:
+            yield Finding(
+                code="HPA_TARGET_MISSING",
+                severity="critical",
+                object=snap.ref(hpa, "HorizontalPodAutoscaler"),
+                summary=f"scale target {ref.get('kind')} {ref.get('name')} does not exist",
+                evidence={"scaleTargetRef": ref},
+                remediation="Point scaleTargetRef at the workload's real name, or delete the HPA.",
+            )
+            continue
+        missing = _missing_requests(spec, target) if target else {}
+        if missing:
+            yield Finding(
+                code="HPA_MISSING_REQUESTS",
+                severity="critical",
+                object=snap.ref(hpa, "HorizontalPodAutoscaler"),
+                summary="utilization targets need requests that containers lack: "
+                + "; ".join(f"{c} has no {'/'.join(r)} request" for c, r in missing.items()),
+                evidence={"missing": missing, "target": f"{ref.get('kind')}/{ref.get('name')}"},
+                remediation="Set resource requests on these containers; utilization is a percentage of the request.",
+            )
+        else:
+            active = condition(hpa, "ScalingActive")
+            if active and active.get("status") == "False":
+                yield Finding(
+                    code="HPA_METRICS_UNAVAILABLE",
+                    severity="warning",
+                    object=snap.ref(hpa, "HorizontalPodAutoscaler"),
+                    summary=f"cannot scale: {active.get('reason')}",
+                    evidence={"reason": active.get("reason"), "message": str(active.get("message") or "")[:300]},
+                    remediation="Check the metrics pipeline (metrics-server for resource metrics, the adapter for "
+                    "custom/external ones) and the metric names.",
+                )
+        high = spec.get("maxReplicas", 0)
+        current, desired = status.get("currentReplicas", 0), status.get("desiredReplicas", 0)
+        if high and high > spec.get("minReplicas", 1) and current >= high and desired >= high:
+            limited = condition(hpa, "ScalingLimited") or {}
+            yield Finding(
+                code="HPA_AT_MAX",
+                severity="warning",
+                object=snap.ref(hpa, "HorizontalPodAutoscaler"),
+                summary=f"pinned at maxReplicas {high}: it wants at least as many as it may have",
+                evidence={
+                    "current": current,
+                    "desired": desired,
+                    "maxReplicas": high,
+                    "limited": limited.get("reason"),
+                    "metrics": status.get("currentMetrics"),
+                },
+                remediation="Raise maxReplicas if the cluster has room, or make each replica handle more "
+                "load; check that the metric target is realistic.",
+            )
+
+
+def _missing_requests(spec: Obj, target: Obj) -> dict[str, list[str]]:
+    wanted = {
+        m["resource"]["name"]
+        for m in spec.get("metrics") or []
+        if m.get("type") == "Resource" and ((m.get("resource") or {}).get("target") or {}).get("type") == "Utilization"
+    }
+    if not spec.get("metrics"):
+        wanted = {"cpu"}  # the default metric: 80% CPU utilization
+    out: dict[str, list[str]] = {}
+    for c in pod_template_spec(target).get("containers") or []:
+        requests = (c.get("resources") or {}).get("requests") or {}
+        lacking = sorted(r for r in wanted if r not in requests)
+        if lacking:
+            out[c.get("name", "")] = lacking
+    return out
+
+
+def pdbs(snap: Snapshot) -> Iterator[Finding]:
+    for pdb in snap.items("poddisruptionbudgets"):
+        status, spec = pdb.get("status") or {}, pdb.get("spec") or {}
+        if "disruptionsAllowed" not in status:
+            continue
+        expected = status.get("expectedPods", 0)
+        evidence = {
+            "minAvailable": spec.get("minAvailable"),
+            "maxUnavailable": spec.get("maxUnavailable"),
+            "expectedPods": expected,
+            "currentHealthy": status.get("currentHealthy", 0),
+            "desiredHealthy": status.get("desiredHealthy", 0),
+            "disruptionsAllowed": status["disruptionsAllowed"],
+        }
+        evidence = {k: v for k, v in evidence.items() if v is not None}
+        if expected == 0:
+            yield Finding(
+                code="PDB_NO_PODS",
+                severity="info",
+                object=snap.ref(pdb, "PodDisruptionBudget"),
+                summary="its selector matches no pod",
+                evidence={**evidence, "selector": spec.get("selector")},
+                remediation="Correct the selector to the pods it should protect, or delete it.",
+            )
+        elif status["disruptionsAllowed"] == 0 and status.get("desiredHealthy", 0) >= expected:
+            yield Finding(
+                code="PDB_BLOCKS_DISRUPTIONS",
+                severity="warning",
+                object=snap.ref(pdb, "PodDisruptionBudget"),
+                summary=f"allows zero disruptions even with all {expected} pod(s) healthy: node drains will hang",
+                evidence=evidence,
+                remediation="Allow at least one disruption: lower minAvailable below the replica count (or set "
+                "maxUnavailable: 1), or run more replicas.",
+            )
+
+
+RULES = [hpas, pdbs]

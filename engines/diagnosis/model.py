@@ -1,0 +1,72 @@
+"""What a diagnosis rule reports: a `Finding` with its evidence and, where one exists, a structured `Fix`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
+
+FixAction = Literal[
+    "set_probe",  # params: probe (liveness|readiness|startup) and the new probe fields
+    "set_resources",  # params: requests / limits, e.g. {"limits": {"memory": "512Mi"}}
+    "rollout_undo",  # params: to_revision
+    "scale",  # params: replicas
+    "set_image",  # params: image
+    "create_missing",  # target: the object to create; params: what is known about it (never its data)
+    "set_target_port",  # params: port, target_port (a Service port's targetPort)
+    "uncordon",  # target: a Node
+    "rollout_restart",  # target: a workload whose pods must be re-created (e.g. to get a sidecar)
+]
+
+
+class ObjectRef(BaseModel):
+    """Which object a finding or fix is about."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    name: str
+    namespace: str | None = None
+    cluster: str | None = None
+
+    def short(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+class Fix(BaseModel):
+    """A concrete change that would remove the finding's cause; the fix planner turns it into a plan."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: FixAction
+    target: ObjectRef
+    container: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def short(self) -> str:
+        args = " ".join(f"{k}={v}" for k, v in self.params.items())
+        on = f"{self.target.short()}" + (f" container {self.container}" if self.container else "")
+        return f"{self.action} on {on}" + (f": {args}" if args else "")
+
+
+class Finding(BaseModel):
+    """One problem, with the evidence to check it and what to do about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Stable identifier, e.g. POD_CRASHLOOP or IST0101.")
+    severity: Severity
+    object: ObjectRef
+    summary: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    remediation: str = ""
+    fix: Fix | None = None
+    involves: list[ObjectRef] = Field(default_factory=list, description="Other objects the finding covers.")
+    tier: int = Field(0, description="0 = a cause, 1 = a pod-level symptom, 2 = a workload/service symptom.")
+
+    def sort_key(self) -> tuple[int, int, str, str, str]:
+        return (SEVERITY_RANK[self.severity], self.tier, self.code, self.object.namespace or "", self.object.name)

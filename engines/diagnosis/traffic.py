@@ -1,0 +1,271 @@
+"""Service and traffic rules: Services without endpoints (and why), Ingress backends, classes and TLS
+secrets, NetworkPolicies that select nothing or shut out a Service's pods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from engines.diagnosis.common import containers, pod_template_labels
+from engines.diagnosis.model import Finding, Fix
+from engines.diagnosis.snapshot import (
+    Obj,
+    Snapshot,
+    label_selector_matches,
+    labels_of,
+    meta,
+    name_of,
+    ns_of,
+    pod_is_ready,
+    selector_matches,
+)
+from tools.podstatus import pod_reason
+
+WORKLOAD_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet"))
+
+
+def _container_ports(pods: list[Obj]) -> tuple[set[int], set[str]]:
+    numbers: set[int] = set()
+    names: set[str] = set()
+    for pod in pods:
+        for c in containers(pod.get("spec") or {}, init=False):
+            for p in c.get("ports") or []:
+                if p.get("containerPort"):
+                    numbers.add(int(p["containerPort"]))
+                if p.get("name"):
+                    names.add(p["name"])
+    return numbers, names
+
+
+def services(snap: Snapshot) -> Iterator[Finding]:
+    for svc in snap.items("services"):
+        ns, spec = ns_of(svc), svc.get("spec") or {}
+        selector = spec.get("selector") or {}
+        if not selector or spec.get("type") == "ExternalName" or not snap.in_scope(ns) or not snap.covers("pods", ns):
+            continue
+        pods = snap.pods_matching(ns, selector)
+        if not pods:
+            finding = _no_pods(snap, svc, selector)
+            if finding:
+                yield finding
+            continue
+        yield from _port_mismatch(snap, svc, pods)
+        ready = [p for p in pods if pod_is_ready(p)]
+        if not ready:
+            states: dict[str, int] = {}
+            for p in pods:
+                states[pod_reason(p)] = states.get(pod_reason(p), 0) + 1
+            yield Finding(
+                code="SVC_NO_READY_PODS",
+                severity="critical",
+                tier=2,
+                object=snap.ref(svc, "Service"),
+                summary=f"no endpoints: none of its {len(pods)} pod(s) is ready",
+                evidence={"selector": selector, "pods": len(pods), "ready": 0, "pod_states": states},
+                remediation="Traffic fails until a pod is ready: see the findings on the selected pods.",
+                involves=[snap.ref(p, "Pod") for p in pods[:5]],
+            )
+
+
+def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | None:
+    ns = ns_of(svc)
+    near: list[str] = []
+    for key, kind in WORKLOAD_KINDS:
+        for w in snap.in_ns(key, ns):
+            labels = pod_template_labels(w)
+            if selector_matches(labels, selector):
+                if (w.get("spec") or {}).get("replicas", 1) == 0:
+                    return None  # scaled to zero on purpose
+                continue
+            shared = set(labels) & set(selector)
+            if shared:
+                near.append(f"{kind} {name_of(w)} has " + ", ".join(f"{k}={labels[k]}" for k in sorted(shared)))
+    evidence: dict[str, Any] = {"selector": selector, "pods_in_namespace": len(snap.in_ns("pods", ns))}
+    if near:
+        evidence["similar_workloads"] = near[:5]
+    return Finding(
+        code="SVC_SELECTOR_NO_PODS",
+        severity="critical",
+        object=snap.ref(svc, "Service"),
+        summary="no endpoints: its selector " + ",".join(f"{k}={v}" for k, v in selector.items()) + " matches no pod",
+        evidence=evidence,
+        remediation="Correct the Service selector to the pods' labels (or the pods' labels to the selector)"
+        + (f"; closest: {near[0]}" if near else "")
+        + ".",
+    )
+
+
+def _port_mismatch(snap: Snapshot, svc: Obj, pods: list[Obj]) -> Iterator[Finding]:
+    numbers, names = _container_ports(pods)
+    for port in (svc.get("spec") or {}).get("ports") or []:
+        target = port.get("targetPort", port.get("port"))
+        if isinstance(target, str) and not target.isdigit():
+            bad = target not in names
+        else:
+            bad = bool(numbers) and int(target) not in numbers
+        if not bad:
+            continue
+        fix = None
+        if len(numbers) == 1:
+            fix = Fix(
+                action="set_target_port",
+                target=snap.ref(svc, "Service"),
+                params={"port": port.get("port"), "target_port": next(iter(numbers))},
+            )
+        yield Finding(
+            code="SVC_TARGET_PORT_MISMATCH",
+            severity="critical",
+            object=snap.ref(svc, "Service"),
+            summary=f"port {port.get('port')} targets {target}, which no selected container exposes",
+            evidence={
+                "port": port.get("port"),
+                "targetPort": target,
+                "container_ports": sorted(numbers),
+                "container_port_names": sorted(names),
+            },
+            remediation="Set targetPort to a port (number or name) the containers expose.",
+            fix=fix,
+        )
+
+
+# -- Ingress -------------------------------------------------------------------------------------------------
+def ingresses(snap: Snapshot) -> Iterator[Finding]:
+    classes = {name_of(c): c for c in snap.items("ingressclasses")}
+    has_default = any(
+        (meta(c).get("annotations") or {}).get("ingressclass.kubernetes.io/is-default-class") == "true"
+        for c in classes.values()
+    )
+    for ing in snap.items("ingresses"):
+        ns, spec = ns_of(ing), ing.get("spec") or {}
+        yield from _backends(snap, ing)
+        cls = spec.get("ingressClassName")
+        legacy = (meta(ing).get("annotations") or {}).get("kubernetes.io/ingress.class")
+        if (
+            snap.covers("ingressclasses")
+            and not legacy
+            and ((cls and cls not in classes) or (not cls and not has_default))
+        ):
+            yield Finding(
+                code="INGRESS_CLASS_MISSING",
+                severity="warning",
+                object=snap.ref(ing, "Ingress"),
+                summary=f"IngressClass {cls} does not exist" if cls else "no ingressClassName and no default class",
+                evidence={"ingressClassName": cls, "available_classes": sorted(classes)},
+                remediation="Set ingressClassName to an installed IngressClass"
+                + (f" ({', '.join(sorted(classes))})" if classes else " (no ingress controller is installed)")
+                + "; no controller serves it otherwise.",
+            )
+        for tls in spec.get("tls") or []:
+            secret = tls.get("secretName")
+            if secret and snap.covers("secrets", ns) and snap.get("secrets", ns, secret) is None:
+                yield Finding(
+                    code="INGRESS_TLS_SECRET_MISSING",
+                    severity="warning",
+                    object=snap.ref(ing, "Ingress"),
+                    summary=f"TLS Secret {secret} does not exist",
+                    evidence={"secretName": secret, "hosts": tls.get("hosts")},
+                    remediation=f"Create the kubernetes.io/tls Secret {secret} in {ns} (e.g. with cert-manager); "
+                    "the controller serves a default certificate meanwhile.",
+                    fix=Fix(
+                        action="create_missing",
+                        target=snap.make_ref("Secret", secret, ns),
+                        params={"type": "kubernetes.io/tls"},
+                    ),
+                )
+
+
+def _backends(snap: Snapshot, ing: Obj) -> Iterator[Finding]:
+    ns, spec = ns_of(ing), ing.get("spec") or {}
+    backends = [("default", spec.get("defaultBackend"))] + [
+        (f"{rule.get('host') or '*'}{path.get('path') or '/'}", path.get("backend"))
+        for rule in spec.get("rules") or []
+        for path in (rule.get("http") or {}).get("paths") or []
+    ]
+    seen: set[tuple[str, str]] = set()
+    for where, backend in backends:
+        service = (backend or {}).get("service")
+        if not service or not snap.covers("services", ns):
+            continue
+        name, port = service.get("name", ""), service.get("port") or {}
+        wanted = port.get("name") or port.get("number")
+        if (name, str(wanted)) in seen:
+            continue
+        seen.add((name, str(wanted)))
+        svc = snap.get("services", ns, name)
+        if svc is None:
+            yield Finding(
+                code="INGRESS_BACKEND_MISSING",
+                severity="critical",
+                object=snap.ref(ing, "Ingress"),
+                summary=f"backend Service {name} ({where}) does not exist",
+                evidence={"path": where, "service": name, "port": wanted},
+                remediation=f"Create Service {name} in {ns} or point the rule at an existing Service.",
+            )
+            continue
+        ports = (svc.get("spec") or {}).get("ports") or []
+        if not any(p.get("name") == wanted or p.get("port") == wanted for p in ports):
+            yield Finding(
+                code="INGRESS_BACKEND_PORT_MISSING",
+                severity="critical",
+                object=snap.ref(ing, "Ingress"),
+                summary=f"backend port {wanted} is not a port of Service {name}",
+                evidence={
+                    "path": where,
+                    "service": name,
+                    "port": wanted,
+                    "service_ports": [p.get("name") or p.get("port") for p in ports],
+                },
+                remediation="Use one of the Service's ports (by number or name) in the Ingress backend.",
+            )
+
+
+# -- NetworkPolicy ---------------------------------------------------------------------------------------
+def network_policies(snap: Snapshot) -> Iterator[Finding]:
+    for pol in snap.items("networkpolicies"):
+        ns, selector = ns_of(pol), (pol.get("spec") or {}).get("podSelector") or {}
+        if (
+            selector
+            and snap.covers("pods", ns)
+            and not any(label_selector_matches(labels_of(p), selector) for p in snap.in_ns("pods", ns))
+        ):
+            yield Finding(
+                code="NETPOL_NO_PODS",
+                severity="info",
+                object=snap.ref(pol, "NetworkPolicy"),
+                summary="its podSelector matches no pod, so it has no effect",
+                evidence={"podSelector": selector},
+                remediation="Correct the podSelector to the labels of the pods it should protect.",
+            )
+    for svc in snap.items("services"):
+        ns, svc_selector = ns_of(svc), (svc.get("spec") or {}).get("selector") or {}
+        if not svc_selector or not snap.in_scope(ns):
+            continue
+        pods = [p for p in snap.pods_matching(ns, svc_selector) if pod_is_ready(p)]
+        if not pods:
+            continue
+        applying = [
+            pol
+            for pol in snap.in_ns("networkpolicies", ns)
+            if _restricts_ingress(pol)
+            and label_selector_matches(labels_of(pods[0]), (pol.get("spec") or {}).get("podSelector") or {})
+        ]
+        if applying and all(not (pol.get("spec") or {}).get("ingress") for pol in applying):
+            yield Finding(
+                code="NETPOL_DENIES_SERVICE",
+                severity="warning",
+                object=snap.ref(svc, "Service"),
+                summary="NetworkPolicy " + ", ".join(name_of(p) for p in applying) + " denies all ingress to its pods",
+                evidence={"policies": [name_of(p) for p in applying], "pods": len(pods)},
+                involves=[snap.ref(p, "NetworkPolicy") for p in applying],
+                remediation="Add an ingress rule allowing the Service's clients (namespaceSelector/podSelector and "
+                "port), or narrow the deny-all policy's podSelector.",
+            )
+
+
+def _restricts_ingress(pol: Obj) -> bool:
+    spec = pol.get("spec") or {}
+    types = spec.get("policyTypes")
+    return "Ingress" in types if types else True
+
+
+RULES = [services, ingresses, network_policies]

@@ -1,0 +1,329 @@
+"""Workload rules: Deployments (unavailable, stuck rollouts), ReplicaSet/StatefulSet/DaemonSet/Job creation
+failures, StatefulSet governing Services, DaemonSet misscheduling, Jobs and CronJobs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from engines.diagnosis.common import event_summary, pod_template_labels, pod_template_spec, rollback_fix
+from engines.diagnosis.cron import schedule_problem
+from engines.diagnosis.model import Finding, Fix
+from engines.diagnosis.snapshot import Obj, Snapshot, condition, meta, name_of, ns_of
+from tools.podstatus import pod_reason
+
+
+def _pods_of(snap: Snapshot, workload: Obj, kind: str) -> list[Obj]:
+    ns, name = ns_of(workload), name_of(workload)
+    if kind == "Deployment":
+        sets = {name_of(rs) for rs in snap.replicasets_of(workload)}
+        return [
+            p
+            for p in snap.in_ns("pods", ns)
+            if (snap.controller_of(p) or ("", ""))[1] in sets and (snap.controller_of(p) or ("", ""))[0] == "ReplicaSet"
+        ]
+    return [p for p in snap.in_ns("pods", ns) if snap.controller_of(p) == (kind, name)]
+
+
+def _pod_states(pods: list[Obj]) -> dict[str, int]:
+    return dict(Counter(pod_reason(p) for p in pods).most_common(5))
+
+
+# -- Deployments ------------------------------------------------------------------------------------------
+def deployments(snap: Snapshot) -> Iterator[Finding]:
+    for dep in snap.items("deployments"):
+        spec, status = dep.get("spec") or {}, dep.get("status") or {}
+        wanted = spec.get("replicas", 1)
+        available = status.get("availableReplicas", 0)
+        progressing = condition(dep, "Progressing") or {}
+        stuck = progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded"
+        if not stuck and (wanted == 0 or available >= wanted or spec.get("paused")):
+            continue
+        pods = _pods_of(snap, dep, "Deployment")
+        evidence: dict[str, Any] = {
+            "desired": wanted,
+            "available": available,
+            "ready": status.get("readyReplicas", 0),
+            "updated": status.get("updatedReplicas", 0),
+            "pod_states": _pod_states(pods),
+        }
+        if stuck:
+            evidence["condition"] = progressing.get("message")
+            undo = rollback_fix(snap, dep)
+            fix = None
+            if undo:
+                fix, extra = undo
+                evidence.update(extra)
+            revision = evidence.get("failing_revision")
+            yield Finding(
+                code="DEPLOY_ROLLOUT_STUCK",
+                severity="critical",
+                tier=2,
+                object=snap.ref(dep, "Deployment"),
+                summary=f"rollout stuck (ProgressDeadlineExceeded): {available}/{wanted} available"
+                + (f"; revision {revision} introduced the failure" if revision else ""),
+                evidence=evidence,
+                fix=fix,
+                remediation="See the pod findings for why the new pods do not become ready; roll back to the "
+                "previous revision to restore service while fixing it.",
+            )
+        else:
+            yield Finding(
+                code="DEPLOY_UNAVAILABLE",
+                severity="critical" if available == 0 else "warning",
+                tier=2,
+                object=snap.ref(dep, "Deployment"),
+                summary=f"{wanted - available} of {wanted} replicas unavailable",
+                evidence=evidence,
+                remediation="See the findings on its pods (pod_states shows why they are not ready).",
+            )
+
+
+# -- creation failures -------------------------------------------------------------------------------------
+def failed_create(snap: Snapshot) -> Iterator[Finding]:
+    for rs in snap.items("replicasets"):
+        cond = condition(rs, "ReplicaFailure")
+        if not cond or cond.get("status") != "True" or not (rs.get("spec") or {}).get("replicas"):
+            continue
+        ctrl = snap.controller_of(rs)
+        target = snap.make_ref(ctrl[0], ctrl[1], ns_of(rs)) if ctrl else snap.ref(rs, "ReplicaSet")
+        events = snap.events_for("ReplicaSet", ns_of(rs), name_of(rs))
+        yield _failed_create(snap, target, str(cond.get("message") or ""), events, [snap.ref(rs, "ReplicaSet")])
+    for key, kind in (("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet"), ("jobs", "Job")):
+        for obj in snap.items(key):
+            events = [e for e in snap.events_for(kind, ns_of(obj), name_of(obj)) if e.get("reason") == "FailedCreate"]
+            if events:
+                yield _failed_create(snap, snap.ref(obj, kind), str(events[0].get("message") or ""), events, [])
+
+
+def _failed_create(snap: Snapshot, target: Any, message: str, events: list[Obj], involves: list[Any]) -> Finding:
+    low = message.lower()
+    if "exceeded quota" in low:
+        why, remediation = (
+            "a ResourceQuota is exhausted",
+            ("Raise the namespace's ResourceQuota or lower the pods' requests / replica count."),
+        )
+    elif "forbidden" in low or "denied" in low or "admission" in low:
+        why, remediation = (
+            "admission refused the pods",
+            ("Change the pod template to satisfy the policy named in the message (Pod Security, webhook, LimitRange)."),
+        )
+    else:
+        why, remediation = "the API server refused the pods", "Read the message and correct the pod template."
+    return Finding(
+        code="WORKLOAD_FAILED_CREATE",
+        severity="critical",
+        object=target,
+        summary=f"cannot create pods: {why}",
+        evidence={"message": message[:400], "events": event_summary(events) or None}
+        if events
+        else {"message": message[:400]},
+        remediation=remediation,
+        involves=involves,
+    )
+
+
+# -- StatefulSets and DaemonSets -------------------------------------------------------------------------
+def statefulsets(snap: Snapshot) -> Iterator[Finding]:
+    for sts in snap.items("statefulsets"):
+        ns, spec, status = ns_of(sts), sts.get("spec") or {}, sts.get("status") or {}
+        service_name = spec.get("serviceName")
+        if service_name and snap.covers("services", ns):
+            svc = snap.get("services", ns, service_name)
+            if svc is None:
+                ports = [
+                    {"name": p.get("name"), "port": p["containerPort"]}
+                    for c in pod_template_spec(sts).get("containers") or []
+                    for p in c.get("ports") or []
+                ]
+                yield Finding(
+                    code="STS_SERVICE_MISSING",
+                    severity="warning",
+                    object=snap.ref(sts, "StatefulSet"),
+                    summary=f"governing headless Service {service_name} does not exist",
+                    evidence={"serviceName": service_name},
+                    remediation=f"Create a headless Service {service_name} (clusterIP: None) selecting the pods, so "
+                    "each pod gets its stable DNS name.",
+                    fix=Fix(
+                        action="create_missing",
+                        target=snap.make_ref("Service", service_name, ns),
+                        params={"clusterIP": "None", "selector": pod_template_labels(sts), "ports": ports},
+                    ),
+                )
+            elif (svc.get("spec") or {}).get("clusterIP") != "None":
+                yield Finding(
+                    code="STS_SERVICE_NOT_HEADLESS",
+                    severity="warning",
+                    object=snap.ref(sts, "StatefulSet"),
+                    summary=f"governing Service {service_name} is not headless",
+                    evidence={"serviceName": service_name, "clusterIP": (svc.get("spec") or {}).get("clusterIP")},
+                    remediation="Use a headless Service (clusterIP: None) as serviceName: per-pod DNS needs it.",
+                )
+        wanted, ready = spec.get("replicas", 1), status.get("readyReplicas", 0)
+        if wanted and ready < wanted:
+            yield Finding(
+                code="STS_UNAVAILABLE",
+                severity="critical" if ready == 0 else "warning",
+                tier=2,
+                object=snap.ref(sts, "StatefulSet"),
+                summary=f"{ready}/{wanted} replicas ready",
+                evidence={
+                    "desired": wanted,
+                    "ready": ready,
+                    "pod_states": _pod_states(_pods_of(snap, sts, "StatefulSet")),
+                },
+                remediation="See the findings on its pods.",
+            )
+
+
+def daemonsets(snap: Snapshot) -> Iterator[Finding]:
+    for ds in snap.items("daemonsets"):
+        status = ds.get("status") or {}
+        counts = {
+            k: status.get(k, 0)
+            for k in (
+                "desiredNumberScheduled",
+                "currentNumberScheduled",
+                "numberAvailable",
+                "numberMisscheduled",
+                "numberUnavailable",
+            )
+        }
+        if counts["numberMisscheduled"]:
+            yield Finding(
+                code="DS_MISSCHEDULED",
+                severity="warning",
+                object=snap.ref(ds, "DaemonSet"),
+                summary=f"{counts['numberMisscheduled']} daemon pod(s) run on nodes they should not",
+                evidence=counts,
+                remediation="The nodes' labels or taints no longer match the DaemonSet's nodeSelector/affinity/"
+                "tolerations: fix the selector or the node labels; the controller then removes them.",
+            )
+        if counts["numberUnavailable"]:
+            yield Finding(
+                code="DS_UNAVAILABLE",
+                severity="critical" if not counts["numberAvailable"] else "warning",
+                tier=2,
+                object=snap.ref(ds, "DaemonSet"),
+                summary=f"{counts['numberUnavailable']} of {counts['desiredNumberScheduled']} daemon pods unavailable",
+                evidence={**counts, "pod_states": _pod_states(_pods_of(snap, ds, "DaemonSet"))},
+                remediation="See the findings on its pods.",
+            )
+
+
+# -- Jobs and CronJobs -----------------------------------------------------------------------------------
+def _last_pod_failure(snap: Snapshot, job: Obj) -> str | None:
+    for pod in sorted(_pods_of(snap, job, "Job"), key=lambda p: meta(p).get("creationTimestamp") or "", reverse=True):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if term and term.get("exitCode"):
+                return (
+                    f"pod {name_of(pod)} container {cs.get('name')}: {term.get('reason') or 'Error'} "
+                    f"(exit {term.get('exitCode')})"
+                )
+    return None
+
+
+def jobs(snap: Snapshot) -> Iterator[Finding]:
+    for job in snap.items("jobs"):
+        ctrl = snap.controller_of(job)
+        if ctrl and ctrl[0] == "CronJob":
+            continue  # reported through the CronJob
+        spec, status = job.get("spec") or {}, job.get("status") or {}
+        failed_cond = condition(job, "Failed")
+        evidence = {
+            "failed": status.get("failed", 0),
+            "succeeded": status.get("succeeded", 0),
+            "active": status.get("active", 0),
+            "backoffLimit": spec.get("backoffLimit", 6),
+            "last_failure": _last_pod_failure(snap, job),
+        }
+        evidence = {k: v for k, v in evidence.items() if v is not None}
+        if failed_cond and failed_cond.get("status") == "True":
+            evidence["reason"] = failed_cond.get("reason")
+            evidence["message"] = failed_cond.get("message")
+            yield Finding(
+                code="JOB_FAILED",
+                severity="critical",
+                object=snap.ref(job, "Job"),
+                summary=f"job failed: {failed_cond.get('reason')} after {status.get('failed', 0)} failed pod(s)",
+                evidence=evidence,
+                remediation="Read the failed pods' logs for the error; fix it and re-run the job "
+                "(a Job does not restart once Failed).",
+            )
+        elif status.get("failed") and not condition(job, "Complete"):
+            yield Finding(
+                code="JOB_BACKOFF",
+                severity="warning",
+                object=snap.ref(job, "Job"),
+                summary=f"{status['failed']} pod(s) failed so far (backoffLimit {spec.get('backoffLimit', 6)})",
+                evidence=evidence,
+                remediation="The job is retrying with back-off: read the failed pods' logs now.",
+            )
+
+
+def cronjobs(snap: Snapshot) -> Iterator[Finding]:
+    for cj in snap.items("cronjobs"):
+        ns, name, spec = ns_of(cj), name_of(cj), cj.get("spec") or {}
+        schedule = str(spec.get("schedule") or "")
+        problem = schedule_problem(schedule)
+        events = [
+            e
+            for e in snap.events_for("CronJob", ns, name)
+            if e.get("reason") in ("InvalidSchedule", "UnparseableSchedule", "InvalidTimeZone")
+        ]
+        if problem or events:
+            yield Finding(
+                code="CRONJOB_INVALID_SCHEDULE",
+                severity="critical",
+                object=snap.ref(cj, "CronJob"),
+                summary=f"schedule {schedule!r} is unusable: {problem or events[0].get('message')}",
+                evidence={
+                    "schedule": schedule,
+                    "timeZone": spec.get("timeZone"),
+                    "events": event_summary(events) or None,
+                },
+                remediation="Correct the schedule (minute hour day-of-month month day-of-week).",
+            )
+            continue
+        if spec.get("suspend"):
+            yield Finding(
+                code="CRONJOB_SUSPENDED",
+                severity="info",
+                object=snap.ref(cj, "CronJob"),
+                summary="suspended: no new jobs are started",
+                evidence={"suspend": True, "lastScheduleTime": (cj.get("status") or {}).get("lastScheduleTime")},
+                remediation="Set spec.suspend=false when it should run again.",
+            )
+            continue
+        owned = [j for j in snap.in_ns("jobs", ns) if snap.controller_of(j) == ("CronJob", name)]
+        finished = [j for j in owned if _finished(j)]
+        if not finished:
+            continue
+        latest = max(finished, key=lambda j: meta(j).get("creationTimestamp") or "")
+        failed = condition(latest, "Failed")
+        if failed and failed.get("status") == "True":
+            failures = sum(1 for j in finished if (condition(j, "Failed") or {}).get("status") == "True")
+            yield Finding(
+                code="CRONJOB_LAST_FAILED",
+                severity="warning",
+                object=snap.ref(cj, "CronJob"),
+                summary=f"last run {name_of(latest)} failed ({failed.get('reason')}); {failures} of {len(finished)} "
+                "recent runs failed",
+                evidence={
+                    "job": name_of(latest),
+                    "reason": failed.get("reason"),
+                    "message": failed.get("message"),
+                    "last_failure": _last_pod_failure(snap, latest),
+                },
+                involves=[snap.ref(latest, "Job")],
+                remediation="Read the failed job's pod logs for the error.",
+            )
+
+
+def _finished(job: Obj) -> bool:
+    return any((condition(job, t) or {}).get("status") == "True" for t in ("Complete", "Failed"))
+
+
+RULES = [deployments, failed_create, statefulsets, daemonsets, jobs, cronjobs]
