@@ -158,7 +158,10 @@ def test_insufficient_cpu_with_numbers_and_a_request_that_fits() -> None:
 
 
 def test_node_selector_matching_nothing() -> None:
-    msg = "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't match Pod's node affinity/selector."
+    msg = (
+        "0/3 nodes are available: 1 node(s) had untolerated taint(s), "
+        "2 node(s) didn't match Pod's node affinity/selector."
+    )
     f = only(_pending(fresh(), msg, nodeSelector={"disk": "ssd"}), "POD_NODE_AFFINITY_MISMATCH")
     assert f.evidence["node_selector"] == {"disk": "ssd"}
 
