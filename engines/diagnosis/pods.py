@@ -24,7 +24,17 @@ from engines.diagnosis.common import (
     rollback_fix,
 )
 from engines.diagnosis.model import Finding, Fix, ObjectRef
-from engines.diagnosis.snapshot import Obj, Snapshot, condition, meta, name_of, ns_of, parse_time
+from engines.diagnosis.snapshot import (
+    Obj,
+    Snapshot,
+    condition,
+    labels_of,
+    meta,
+    name_of,
+    ns_of,
+    parse_time,
+    selector_matches,
+)
 from tools.podstatus import pod_reason
 
 EXIT_CODES = {
@@ -359,6 +369,8 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
         )
     if insufficient:
         return _insufficient(snap, pod, insufficient, evidence)
+    if _selected_nodes_all_tainted(snap, spec):
+        reasons = {"untolerated taint": 1}
     if any("affinity" in r or "selector" in r for r in reasons):
         evidence["node_selector"] = spec.get("nodeSelector")
         if (spec.get("affinity") or {}).get("nodeAffinity"):
@@ -399,6 +411,22 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
         summary="pending: the scheduler finds no node",
         evidence=evidence,
         remediation="Read the scheduler's message in the evidence for each node's reason.",
+    )
+
+
+def _selected_nodes_all_tainted(snap: Snapshot, spec: Obj) -> bool:
+    """True when the nodes the pod's nodeSelector picks exist but all carry a taint it does not tolerate:
+    then the taint, not the selector, is what keeps it Pending."""
+    selector = spec.get("nodeSelector")
+    if not selector:
+        return False
+    chosen = [n for n in snap.items("nodes") if selector_matches(labels_of(n), selector)]
+    return bool(chosen) and all(
+        any(
+            t.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(spec.get("tolerations") or [], t)
+            for t in (n.get("spec") or {}).get("taints") or []
+        )
+        for n in chosen
     )
 
 

@@ -288,3 +288,11 @@ def test_bare_pod_keeps_its_own_name() -> None:
     f = only(w, "POD_CRASHLOOP")
     assert f.object.kind == "Pod" and f.object.name == "debug"
     assert meta("x")["namespace"] == "shop"
+
+
+def test_selector_onto_tainted_nodes_blames_the_taint() -> None:
+    msg = "0/2 nodes are available: 1 node(s) had untolerated taint(s), 1 node(s) didn't match Pod's node affinity."
+    w = _pending(fresh(), msg, nodeSelector={"pool": "gpu"})
+    w["nodes"][0]["metadata"]["labels"] = {"pool": "gpu"}
+    w["nodes"][0]["spec"]["taints"] = [{"key": "gpu", "effect": "NoSchedule"}]
+    assert only(w, "POD_TAINT_NOT_TOLERATED").evidence["node_taints"] == ["gpu=:NoSchedule"]
