@@ -82,7 +82,7 @@ class PrometheusSettings(BaseModel):
     url: str | None = Field(None, description="Prometheus base URL, e.g. http://prometheus:9090.")
     bearer_token: str | None = Field(None, description="Sent as Authorization: Bearer; never returned.")
     timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Prometheus query.")
-    verify_tls: bool = True
+    verify_tls: bool = Field(True, description="Verify Prometheus's TLS certificate.")
 
 
 class RcaSettings(BaseModel):
@@ -96,7 +96,7 @@ class RcaSettings(BaseModel):
 class ForecastSettings(BaseModel):
     """Load prediction and replica recommendation defaults."""
 
-    min_replicas: int = Field(1, ge=0)
+    min_replicas: int = Field(1, ge=0, description="Recommendations never go below this.")
     max_replicas: int = Field(20, ge=1, description="Recommendations are clamped to this (seeds: 20).")
     history_days: int = Field(14, ge=1, description="History used to fit a forecast.")
 
@@ -104,9 +104,9 @@ class ForecastSettings(BaseModel):
 class ServerSettings(BaseModel):
     """The MCP transport."""
 
-    transport: Literal["stdio", "http"] = "stdio"
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    transport: Literal["stdio", "http"] = Field("stdio", description="stdio, or streamable HTTP at /mcp.")
+    host: str = Field("127.0.0.1", description="HTTP bind address; use 0.0.0.0 inside a pod.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     toolsets: list[str] = Field(
         default_factory=lambda: list(TOOLSETS), description=f"Tool groups to expose, of {TOOLSETS}."
     )
@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     rca: RcaSettings = Field(default_factory=RcaSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logs go to stderr.")
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs, from nothing, then runs it. Safe to re-run: each step is cached.
+#   - etcd (and Prometheus, openssl) from Debian's packages
+#   - kube-apiserver, kube-controller-manager, kube-scheduler, kubectl built from the Go module proxy,
+#     cached in ~/.cache/cloudpilot/kube/<version>
+#   - the Python package and its test extras in .venv
+#   - the MCP Inspector CLI from npm, cached in ~/.cache/cloudpilot/inspector
+# Extra arguments go to pytest, e.g. scripts/test.sh -k pods -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt: ${missing[*]}"
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "== control plane binaries"
+CLOUDPILOT_KUBE_BIN="$(bash scripts/build-control-plane.sh | tail -n 1)"
+export CLOUDPILOT_KUBE_BIN
+
+echo "== python"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+inspector="$HOME/.cache/cloudpilot/inspector"
+if [ ! -x "$inspector/node_modules/.bin/mcp-inspector" ]; then
+  echo "== npm: MCP Inspector CLI"
+  mkdir -p "$inspector"
+  npm install --silent --no-audit --no-fund --prefix "$inspector" @modelcontextprotocol/inspector@2.12.0 >/dev/null
+fi
+
+echo "== lint"
+.venv/bin/ruff check .
+.venv/bin/mypy
+
+echo "== tests"
+exec .venv/bin/python -m pytest "$@"
