@@ -360,6 +360,7 @@ class Clusters:
         self.settings = settings
         self.store = store
         self._cache: dict[str, Connection] = {}
+        self._default: str | None = None
         self._lock = threading.Lock()
 
     def kubeconfig_path(self) -> str | None:
@@ -376,6 +377,16 @@ class Clusters:
         return contexts or [], (active or {}).get("name")
 
     def default_name(self) -> str:
+        if self._default is None:
+            self._default = self._find_default()
+        return self._default
+
+    def cached(self, name: str | None) -> Connection | None:
+        """The connection for `name` if it is already open (no I/O)."""
+        key = name or self._default
+        return self._cache.get(key) if key else None
+
+    def _find_default(self) -> str:
         if self.settings.default_cluster:
             return self.settings.default_cluster
         if self.settings.in_cluster == "always" or (self.settings.in_cluster == "auto" and in_pod()):
@@ -400,6 +411,7 @@ class Clusters:
 
     def forget(self, name: str) -> None:
         with self._lock:
+            self._default = None
             conn = self._cache.pop(name, None)
         if conn is not None:
             conn.api.close()

@@ -142,7 +142,7 @@ async def clusters_remove(name: Annotated[str, Field(description="Registered clu
 async def cluster_info(cluster: ClusterArg = None) -> ClusterInfo:
     """Server version, endpoint, the identity used, and node count/readiness of one cluster."""
     rt = current()
-    return await _info(await rt.call(rt.connection, cluster))
+    return await _info(await rt.connect(cluster))
 
 
 async def _info(conn: Connection) -> ClusterInfo:

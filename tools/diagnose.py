@@ -24,7 +24,7 @@ from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.errors import Forbidden, InvalidInput, NotFound, Unsupported
 from tools.redact import redact
-from tools.results import Result, clip
+from tools.results import Result
 from tools.runtime import Runtime, current, validate_limit
 
 logger = logging.getLogger(__name__)
@@ -326,7 +326,7 @@ class Diagnosis(Result):
         if self.truncated:
             lines.append(f"(showing {len(self.findings)} of {self.total}; raise limit or min_severity to see others)")
         lines += [f"note: {n}" for n in self.notes]
-        return clip("\n".join(lines), current().settings.output.max_chars)
+        return "\n".join(lines)  # the server clips to output.max_chars
 
 
 def _value(v: Any) -> str:
@@ -397,7 +397,7 @@ async def diagnose(
     ns = validate.namespace(namespace)
     rt.check_namespace(ns)
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     focus = _focus(kind, name, ns)
     namespaces = [ns] if ns else None
     gathered, age = await snapshot(rt, conn, namespaces, refresh=force_refresh)
@@ -437,7 +437,7 @@ async def istio_analyze(
     ns = validate.namespace(namespace)
     rt.check_namespace(ns)
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     gathered, age = await snapshot(rt, conn, [ns] if ns else None, istio_only=True, refresh=force_refresh)
     report = await rt.call(run, gathered.snapshot, areas=["istio"])
     scope = f"namespace {ns}" if ns else "all namespaces"

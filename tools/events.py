@@ -78,7 +78,7 @@ async def events_list(namespace: Namespace = None,
     validate.namespace(namespace)
     rt.check_namespace(namespace)
     limit = validate_limit(limit, rt.settings.output.default_limit, maximum=1000)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     selectors = []
     if kind:
         info = await rt.call(conn.resolve, kind)

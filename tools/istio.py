@@ -20,7 +20,7 @@ from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.errors import Unsupported
 from tools.redact import redact
-from tools.results import Page, Result, age, clip, table
+from tools.results import Page, Result, age, table
 from tools.runtime import current, validate_limit
 
 logger = logging.getLogger(__name__)
@@ -224,10 +224,7 @@ class IstioList(Result):
     def render(self) -> str:
         rows = [[o.namespace, o.name, o.summary, o.age] for o in self.items]
         head = f"{self.kind} ({self.api_version}) in {self.namespace or 'all namespaces'}:"
-        return clip(
-            "\n".join(filter(None, [head, table(["NAMESPACE", "NAME", "SUMMARY", "AGE"], rows), self.page.footer()])),
-            current().settings.output.max_chars,
-        )
+        return "\n".join(filter(None, [head, table(["NAMESPACE", "NAME", "SUMMARY", "AGE"], rows), self.page.footer()]))
 
 
 @tool("istio", title="List Istio objects")
@@ -254,7 +251,7 @@ async def istio_list(
         ns = None
     rt.check_namespace(ns)
     limit = validate_limit(limit, rt.settings.output.default_limit, maximum=500)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     info = await rt.call(resolve_kind, conn, kind)
     doc = await rt.call(
         conn.get, info.path(ns), limit=limit, **({"continue": continue_token} if continue_token else {})
@@ -301,7 +298,7 @@ class IstioDetail(Result):
             "  " + body.replace("\n", "\n  "),
         ]
         lines += [f"condition: {c}" for c in self.conditions]
-        return clip("\n".join(lines), current().settings.output.max_chars)
+        return "\n".join(lines)  # the server clips to output.max_chars
 
 
 @tool("istio", title="Get one Istio object")
@@ -316,7 +313,7 @@ async def istio_get(
     ns = validate.namespace(namespace) or ROOT_NAMESPACE
     rt.check_namespace(ns)
     validate.object_name(name)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     info = await rt.call(resolve_kind, conn, kind)
     obj = await rt.call(conn.get, info.path(ns, name))
     text, details = summarize(kind, obj)
@@ -390,7 +387,7 @@ async def mesh_overview(
     readiness and version, and per namespace the sidecar injection setting and pods with/without a proxy."""
     rt = current()
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     resources = await rt.call(conn.resources)
     apis = {
         r.group: r.version

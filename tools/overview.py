@@ -89,7 +89,7 @@ async def cluster_overview(cluster: ClusterArg = None, force_refresh: Refresh = 
     deployments, services, configmaps, secrets, namespaces, CPU/memory requests and limits against allocatable.
     Cached briefly; if one kind cannot be read the result is partial and `errors` says which."""
     rt = current()
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
 
     async def load() -> Overview:
         return await _overview(conn.name, force_refresh)
@@ -170,7 +170,7 @@ async def namespaces_detail(cluster: ClusterArg = None, limit: int | None = None
                             continue_token: ContinueToken = None, force_refresh: Refresh = False) -> Namespaces:
     """Each namespace with its status, age, and counts of pods (and unhealthy pods), deployments, services."""
     rt = current()
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     limit = validate_limit(limit, rt.settings.output.default_limit)
     nss, pods, deps, svcs = await asyncio.gather(
         snapshot.metadata(rt, conn, "/api/v1/namespaces"), snapshot.pods(rt, conn, force_refresh),
@@ -235,7 +235,7 @@ async def nodes_detail(cluster: ClusterArg = None, name: str | None = None, limi
     """Nodes with readiness, pressure conditions, roles, kubelet/OS/kernel/runtime, capacity and allocatable,
     CPU/memory requested by the pods placed there, pod count, and taints. Not-ready nodes come first."""
     rt = current()
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     limit = validate_limit(limit, rt.settings.output.default_limit)
     (nodes, _), pods = await asyncio.gather(rt.call(conn.list_items, "/api/v1/nodes"),
                                             snapshot.pods(rt, conn, force_refresh))

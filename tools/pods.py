@@ -52,12 +52,22 @@ class PodList(Result):
         head = f"{total} pods in {self.namespace or 'all namespaces'}: {counts}"
         if self.unhealthy_by_namespace:
             head += "\nunhealthy by namespace: " + ", ".join(f"{k} {v}" for k, v in self.unhealthy_by_namespace.items())
-        rows = [[p.namespace, p.name, p.ready, p.status, p.restarts, p.age, p.node, p.last_termination]
-                for p in self.pods]
-        cols = ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE", "LAST TERMINATION"]
+        cols = ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE", "LAST TERMINATION"]
+        parts = [head]
         if self.namespace:
-            rows, cols = [r[1:] for r in rows], cols[1:]
-        return "\n".join(filter(None, [head, table(cols, rows), self.page.footer()]))
+            parts.append(table(cols, [_pod_cells(p) for p in self.pods]))
+        else:  # grouped by namespace: the namespace is said once, not on every row
+            groups: dict[str, list[PodLine]] = {}
+            for p in self.pods:
+                groups.setdefault(p.namespace, []).append(p)
+            for ns, members in groups.items():
+                parts.append(f"namespace {ns}:\n" + table(cols, [_pod_cells(p) for p in members]))
+        parts.append(self.page.footer())
+        return "\n".join(filter(None, parts))
+
+
+def _pod_cells(p: PodLine) -> list[Any]:
+    return [p.name, p.ready, p.status, p.restarts, p.age, p.node, p.last_termination]
 
 
 @tool("core", title="List pods")
@@ -74,15 +84,17 @@ async def pods_list(namespace: Namespace = None, label_selector: LabelSelector =
     validate.field_selector(field_selector)
     rt.check_namespace(namespace)
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
 
-    async def load() -> list[PodRow]:
+    def load_rows() -> list[PodRow]:
         path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
-        query = {"labelSelector": label_selector, "fieldSelector": field_selector}
-        items, _ = await rt.call(conn.list_items, path, query)
+        items = snapshot.list_pods(conn, path, {"labelSelector": label_selector, "fieldSelector": field_selector})
         rows = [snapshot.pod_row(p) for p in items if rt.namespace_visible(p["metadata"].get("namespace", ""))]
         rows.sort(key=lambda p: (p.healthy, p.namespace, p.name))
         return rows
+
+    async def load() -> list[PodRow]:
+        return await rt.call(load_rows)
 
     key = (conn.name, "pods_list", namespace, label_selector, field_selector)
     rows, _ = await rt.cache.get(key, _LISTING_TTL, load, refresh=continue_token is None)
@@ -154,7 +166,7 @@ async def pod_get(name: str, namespace: str, output: Output = "summary", cluster
     validate.object_name(name, "pod name")
     validate.namespace(namespace)
     rt.check_namespace(namespace)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     pod, events = await asyncio.gather(
         rt.call(conn.get, f"/api/v1/namespaces/{namespace}/pods/{name}"),
         object_events(conn.name, namespace, "Pod", name))
@@ -250,7 +262,7 @@ async def pod_logs(
     except re.error as e:
         raise InvalidInput(f"grep {grep!r} is not a valid regular expression: {e}.") from e
     cap = min(max_bytes or rt.settings.output.log_max_bytes, rt.settings.output.log_max_bytes * 4)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     base = f"/api/v1/namespaces/{namespace}/pods/{name}"
     if container is None:
         pod = await rt.call(conn.get, base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -19,6 +20,11 @@ def parse_quantity(text: str | int | float) -> Decimal:
     """The exact value of a quantity: `parse_quantity("1.5Gi") == 1610612736`."""
     if isinstance(text, (int, float)):
         return Decimal(str(text))
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)  # clusters repeat a handful of quantities thousands of times
+def _parse(text: str) -> Decimal:
     match = _FORM.match(text.strip())
     if not match:
         raise InvalidInput(f"{text!r} is not a Kubernetes quantity (e.g. 250m, 1.5Gi, 2, 1e3).")

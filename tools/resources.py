@@ -49,7 +49,7 @@ async def api_resources(group: Annotated[str | None, Field(description="Only thi
                         cluster: ClusterArg = None) -> KindList:
     """Kinds the cluster serves (built-in and CRDs) at their preferred version, like kubectl api-resources."""
     rt = current()
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     found = await rt.call(conn.resources)
     kinds = [KindInfo(kind=r.kind, name=r.full_name, api_version=r.api_version, namespaced=r.namespaced,
                       short_names=list(r.short_names), verbs=list(r.verbs))
@@ -91,7 +91,7 @@ async def resources_list(kind: Kind, namespace: Namespace = None,
     validate.field_selector(field_selector)
     rt.check_namespace(namespace)
     limit = validate_limit(limit, rt.settings.output.default_limit, maximum=1000)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     info = await rt.call(conn.resolve, kind)
     if "list" not in info.verbs and info.verbs:
         raise InvalidInput(f"{info.full_name} cannot be listed (verbs: {', '.join(info.verbs)}).")
@@ -167,7 +167,7 @@ async def resource_describe(kind: Kind, name: str, namespace: Namespace = None,
     """An object of any kind with its spec and status (redacted) and the events about it, newest first —
     what `kubectl describe` is used for."""
     rt = current()
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     (info, obj), events = await asyncio.gather(
         _fetch(kind, name, namespace, cluster),
         _events_for(conn.name, kind, name, namespace))
@@ -189,7 +189,7 @@ async def _fetch(kind: str, name: str, namespace: str | None, cluster: str | Non
     validate.object_name(name)
     validate.namespace(namespace)
     rt.check_namespace(namespace)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     info = await rt.call(conn.resolve, kind)
     if info.namespaced and not namespace:
         raise InvalidInput(f"{info.kind} is namespaced: pass `namespace`.")

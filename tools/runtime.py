@@ -78,7 +78,12 @@ class Runtime:
         return Clusters(self.settings.k8s, self.store)
 
     def connection(self, cluster: str | None) -> Connection:
+        """The connection for a tool's `cluster` argument (may read kubeconfig: blocking on first use)."""
         return self.clusters.get(cluster or None)
+
+    async def connect(self, cluster: str | None) -> Connection:
+        """`connection()` for async code: no thread hop once the connection is open."""
+        return self.clusters.cached(cluster) or await self.call(self.connection, cluster)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking function in a worker thread."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from tools import podstatus
 from tools._kube import METADATA_LIST, Connection
+from tools.podschema import decode_pods
 from tools.quantity import parse_quantity
 from tools.runtime import Runtime
 
@@ -73,12 +74,27 @@ def pod_resources(spec: dict[str, Any]) -> tuple[tuple[float, float], tuple[floa
     return out[0], out[1]
 
 
+def list_pods(conn: Connection, path: str = "/api/v1/pods", query: dict[str, Any] | None = None
+              ) -> list[dict[str, Any]]:
+    """Slim pod dicts (see tools.podschema) of a pod list path, all pages. Blocking."""
+    query = dict(query or {})
+    out: list[dict[str, Any]] = []
+    while True:
+        items, cont = decode_pods(conn.request("GET", path, query=query, raw=True))
+        out.extend(items)
+        if not cont:
+            return out
+        query["continue"] = cont
+
+
 async def pods(rt: Runtime, conn: Connection, refresh: bool = False) -> list[PodRow]:
     """Every visible pod of the cluster, cached for `k8s.cache_ttl_seconds`."""
 
+    def load_rows() -> list[PodRow]:
+        return [pod_row(p) for p in list_pods(conn) if rt.namespace_visible(p["metadata"].get("namespace", ""))]
+
     async def load() -> list[PodRow]:
-        items, _ = await rt.call(conn.list_items, "/api/v1/pods")
-        return [pod_row(p) for p in items if rt.namespace_visible((p.get("metadata") or {}).get("namespace", ""))]
+        return await rt.call(load_rows)
 
     rows, _ = await rt.cache.get((conn.name, "pods"), rt.settings.k8s.cache_ttl_seconds, load, refresh)
     return rows

@@ -67,7 +67,7 @@ async def workloads_list(namespace: Namespace = None,
     validate.namespace(namespace)
     rt.check_namespace(namespace)
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     wanted: list[str] = list(kinds or _PATHS)
     results = await asyncio.gather(*(rt.call(conn.list_items, _path(k, namespace)) for k in wanted),
                                    return_exceptions=True)
@@ -199,7 +199,7 @@ async def rollout_status(kind: RolloutKind, name: str, namespace: str, cluster: 
     validate.object_name(name)
     validate.namespace(namespace)
     rt.check_namespace(namespace)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     obj = await rt.call(conn.get, _path(kind, namespace, name))
     status, why = rollout_state(kind, obj)
     meta = obj["metadata"]
@@ -243,7 +243,7 @@ async def rollout_history(kind: RolloutKind, name: str, namespace: str, cluster:
     validate.object_name(name)
     validate.namespace(namespace)
     rt.check_namespace(namespace)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     owner = await rt.call(conn.get, _path(kind, namespace, name))
     return RolloutHistory(cluster=conn.name, kind=kind, namespace=namespace, name=name,
                           revisions=await revisions(conn, kind, owner))
@@ -311,7 +311,7 @@ async def resource_usage(kind: Literal["pods", "nodes"] = "pods", namespace: Nam
     validate.namespace(namespace)
     rt.check_namespace(namespace)
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    conn = await rt.call(rt.connection, cluster)
+    conn = await rt.connect(cluster)
     served = await rt.call(conn.resources)
     if not any(r.group == "metrics.k8s.io" and r.resource == kind for r in served):
         raise Unsupported(f"Cluster {conn.name!r} does not serve metrics.k8s.io {kind}: metrics-server (or another "
