@@ -26,7 +26,10 @@ def claims(snap: Snapshot) -> Iterator[Finding]:
             "events": event_summary(events) or None,
         }
         evidence = {k: v for k, v in evidence.items() if v is not None}
-        if cls and cls not in classes:
+        static = bool(cls) and any(
+            (pv.get("spec") or {}).get("storageClassName") == cls for pv in snap.items("persistentvolumes")
+        )
+        if cls and cls not in classes and not static:
             yield Finding(
                 code="PVC_STORAGECLASS_MISSING",
                 severity="critical",
@@ -38,7 +41,7 @@ def claims(snap: Snapshot) -> Iterator[Finding]:
                 + " — the class of a claim cannot be changed, so recreate the claim — or install the class.",
             )
             continue
-        sc = classes.get(cls) if cls else None
+        sc = classes.get(cls) if cls else None  # None: bound statically, by class name, to a PersistentVolume
         if sc and sc.get("volumeBindingMode") == "WaitForFirstConsumer":
             continue  # binds when a pod uses it
         if sc is None:
