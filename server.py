@@ -1,8 +1,8 @@
 """CloudPilot's MCP server: registers the tool catalogue and serves it over stdio or streamable HTTP.
 
-    python server.py                              # stdio, current kubeconfig context, read-only
-    python server.py --transport http --port 8000 # streamable HTTP at http://127.0.0.1:8000/mcp
-    python server.py --allow-write                # also list the mutating tools
+python server.py                              # stdio, current kubeconfig context, read-only
+python server.py --transport http --port 8000 # streamable HTTP at http://127.0.0.1:8000/mcp
+python server.py --allow-write                # also list the mutating tools
 """
 
 from __future__ import annotations
@@ -46,16 +46,29 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
         finally:
             runtime.close()
 
-    mcp = FastMCP("cloudpilot", instructions=INSTRUCTIONS, host=settings.server.host, port=settings.server.port,
-                  lifespan=lifespan, log_level=settings.log_level)
+    mcp = FastMCP(
+        "cloudpilot",
+        instructions=INSTRUCTIONS,
+        host=settings.server.host,
+        port=settings.server.port,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
     for spec in enabled_tools(settings):
-        mcp.add_tool(mcp_tool(spec, runtime), name=spec.name, title=spec.title, description=spec.description,
-                     annotations=ToolAnnotations(title=spec.title, **spec.hints), structured_output=True)
+        mcp.add_tool(
+            mcp_tool(spec, runtime),
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=ToolAnnotations(title=spec.title, **spec.hints),
+            structured_output=True,
+        )
 
     @mcp.prompt(name="triage_namespace", description="Find what is wrong in a namespace, read-only.")
     def triage_namespace(namespace: str, cluster: str | None = None) -> str:
-        return prompts.load("triage").format(namespace=namespace,
-                                             cluster_clause=f" of cluster `{cluster}`" if cluster else "")
+        return prompts.load("triage").format(
+            namespace=namespace, cluster_clause=f" of cluster `{cluster}`" if cluster else ""
+        )
 
     return mcp
 
@@ -82,13 +95,18 @@ def mcp_tool(spec: ToolSpec, runtime: Runtime) -> Callable[..., Awaitable[CallTo
             logger.exception("tool %s failed", spec.name)
             raise
         text = result.render() if isinstance(result, Result) else str(result)
-        return CallToolResult(content=[TextContent(type="text", text=clip(text, max_chars))],
-                              structuredContent=result.model_dump(mode="json"))
+        return CallToolResult(
+            content=[TextContent(type="text", text=clip(text, max_chars))],
+            structuredContent=result.model_dump(mode="json"),
+        )
 
-    params = [*signature.parameters.values(),
-              inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    params = [
+        *signature.parameters.values(),
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+    ]
     call.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=params, return_annotation=Annotated[CallToolResult, returns])
+        parameters=params, return_annotation=Annotated[CallToolResult, returns]
+    )
     call.__annotations__ = {**bound.__annotations__, "ctx": Context, "return": Annotated[CallToolResult, returns]}
     call.__name__ = spec.name
     call.__doc__ = spec.description
@@ -96,8 +114,9 @@ def mcp_tool(spec: ToolSpec, runtime: Runtime) -> Callable[..., Awaitable[CallTo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="cloudpilot", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="cloudpilot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--transport", choices=["stdio", "http"], help="default: stdio")
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8000)")
@@ -137,11 +156,16 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_from_args(args)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"cloudpilot: invalid settings: {e}")
-    logging.basicConfig(stream=sys.stderr, level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     server = build_server(settings)
-    logger.info("serving %d tools over %s (writes %s)", len(enabled_tools(settings)), settings.server.transport,
-                "on" if settings.safety.allow_write else "off")
+    logger.info(
+        "serving %d tools over %s (writes %s)",
+        len(enabled_tools(settings)),
+        settings.server.transport,
+        "on" if settings.safety.allow_write else "off",
+    )
     server.run("stdio" if settings.server.transport == "stdio" else "streamable-http")
 
 

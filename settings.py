@@ -25,9 +25,7 @@ TOOLSETS = ("core", "istio", "diagnose", "rca", "fix")
 class KubeSettings(BaseModel):
     """How clusters are reached."""
 
-    kubeconfig: Path | None = Field(
-        None, description="kubeconfig file; default: $KUBECONFIG, then ~/.kube/config."
-    )
+    kubeconfig: Path | None = Field(None, description="kubeconfig file; default: $KUBECONFIG, then ~/.kube/config.")
     context: str | None = Field(None, description="Default kubeconfig context; default: the current one.")
     default_cluster: str | None = Field(
         None, description="Registry name or context used when a tool is given no `cluster`."

@@ -37,5 +37,10 @@ def as_langchain_tool(spec: ToolSpec, runtime: Runtime) -> BaseTool:
     run.__annotations__ = bound.__annotations__
     run.__name__ = spec.name
     run.__doc__ = spec.description
-    return StructuredTool.from_function(coroutine=run, name=spec.name, description=spec.description,
-                                        response_format="content_and_artifact", metadata=spec.hints)
+    return StructuredTool.from_function(
+        coroutine=run,
+        name=spec.name,
+        description=spec.description,
+        response_format="content_and_artifact",
+        metadata=spec.hints,
+    )

@@ -46,63 +46,128 @@ def seed(cp: ControlPlane) -> None:
         ns = f"team-{n:02d}"
         cp.api("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
+
         def post(path: str, body: dict[str, Any]) -> None:
             cp.api("POST", path, body)
 
         for n in range(NAMESPACES):
             ns = f"team-{n:02d}"
             for d in range(4):
-                jobs.append(("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", {
-                    "metadata": {"name": f"app-{d}"}, "spec": {"replicas": 0, "selector": {"matchLabels": {"app": f"a{d}"}},
-                                                           "template": {"metadata": {"labels": {"app": f"a{d}"}},
-                                                                        "spec": {"containers": [{"name": "c", "image": "x"}]}}}},
-                             "application/json"))
+                jobs.append(
+                    (
+                        "POST",
+                        f"/apis/apps/v1/namespaces/{ns}/deployments",
+                        {
+                            "metadata": {"name": f"app-{d}"},
+                            "spec": {
+                                "replicas": 0,
+                                "selector": {"matchLabels": {"app": f"a{d}"}},
+                                "template": {
+                                    "metadata": {"labels": {"app": f"a{d}"}},
+                                    "spec": {"containers": [{"name": "c", "image": "x"}]},
+                                },
+                            },
+                        },
+                        "application/json",
+                    )
+                )
             for s in range(6):
-                jobs.append(("POST", f"/api/v1/namespaces/{ns}/services",
-                             {"metadata": {"name": f"svc-{s}"}, "spec": {"ports": [{"port": 80}]}}, "application/json"))
+                jobs.append(
+                    (
+                        "POST",
+                        f"/api/v1/namespaces/{ns}/services",
+                        {"metadata": {"name": f"svc-{s}"}, "spec": {"ports": [{"port": 80}]}},
+                        "application/json",
+                    )
+                )
             for c in range(10):
-                jobs.append(("POST", f"/api/v1/namespaces/{ns}/configmaps",
-                             {"metadata": {"name": f"cm-{c}"}, "data": {"k": "v" * 100}}, "application/json"))
+                jobs.append(
+                    (
+                        "POST",
+                        f"/api/v1/namespaces/{ns}/configmaps",
+                        {"metadata": {"name": f"cm-{c}"}, "data": {"k": "v" * 100}},
+                        "application/json",
+                    )
+                )
             for p in range(PODS_PER_NS):
                 jobs.append(("POST", f"/api/v1/namespaces/{ns}/pods", _pod(p, n), "application/json"))
         list(pool.map(lambda j: post(j[1], j[2]), jobs))
 
         def status(args: tuple[int, int]) -> None:
             n, p = args
-            cp.api("PATCH", f"/api/v1/namespaces/team-{n:02d}/pods/web-{p:03d}/status", {"status": _status(p, now)},
-                   content_type="application/merge-patch+json")
+            cp.api(
+                "PATCH",
+                f"/api/v1/namespaces/team-{n:02d}/pods/web-{p:03d}/status",
+                {"status": _status(p, now)},
+                content_type="application/merge-patch+json",
+            )
 
         list(pool.map(status, [(n, p) for n in range(NAMESPACES) for p in range(PODS_PER_NS)]))
 
 
 def _pod(p: int, n: int) -> dict[str, Any]:
     res = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
-    return {"metadata": {"name": f"web-{p:03d}", "labels": {"app": "web", "shard": str(p % 10)}},
-            "spec": {"nodeName": f"node-{(n * PODS_PER_NS + p) % 97 + 3}",
-                     "containers": [{"name": "app", "image": "shop/web:1.4.2", "resources": res,
-                                     "env": [{"name": "MODE", "value": "prod"}]},
-                                    {"name": "proxy", "image": "envoy:1.30", "resources": res}]}}
+    return {
+        "metadata": {"name": f"web-{p:03d}", "labels": {"app": "web", "shard": str(p % 10)}},
+        "spec": {
+            "nodeName": f"node-{(n * PODS_PER_NS + p) % 97 + 3}",
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "shop/web:1.4.2",
+                    "resources": res,
+                    "env": [{"name": "MODE", "value": "prod"}],
+                },
+                {"name": "proxy", "image": "envoy:1.30", "resources": res},
+            ],
+        },
+    }
 
 
 def _status(p: int, now: str) -> dict[str, Any]:
     bad = BAD.get(p)
     run = {"running": {"startedAt": now}}
-    main: dict[str, Any] = {"name": "app", "image": "shop/web:1.4.2", "imageID": "", "ready": True, "started": True,
-                            "restartCount": 0, "state": run}
+    main: dict[str, Any] = {
+        "name": "app",
+        "image": "shop/web:1.4.2",
+        "imageID": "",
+        "ready": True,
+        "started": True,
+        "restartCount": 0,
+        "state": run,
+    }
     if bad == "CrashLoopBackOff":
-        main |= {"ready": False, "restartCount": 12, "state": {"waiting": {"reason": bad}},
-                 "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}
+        main |= {
+            "ready": False,
+            "restartCount": 12,
+            "state": {"waiting": {"reason": bad}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}},
+        }
     elif bad == "OOMKilled":
         main |= {"ready": False, "restartCount": 3, "state": {"terminated": {"reason": bad, "exitCode": 137}}}
     elif bad in ("ImagePullBackOff", "Pending"):
-        main |= {"ready": False, "started": False, "state": {"waiting": {"reason": bad if bad != "Pending"
-                                                                         else "ContainerCreating"}}}
-    proxy = {"name": "proxy", "image": "envoy:1.30", "imageID": "", "ready": True, "started": True,
-             "restartCount": 0, "state": run}
+        main |= {
+            "ready": False,
+            "started": False,
+            "state": {"waiting": {"reason": bad if bad != "Pending" else "ContainerCreating"}},
+        }
+    proxy = {
+        "name": "proxy",
+        "image": "envoy:1.30",
+        "imageID": "",
+        "ready": True,
+        "started": True,
+        "restartCount": 0,
+        "state": run,
+    }
     phase = "Pending" if bad in ("ImagePullBackOff", "Pending") else "Running"
-    return {"phase": phase, "podIP": f"10.1.{p // 250}.{p % 250}", "startTime": now,
-            "containerStatuses": [main, proxy],
-            "conditions": [{"type": "Ready", "status": "True" if not bad else "False"}]}
+    return {
+        "phase": phase,
+        "podIP": f"10.1.{p // 250}.{p % 250}",
+        "startTime": now,
+        "containerStatuses": [main, proxy],
+        "conditions": [{"type": "Ready", "status": "True" if not bad else "False"}],
+    }
 
 
 def timed(fn: Any, runs: int) -> tuple[float, Any]:
@@ -117,15 +182,23 @@ def timed(fn: Any, runs: int) -> tuple[float, Any]:
 def raw_lists(rt: Runtime) -> int:
     """The baseline: every list the overview needs, full and raw (no model decoding), concurrently."""
     conn = rt.connection(None)
-    paths = ["/api/v1/pods", "/api/v1/nodes", "/apis/apps/v1/deployments", "/api/v1/services", "/api/v1/configmaps",
-             "/api/v1/secrets", "/api/v1/namespaces"]
+    paths = [
+        "/api/v1/pods",
+        "/api/v1/nodes",
+        "/apis/apps/v1/deployments",
+        "/api/v1/services",
+        "/api/v1/configmaps",
+        "/api/v1/secrets",
+        "/api/v1/namespaces",
+    ]
     with concurrent.futures.ThreadPoolExecutor(len(paths)) as pool:
         return sum(len(b) for b in pool.map(lambda p: conn.request("GET", p, raw=True), paths))
 
 
 async def kmcp_pods_list(binary: str, kubeconfig: str) -> tuple[float, int]:
-    params = StdioServerParameters(command=binary, args=["--kubeconfig", kubeconfig, "--read-only"],
-                                   env={**os.environ, "KUBECONFIG": kubeconfig})
+    params = StdioServerParameters(
+        command=binary, args=["--kubeconfig", kubeconfig, "--read-only"], env={**os.environ, "KUBECONFIG": kubeconfig}
+    )
     async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
         await s.initialize()
         t = time.perf_counter()
@@ -176,31 +249,52 @@ def report(kubeconfig: Path, runs: int) -> None:
         t_p, triage = timed(lambda: loop.run_until_complete(pods.pods_list()), runs)
         rows.append(("cloudpilot pods_list, all namespaces (default triage page)", t_p, len(triage.render().encode())))
         t_all, full = timed(lambda: loop.run_until_complete(pods.pods_list(limit=5000)), runs)
-        rows.append(("cloudpilot pods_list, all namespaces, every pod (limit=5000)", t_all, len(full.render().encode())))
-    kubectl = shutil.which("kubectl", path=str(Path.home() / ".cache/cloudpilot/kube/v1.35.8/bin")) or shutil.which("kubectl")
+        rows.append(
+            ("cloudpilot pods_list, all namespaces, every pod (limit=5000)", t_all, len(full.render().encode()))
+        )
+    kubectl = shutil.which("kubectl", path=str(Path.home() / ".cache/cloudpilot/kube/v1.35.8/bin")) or shutil.which(
+        "kubectl"
+    )
     if kubectl:
         for extra, label in (([], "kubectl get pods -A"), (["-o", "json"], "kubectl get pods -A -o json")):
-            t, out = timed(lambda e=extra: subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "get", "pods", "-A", *e],
-                                                          capture_output=True, check=True).stdout, runs)
+            t, out = timed(
+                lambda e=extra: (
+                    subprocess.run(
+                        [kubectl, "--kubeconfig", str(kubeconfig), "get", "pods", "-A", *e],
+                        capture_output=True,
+                        check=True,
+                    ).stdout
+                ),
+                runs,
+            )
             rows.append((label, t, len(out)))
     kmcp = find_kmcp()
     if kmcp:
         samples = [asyncio.run(kmcp_pods_list(kmcp, str(kubeconfig))) for _ in range(runs)]
-        rows.append(("kubernetes-mcp-server pods_list over stdio", statistics.median(s[0] for s in samples),
-                     samples[-1][1]))
+        rows.append(
+            ("kubernetes-mcp-server pods_list over stdio", statistics.median(s[0] for s in samples), samples[-1][1])
+        )
     else:
-        rows.append(("kubernetes-mcp-server: not installed (npm i kubernetes-mcp-server-linux-amd64)", float("nan"), None))
+        rows.append(
+            ("kubernetes-mcp-server: not installed (npm i kubernetes-mcp-server-linux-amd64)", float("nan"), None)
+        )
     print(f"\nmedian of {runs} runs; {ov.pods.total} pods, {ov.nodes.total} nodes, {ov.pods.unhealthy} unhealthy\n")
     print(f"{'what':<66} {'seconds':>9} {'bytes':>12} {'~tokens':>9}")
     for label, secs, size in rows:
-        print(f"{label:<66} {secs:>9.4f} {size if size is not None else '-':>12} "
-              f"{(size // 4) if size is not None else '-':>9}")
-    print(f"\ncold overview / raw lists: {t_cold / t_raw:.2f}x (target <= 1.5x); warm overview {t_warm * 1000:.3f} ms "
-          f"(target < 5 ms)")
+        print(
+            f"{label:<66} {secs:>9.4f} {size if size is not None else '-':>12} "
+            f"{(size // 4) if size is not None else '-':>9}"
+        )
+    print(
+        f"\ncold overview / raw lists: {t_cold / t_raw:.2f}x (target <= 1.5x); warm overview {t_warm * 1000:.3f} ms "
+        f"(target < 5 ms)"
+    )
     if kmcp:
         kb = samples[-1][1]
-        print(f"all-pods answer vs kubernetes-mcp-server: every pod {kb / len(full.render().encode()):.1f}x smaller, "
-              f"triage page {kb / len(triage.render().encode()):.0f}x smaller (target >= 3x)")
+        print(
+            f"all-pods answer vs kubernetes-mcp-server: every pod {kb / len(full.render().encode()):.1f}x smaller, "
+            f"triage page {kb / len(triage.render().encode()):.0f}x smaller (target >= 3x)"
+        )
     rt.close()
 
 

@@ -1,7 +1,7 @@
 """The README's tool and settings tables, generated from the catalogue and the settings model.
 
-    python scripts/docs.py           # print them
-    python scripts/docs.py --write   # rewrite them in README.md (a test checks they are current)
+python scripts/docs.py           # print them
+python scripts/docs.py --write   # rewrite them in README.md (a test checks they are current)
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from settings import Settings  # noqa: E402
-from tools.catalogue import load_all  # noqa: E402
+from settings import Settings
+from tools.catalogue import load_all
 
 
 def tool_table() -> str:
@@ -30,13 +30,19 @@ def settings_table() -> str:
     lines = ["| environment variable | default | meaning |", "|---|---|---|"]
     defaults = Settings.model_construct()
     for group, field in Settings.model_fields.items():
-        value = getattr(defaults, group, None) if group in defaults.__dict__ else field.get_default(call_default_factory=True)
+        value = (
+            getattr(defaults, group, None)
+            if group in defaults.__dict__
+            else field.get_default(call_default_factory=True)
+        )
         if isinstance(value, BaseModel):
             for name, sub in type(value).model_fields.items():
                 default = getattr(value, name)
                 if group == "store" and name == "path":
                     default = "~/.local/share/cloudpilot/cloudpilot.db"
-                lines.append(f"| `CLOUDPILOT_{group.upper()}__{name.upper()}` | `{default}` | {sub.description or ''} |")
+                lines.append(
+                    f"| `CLOUDPILOT_{group.upper()}__{name.upper()}` | `{default}` | {sub.description or ''} |"
+                )
         else:
             lines.append(f"| `CLOUDPILOT_{group.upper()}` | `{value}` | {field.description or ''} |")
     return "\n".join(lines)

@@ -77,8 +77,17 @@ class Store:
                 self._db.execute(
                     f"{verb} INTO clusters (name, server, token, kubeconfig, context, ca_cert, "
                     "insecure_skip_tls_verify, description, added_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (record.name, record.server, record.token, record.kubeconfig, record.context,
-                     record.ca_cert, int(record.insecure_skip_tls_verify), record.description, added),
+                    (
+                        record.name,
+                        record.server,
+                        record.token,
+                        record.kubeconfig,
+                        record.context,
+                        record.ca_cert,
+                        int(record.insecure_skip_tls_verify),
+                        record.description,
+                        added,
+                    ),
                 )
             except sqlite3.IntegrityError as e:
                 raise KeyError(record.name) from e

@@ -77,8 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterEnv]:
 
 @pytest.fixture
 def settings(tmp_path: Path, cluster: ClusterEnv) -> Settings:
-    return Settings(k8s={"kubeconfig": cluster.kubeconfig, "context": None},
-                    store={"path": tmp_path / "cloudpilot.db"})
+    return Settings(k8s={"kubeconfig": cluster.kubeconfig, "context": None}, store={"path": tmp_path / "cloudpilot.db"})
 
 
 @pytest.fixture

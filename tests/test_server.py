@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,34 @@ from server import build_server
 from tests.cluster import states
 
 REPO = Path(__file__).resolve().parents[1]
-READ_TOOLS = {"clusters_list", "cluster_info", "cluster_overview", "namespaces_detail", "nodes_detail", "pods_list",
-              "pod_get", "pod_logs", "api_resources", "resources_list", "resource_get", "resource_describe",
-              "events_list", "workloads_list", "rollout_status", "rollout_history", "resource_usage"}
+READ_TOOLS = {
+    "clusters_list",
+    "cluster_info",
+    "cluster_overview",
+    "namespaces_detail",
+    "nodes_detail",
+    "pods_list",
+    "pod_get",
+    "pod_logs",
+    "api_resources",
+    "resources_list",
+    "resource_get",
+    "resource_describe",
+    "events_list",
+    "workloads_list",
+    "rollout_status",
+    "rollout_history",
+    "resource_usage",
+}
 
 
 def core_only(settings, **safety):
-    return settings.model_copy(update={
-        "server": settings.server.model_copy(update={"toolsets": ["core"]}),
-        "safety": settings.safety.model_copy(update=safety)})
+    return settings.model_copy(
+        update={
+            "server": settings.server.model_copy(update={"toolsets": ["core"]}),
+            "safety": settings.safety.model_copy(update=safety),
+        }
+    )
 
 
 async def test_read_only_server_lists_no_mutating_tool(settings):
@@ -44,7 +62,8 @@ async def test_read_only_server_lists_no_mutating_tool(settings):
 
 async def test_write_switch_lists_the_mutating_tools(settings):
     async with create_connected_server_and_client_session(
-            build_server(core_only(settings, allow_write=True))) as client:
+        build_server(core_only(settings, allow_write=True))
+    ) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert {"clusters_add", "clusters_remove"} <= set(tools)
     assert tools["clusters_add"].annotations.readOnlyHint is False
@@ -70,13 +89,18 @@ async def test_errors_come_back_as_tool_errors_a_model_can_act_on(settings, name
 
 
 def _env(cluster, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "CLOUDPILOT_STORE__PATH": str(tmp_path / "db.sqlite"),
-            "CLOUDPILOT_SERVER__TOOLSETS": '["core"]'}
+    return {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "CLOUDPILOT_STORE__PATH": str(tmp_path / "db.sqlite"),
+        "CLOUDPILOT_SERVER__TOOLSETS": '["core"]',
+    }
 
 
 async def test_stdio_subprocess_with_the_sdk_client(cluster, tmp_path):
-    params = StdioServerParameters(command=sys.executable, args=[str(REPO / "server.py")], env=_env(cluster, tmp_path),
-                                   cwd=str(REPO))
+    params = StdioServerParameters(
+        command=sys.executable, args=[str(REPO / "server.py")], env=_env(cluster, tmp_path), cwd=str(REPO)
+    )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
         names = {t.name for t in (await client.list_tools()).tools}
@@ -93,14 +117,20 @@ def _free_port() -> int:
 
 async def test_streamable_http_on_loopback(cluster, tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "server.py"), "--transport", "http", "--host", "127.0.0.1",
-                             "--port", str(port)], env=_env(cluster, tmp_path), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "server.py"), "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
+        env=_env(cluster, tmp_path),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         states.wait_for(lambda: _accepts(port) or proc.poll() is not None, timeout=30, what="the HTTP server")
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _), \
-                ClientSession(read, write) as client:
+        async with (
+            streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _),
+            ClientSession(read, write) as client,
+        ):
             await client.initialize()
             overview = await client.call_tool("cluster_overview", {})
         assert not overview.isError and overview.structuredContent["nodes"]["total"] >= 3
@@ -119,12 +149,15 @@ def _accepts(port: int) -> bool:
 def inspector() -> str:
     """The MCP Inspector CLI installed by .ci/run (or CLOUDPILOT_INSPECTOR)."""
     found = os.environ.get("CLOUDPILOT_INSPECTOR") or str(
-        Path.home() / ".cache" / "cloudpilot" / "inspector" / "node_modules" / ".bin" / "mcp-inspector")
+        Path.home() / ".cache" / "cloudpilot" / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
+    )
     if not Path(found).exists():
         if os.environ.get("CI"):
             pytest.fail(f"MCP Inspector CLI not found at {found}: .ci/run installs it")
-        pytest.skip("MCP Inspector CLI not installed (npm install --prefix ~/.cache/cloudpilot/inspector "
-                    "@modelcontextprotocol/inspector@2.12.0)")
+        pytest.skip(
+            "MCP Inspector CLI not installed (npm install --prefix ~/.cache/cloudpilot/inspector "
+            "@modelcontextprotocol/inspector@2.12.0)"
+        )
     return found
 
 
@@ -133,17 +166,30 @@ def test_mcp_inspector_cli_lists_tools_and_calls_the_overview(cluster, tmp_path)
     cli = inspector()
     config = tmp_path / "claude_desktop_config.json"
     server_env = {k: v for k, v in _env(cluster, tmp_path).items() if k == "KUBECONFIG" or k.startswith("CLOUDPILOT_")}
-    config.write_text(json.dumps({"mcpServers": {"cloudpilot": {
-        "command": sys.executable, "args": [str(REPO / "server.py")], "env": server_env}}}))
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "cloudpilot": {"command": sys.executable, "args": [str(REPO / "server.py")], "env": server_env}
+                }
+            }
+        )
+    )
     base = [cli, "--cli", "--config", str(config), "--server", "cloudpilot"]
     env = {k: v for k, v in os.environ.items() if k != "MCP_CATALOG_PATH"}
-    listed = subprocess.run([*base, "--method", "tools/list"], env=env, cwd=REPO, capture_output=True, text=True,
-                            timeout=90)
+    listed = subprocess.run(
+        [*base, "--method", "tools/list"], env=env, cwd=REPO, capture_output=True, text=True, timeout=90
+    )
     assert listed.returncode == 0, listed.stderr
     assert {t["name"] for t in json.loads(listed.stdout)["tools"]} == READ_TOOLS
-    called = subprocess.run([*base, "--method", "tools/call", "--tool-name", "cluster_overview",
-                             "--tool-arg", "force_refresh=true"], env=env, cwd=REPO, capture_output=True, text=True,
-                            timeout=90)
+    called = subprocess.run(
+        [*base, "--method", "tools/call", "--tool-name", "cluster_overview", "--tool-arg", "force_refresh=true"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert called.returncode == 0, called.stderr
     payload = json.loads(called.stdout)
     assert payload["structuredContent"]["nodes"]["total"] >= 3 and "nodes:" in payload["content"][0]["text"]

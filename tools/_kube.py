@@ -123,7 +123,11 @@ class Connection:
         )
         try:
             resp = self.api.call_api(
-                m, url, header_params=hdrs, body=data, post_params=post,
+                m,
+                url,
+                header_params=hdrs,
+                body=data,
+                post_params=post,
                 _request_timeout=(min(5.0, timeout or self.timeout), timeout or self.timeout),
             )
             payload = resp.read()
@@ -143,8 +147,9 @@ class Connection:
     def get(self, path: str, **query: Any) -> Any:
         return self.request("GET", path, query=query)
 
-    def list_items(self, path: str, query: dict[str, Any] | None = None, accept: str = "application/json"
-                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def list_items(
+        self, path: str, query: dict[str, Any] | None = None, accept: str = "application/json"
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """All items of a list call, following `continue` pages. Returns (items, list metadata)."""
         query = dict(query or {})
         items: list[dict[str, Any]] = []
@@ -197,16 +202,27 @@ class Connection:
             for r in self.get(gv).get("resources", []):
                 if "/" in r["name"]:
                     continue
-                out.append(ResourceInfo(group, version, r["name"], r["kind"], r["namespaced"],
-                                        tuple(r.get("verbs", [])), tuple(r.get("shortNames", [])),
-                                        r.get("singularName") or r["kind"].lower()))
+                out.append(
+                    ResourceInfo(
+                        group,
+                        version,
+                        r["name"],
+                        r["kind"],
+                        r["namespaced"],
+                        tuple(r.get("verbs", [])),
+                        tuple(r.get("shortNames", [])),
+                        r.get("singularName") or r["kind"].lower(),
+                    )
+                )
         return out
 
     def resolve(self, kind: str) -> ResourceInfo:
         """Find a resource by kind, plural, singular or short name, optionally suffixed `.group`."""
         wanted = kind.strip()
         if not wanted:
-            raise InvalidInput("A kind is required, e.g. 'Deployment', 'pods', 'svc' or 'gateways.networking.istio.io'.")
+            raise InvalidInput(
+                "A kind is required, e.g. 'Deployment', 'pods', 'svc' or 'gateways.networking.istio.io'."
+            )
         resources = self.resources()
         found = _match(resources, wanted)
         if not found:
@@ -221,8 +237,10 @@ class Connection:
                 if len(preferred) == 1:
                     return preferred[0]
             names = ", ".join(sorted(r.full_name for r in found))
-            raise InvalidInput(f"Kind {wanted!r} is ambiguous in cluster {self.name!r}: {names}.",
-                               hint="Pass one of these full names as the kind.")
+            raise InvalidInput(
+                f"Kind {wanted!r} is ambiguous in cluster {self.name!r}: {names}.",
+                hint="Pass one of these full names as the kind.",
+            )
         return found[0]
 
     # -- errors ---------------------------------------------------------------------------------------
@@ -234,29 +252,49 @@ class Connection:
             verb = "list"
         where = f"in cluster {self.name!r}"
         if status == 404:
-            return NotFound(f"{what} not found {where}: {message}.",
-                            hint="Check the name and namespace; list the kind to see what exists.")
+            return NotFound(
+                f"{what} not found {where}: {message}.",
+                hint="Check the name and namespace; list the kind to see what exists.",
+            )
         if status == 403:
             return Forbidden(
-                f"Forbidden: identity {self.identity!r} may not {verb} {what} {where}. "
-                f"The API server said: {message}.",
+                f"Forbidden: identity {self.identity!r} may not {verb} {what} {where}. The API server said: {message}.",
                 hint=f"Grant the identity RBAC permission to {verb} this resource, or use a cluster/context "
                 "with more rights.",
             )
         if status == 401:
-            return Forbidden(f"Cluster {self.name!r} rejected the credentials of {self.identity!r}: {message}.",
-                             hint="The token or certificate is invalid or expired; update the cluster entry.")
+            return Forbidden(
+                f"Cluster {self.name!r} rejected the credentials of {self.identity!r}: {message}.",
+                hint="The token or certificate is invalid or expired; update the cluster entry.",
+            )
         if status == 409:
-            return Conflict(f"Conflict on {what} {where}: {message}.",
-                            hint="The object changed since it was read; read it again and re-plan.", delay=1.0)
+            return Conflict(
+                f"Conflict on {what} {where}: {message}.",
+                hint="The object changed since it was read; read it again and re-plan.",
+                delay=1.0,
+            )
         if status in (400, 405, 406, 415, 422):
             return InvalidInput(f"The API server refused to {verb} {what} {where}: {message}.")
-        return Unreachable(f"Cluster {self.name!r} failed to {verb} {what} (HTTP {status}): {message}.",
-                           hint="This is usually temporary; try again shortly.", delay=2.0)
+        return Unreachable(
+            f"Cluster {self.name!r} failed to {verb} {what} (HTTP {status}): {message}.",
+            hint="This is usually temporary; try again shortly.",
+            delay=2.0,
+        )
 
 
-_BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "networking.k8s.io", "rbac.authorization.k8s.io",
-                   "storage.k8s.io", "apiextensions.k8s.io", "events.k8s.io", "discovery.k8s.io"}
+_BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "autoscaling",
+    "policy",
+    "networking.k8s.io",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "apiextensions.k8s.io",
+    "events.k8s.io",
+    "discovery.k8s.io",
+}
 
 
 def _match(resources: list[ResourceInfo], wanted: str) -> list[ResourceInfo]:
@@ -265,7 +303,9 @@ def _match(resources: list[ResourceInfo], wanted: str) -> list[ResourceInfo]:
     out = []
     for r in resources:
         names = {r.kind.lower(), r.resource, r.singular, *r.short_names}
-        if (low in names and not group) or (group and name in names and (r.group == group or r.group.startswith(group + "."))):
+        if (low in names and not group) or (
+            group and name in names and (r.group == group or r.group.startswith(group + "."))
+        ):
             out.append(r)
     return out
 
@@ -280,11 +320,18 @@ def _from_aggregated(doc: dict[str, Any]) -> list[ResourceInfo]:
         pref = versions[0]  # listed in preference order
         for r in pref.get("resources") or []:
             rk = r.get("responseKind") or {}
-            out.append(ResourceInfo(
-                gname, pref["version"], r["resource"], rk.get("kind", ""), r.get("scope") == "Namespaced",
-                tuple(r.get("verbs") or ()), tuple(r.get("shortNames") or ()),
-                r.get("singularResource") or rk.get("kind", "").lower(),
-            ))
+            out.append(
+                ResourceInfo(
+                    gname,
+                    pref["version"],
+                    r["resource"],
+                    rk.get("kind", ""),
+                    r.get("scope") == "Namespaced",
+                    tuple(r.get("verbs") or ()),
+                    tuple(r.get("shortNames") or ()),
+                    r.get("singularResource") or rk.get("kind", "").lower(),
+                )
+            )
     return out
 
 
@@ -340,8 +387,10 @@ def _query_value(v: Any) -> Any:
 
 # -- making connections --------------------------------------------------------------------------------
 def in_pod() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and Path(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
+    return (
+        bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
+    )
 
 
 def _jwt_subject(token: str) -> str | None:
@@ -396,8 +445,10 @@ class Clusters:
         _, active = self.contexts()
         if active:
             return active
-        raise NotFound("No cluster is configured: no kubeconfig current context and not running in a pod.",
-                       hint="Set KUBECONFIG, pass --context, or add a cluster with clusters_add.")
+        raise NotFound(
+            "No cluster is configured: no kubeconfig current context and not running in a pod.",
+            hint="Set KUBECONFIG, pass --context, or add a cluster with clusters_add.",
+        )
 
     def get(self, name: str | None = None) -> Connection:
         key = name or self.default_name()
@@ -424,13 +475,16 @@ class Clusters:
 
     def kubeconfig_servers(self) -> dict[str, str]:
         """kubeconfig cluster name → server URL (no credentials)."""
-        path = self.kubeconfig_path() or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-            Path.home() / ".kube" / "config")
+        path = (
+            self.kubeconfig_path()
+            or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+            or str(Path.home() / ".kube" / "config")
+        )
         try:
             doc = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError):
             return {}
-        return {c.get("name"): (c.get("cluster") or {}).get("server") for c in doc.get("clusters") or []}
+        return {str(c.get("name")): str((c.get("cluster") or {}).get("server")) for c in doc.get("clusters") or []}
 
     def connect_record(self, record: ClusterRecord) -> Connection:
         """A connection for a cluster record that is not (yet) registered; the caller closes it."""
@@ -439,9 +493,13 @@ class Clusters:
 
     def _connection(self, name: str, cfg: kclient.Configuration, identity: str) -> Connection:
         _cap_retries(cfg)
-        return Connection(name=name, api=kclient.ApiClient(cfg), identity=identity,
-                          timeout=self.settings.request_timeout_seconds,
-                          discovery_ttl=self.settings.discovery_ttl_seconds)
+        return Connection(
+            name=name,
+            api=kclient.ApiClient(cfg),
+            identity=identity,
+            timeout=self.settings.request_timeout_seconds,
+            discovery_ttl=self.settings.discovery_ttl_seconds,
+        )
 
     def _connect(self, name: str) -> Connection:
         record = self.store.get_cluster(name)
@@ -452,8 +510,10 @@ class Clusters:
             try:
                 kconfig.load_incluster_config(client_configuration=cfg)
             except ConfigException as e:
-                raise NotFound(f"Not running in a pod, so cluster {IN_CLUSTER!r} is unavailable: {e}.",
-                               hint="Use a kubeconfig context or a registered cluster instead.") from e
+                raise NotFound(
+                    f"Not running in a pod, so cluster {IN_CLUSTER!r} is unavailable: {e}.",
+                    hint="Use a kubeconfig context or a registered cluster instead.",
+                ) from e
             token = str(cfg.api_key.get("authorization", "")).removeprefix("Bearer ").strip()
             identity = _jwt_subject(token) or "the pod's service account"
         else:
@@ -465,12 +525,15 @@ class Clusters:
         match = next((c for c in contexts if c.get("name") == context), None)
         if match is None:
             known = sorted([c["name"] for c in contexts] + [r.name for r in self.store.list_clusters()])
-            raise NotFound(f"Unknown cluster {context!r}: neither a registered cluster nor a kubeconfig context.",
-                           hint=f"Known clusters: {', '.join(known) or 'none'}. Add one with clusters_add.")
+            raise NotFound(
+                f"Unknown cluster {context!r}: neither a registered cluster nor a kubeconfig context.",
+                hint=f"Known clusters: {', '.join(known) or 'none'}. Add one with clusters_add.",
+            )
         cfg = kclient.Configuration()
         try:
-            kconfig.load_kube_config(config_file=self.kubeconfig_path(), context=context,
-                                     client_configuration=cfg, persist_config=False)
+            kconfig.load_kube_config(
+                config_file=self.kubeconfig_path(), context=context, client_configuration=cfg, persist_config=False
+            )
         except (ConfigException, OSError) as e:
             raise InvalidInput(f"kubeconfig context {context!r} cannot be used: {e}.") from e
         user = (match.get("context") or {}).get("user") or "unknown user"
@@ -482,11 +545,18 @@ def _config_from_record(record: ClusterRecord) -> tuple[kclient.Configuration, s
     if record.kubeconfig:
         try:
             doc = yaml.safe_load(record.kubeconfig)
-            kconfig.load_kube_config_from_dict(doc, context=record.context, client_configuration=cfg,
-                                               persist_config=False, temp_file_path=_private_tmpdir())
+            kconfig.load_kube_config_from_dict(
+                doc,
+                context=record.context,
+                client_configuration=cfg,
+                persist_config=False,
+                temp_file_path=_private_tmpdir(),
+            )
         except (ConfigException, yaml.YAMLError, TypeError, ValueError) as e:
-            raise InvalidInput(f"The kubeconfig stored for cluster {record.name!r} cannot be used: {e}.",
-                               hint="Remove the cluster and add it again with a valid kubeconfig.") from e
+            raise InvalidInput(
+                f"The kubeconfig stored for cluster {record.name!r} cannot be used: {e}.",
+                hint="Remove the cluster and add it again with a valid kubeconfig.",
+            ) from e
         return cfg, f"kubeconfig of registered cluster {record.name}"
     cfg.host = record.server
     if record.token:

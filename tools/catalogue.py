@@ -57,19 +57,24 @@ TOOL_MODULES: tuple[str, ...] = (
 )
 
 
-def tool(toolset: str, *, access: Access = "read", idempotent: bool | None = None,
-         title: str | None = None) -> Callable[[F], F]:
+def tool(
+    toolset: str, *, access: Access = "read", idempotent: bool | None = None, title: str | None = None
+) -> Callable[[F], F]:
     """Add the decorated async function to the catalogue under its own name."""
 
     def register(fn: F) -> F:
-        if not inspect.iscoroutinefunction(fn):
+        is_async = inspect.iscoroutinefunction(fn)  # a plain bool: no type narrowing of fn
+        if not is_async:
             raise TypeError(f"tool {fn.__name__} must be an async function")
         if not fn.__doc__:
             raise TypeError(f"tool {fn.__name__} needs a docstring: it is the model's description")
         if fn.__name__ in CATALOGUE:
             raise ValueError(f"tool {fn.__name__} is declared twice")
         CATALOGUE[fn.__name__] = ToolSpec(
-            fn=fn, name=fn.__name__, toolset=toolset, access=access,
+            fn=fn,
+            name=fn.__name__,
+            toolset=toolset,
+            access=access,
             idempotent=(access == "read") if idempotent is None else idempotent,
             title=title or fn.__name__.replace("_", " ").capitalize(),
         )

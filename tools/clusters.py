@@ -13,7 +13,7 @@ from tools._kube import IN_CLUSTER, Connection, in_pod
 from tools.catalogue import tool
 from tools.errors import CloudPilotError, InvalidInput, NotFound
 from tools.results import Result, table
-from tools.runtime import current
+from tools.runtime import attempt, current
 
 ClusterArg = Annotated[str | None, Field(description="Registry name or kubeconfig context; default: current.")]
 
@@ -31,8 +31,9 @@ class ClusterList(Result):
     clusters: list[ClusterEntry]
 
     def render(self) -> str:
-        rows = [[("* " if c.default else "  ") + c.name, c.source, c.server, c.auth, c.description]
-                for c in self.clusters]
+        rows = [
+            [("* " if c.default else "  ") + c.name, c.source, c.server, c.auth, c.description] for c in self.clusters
+        ]
         return table(["NAME", "SOURCE", "SERVER", "AUTH", "DESCRIPTION"], rows)
 
 
@@ -48,9 +49,11 @@ class ClusterInfo(Result):
     errors: dict[str, str] = {}
 
     def render(self) -> str:
-        lines = [f"cluster {self.name} at {self.server} as {self.identity}",
-                 f"version {self.version or '?'} ({self.platform or '?'})",
-                 f"nodes {self.nodes_ready}/{self.nodes_total} ready"]
+        lines = [
+            f"cluster {self.name} at {self.server} as {self.identity}",
+            f"version {self.version or '?'} ({self.platform or '?'})",
+            f"nodes {self.nodes_ready}/{self.nodes_total} ready",
+        ]
         if self.nodes_not_ready:
             lines.append("not ready: " + ", ".join(self.nodes_not_ready))
         lines += [f"error ({k}): {v}" for k, v in self.errors.items()]
@@ -62,16 +65,24 @@ async def clusters_list() -> ClusterList:
     """List every cluster CloudPilot can reach: registered clusters, kubeconfig contexts and, inside a pod,
     the in-cluster service account. The default cluster is marked. Credentials are never shown."""
     rt = current()
-    entries = [ClusterEntry(name=r.name, source="registry", server=r.server, auth=r.auth,
-                            description=r.description) for r in rt.store.list_clusters()]
+    entries = [
+        ClusterEntry(name=r.name, source="registry", server=r.server, auth=r.auth, description=r.description)
+        for r in rt.store.list_clusters()
+    ]
     taken = {e.name for e in entries}
     contexts, _ = rt.clusters.contexts()
     servers = rt.clusters.kubeconfig_servers()
     for c in contexts:
         if c["name"] not in taken:
             ctx = c.get("context") or {}
-            entries.append(ClusterEntry(name=c["name"], source="kubeconfig", server=servers.get(ctx.get("cluster")),
-                                        auth=f"user {ctx.get('user')}"))
+            entries.append(
+                ClusterEntry(
+                    name=c["name"],
+                    source="kubeconfig",
+                    server=servers.get(str(ctx.get("cluster"))),
+                    auth=f"user {ctx.get('user')}",
+                )
+            )
     if in_pod():
         entries.append(ClusterEntry(name=IN_CLUSTER, source="in-cluster", auth="service account"))
     try:
@@ -88,7 +99,9 @@ async def clusters_add(
     name: Annotated[str, Field(description="A short unique name for the cluster (DNS label).")],
     server: Annotated[str | None, Field(description="API server URL, e.g. https://10.0.0.1:6443.")] = None,
     token: Annotated[str | None, Field(description="Bearer token (service account or user).")] = None,
-    kubeconfig: Annotated[str | None, Field(description="A whole kubeconfig, as text (instead of server+token).")] = None,
+    kubeconfig: Annotated[
+        str | None, Field(description="A whole kubeconfig, as text (instead of server+token).")
+    ] = None,
     context: Annotated[str | None, Field(description="Context inside `kubeconfig`; default its current.")] = None,
     ca_cert: Annotated[str | None, Field(description="PEM CA certificate for `server`.")] = None,
     insecure_skip_tls_verify: bool = False,
@@ -107,9 +120,16 @@ async def clusters_add(
     contexts, _ = rt.clusters.contexts()
     if name == IN_CLUSTER or any(c["name"] == name for c in contexts) or rt.store.get_cluster(name):
         raise InvalidInput(f"A cluster named {name!r} already exists.", hint="Pick another name, or remove it first.")
-    record = ClusterRecord(name=name, server=server or "(from kubeconfig)", token=token, kubeconfig=kubeconfig,
-                           context=context, ca_cert=ca_cert, insecure_skip_tls_verify=insecure_skip_tls_verify,
-                           description=description)
+    record = ClusterRecord(
+        name=name,
+        server=server or "(from kubeconfig)",
+        token=token,
+        kubeconfig=kubeconfig,
+        context=context,
+        ca_cert=ca_cert,
+        insecure_skip_tls_verify=insecure_skip_tls_verify,
+        description=description,
+    )
     info = None
     if verify:  # the record is saved only once the cluster has answered
         probe = rt.clusters.connect_record(record)
@@ -147,21 +167,18 @@ async def cluster_info(cluster: ClusterArg = None) -> ClusterInfo:
 
 async def _info(conn: Connection) -> ClusterInfo:
     rt = current()
-    version, nodes = await asyncio.gather(rt.call(conn.get, "/version"), rt.call(conn.list_items, "/api/v1/nodes"),
-                                          return_exceptions=True)
+    version, nodes = await asyncio.gather(
+        attempt(rt.call(conn.get, "/version")), attempt(rt.call(conn.list_items, "/api/v1/nodes"))
+    )
     info = ClusterInfo(name=conn.name, server=conn.server, identity=conn.identity)
     if isinstance(version, CloudPilotError) and isinstance(nodes, CloudPilotError):
         raise version  # nothing answered: an error, not a partial result
     if isinstance(version, CloudPilotError):
         info.errors["version"] = str(version)
-    elif isinstance(version, BaseException):
-        raise version
     else:
         info.version, info.platform = version.get("gitVersion"), version.get("platform")
     if isinstance(nodes, CloudPilotError):
         info.errors["nodes"] = str(nodes)
-    elif isinstance(nodes, BaseException):
-        raise nodes
     else:
         items = nodes[0]
         info.nodes_total = len(items)
@@ -171,5 +188,7 @@ async def _info(conn: Connection) -> ClusterInfo:
 
 
 def node_ready(node: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (node.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (node.get("status") or {}).get("conditions") or []
+    )

@@ -28,12 +28,13 @@ class EventLine(BaseModel):
 def events_table(events: list[EventLine]) -> str:
     if not events:
         return "events: none"
-    return "events:\n" + table(["AGE", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
-                               [[e.age, e.type, e.reason, e.object, e.count, e.message] for e in events])
+    return "events:\n" + table(
+        ["AGE", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
+        [[e.age, e.type, e.reason, e.object, e.count, e.message] for e in events],
+    )
 
 
-async def object_events(cluster: str, namespace: str | None, kind: str, name: str, limit: int = 20
-                        ) -> list[EventLine]:
+async def object_events(cluster: str, namespace: str | None, kind: str, name: str, limit: int = 20) -> list[EventLine]:
     """Events about one object, newest first."""
     rt = current()
     conn = rt.connection(cluster)
@@ -45,16 +46,28 @@ async def object_events(cluster: str, namespace: str | None, kind: str, name: st
 
 def event_lines(items: list[dict[str, Any]], limit: int) -> list[EventLine]:
     items.sort(key=event_time, reverse=True)
-    return [EventLine(age=age(event_time(e)), type=e.get("type") or "", reason=e.get("reason") or "",
-                      object=f"{(e.get('involvedObject') or {}).get('kind')}/{(e.get('involvedObject') or {}).get('name')}",
-                      count=int(e.get("count") or (e.get("series") or {}).get("count") or 1),
-                      message=mask_text((e.get("message") or "").strip())[:300])
-            for e in items[:limit]]
+    return [
+        EventLine(
+            age=age(event_time(e)),
+            type=e.get("type") or "",
+            reason=e.get("reason") or "",
+            object=f"{(e.get('involvedObject') or {}).get('kind')}/{(e.get('involvedObject') or {}).get('name')}",
+            count=int(e.get("count") or (e.get("series") or {}).get("count") or 1),
+            message=mask_text((e.get("message") or "").strip())[:300],
+        )
+        for e in items[:limit]
+    ]
 
 
 def event_time(e: dict[str, Any]) -> str:
-    return (e.get("lastTimestamp") or (e.get("series") or {}).get("lastObservedTime") or e.get("eventTime")
-            or e.get("firstTimestamp") or (e.get("metadata") or {}).get("creationTimestamp") or "")
+    return (
+        e.get("lastTimestamp")
+        or (e.get("series") or {}).get("lastObservedTime")
+        or e.get("eventTime")
+        or e.get("firstTimestamp")
+        or (e.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
 
 
 class EventList(Result):
@@ -68,11 +81,14 @@ class EventList(Result):
 
 
 @tool("core", title="Events")
-async def events_list(namespace: Namespace = None,
-                      kind: Annotated[str | None, Field(description="Only events about this kind...")] = None,
-                      name: Annotated[str | None, Field(description="...and this object name.")] = None,
-                      warnings_only: bool = False, limit: int | None = None,
-                      cluster: ClusterArg = None) -> EventList:
+async def events_list(
+    namespace: Namespace = None,
+    kind: Annotated[str | None, Field(description="Only events about this kind...")] = None,
+    name: Annotated[str | None, Field(description="...and this object name.")] = None,
+    warnings_only: bool = False,
+    limit: int | None = None,
+    cluster: ClusterArg = None,
+) -> EventList:
     """Events, newest first, for a namespace or all, optionally about one object and warnings only."""
     rt = current()
     validate.namespace(namespace)
@@ -92,5 +108,6 @@ async def events_list(namespace: Namespace = None,
     items, _ = await rt.call(conn.list_items, path, {"fieldSelector": ",".join(selectors) or None})
     items = [e for e in items if rt.namespace_visible((e.get("metadata") or {}).get("namespace", ""))]
     lines = event_lines(items, limit)
-    return EventList(cluster=conn.name, namespace=namespace, events=lines,
-                     page=Page(total=len(items), returned=len(lines)))
+    return EventList(
+        cluster=conn.name, namespace=namespace, events=lines, page=Page(total=len(items), returned=len(lines))
+    )

@@ -15,7 +15,7 @@ from tools.clusters import ClusterArg, node_ready
 from tools.errors import CloudPilotError, NotFound
 from tools.quantity import GIB, cores, gib
 from tools.results import Page, Result, age, paginate, table
-from tools.runtime import current, validate_limit
+from tools.runtime import attempt, current, validate_limit
 
 Refresh = Annotated[bool, Field(description="Ignore the cache and fetch fresh data.")]
 ContinueToken = Annotated[str | None, Field(description="continue_token from the previous page.")]
@@ -101,26 +101,44 @@ async def cluster_overview(cluster: ClusterArg = None, force_refresh: Refresh = 
 async def _overview(name: str, refresh: bool) -> Overview:
     rt = current()
     conn = rt.connection(name)
-    paths = {"deployments": "/apis/apps/v1/deployments", "services": "/api/v1/services",
-             "configmaps": "/api/v1/configmaps", "secrets": "/api/v1/secrets", "namespaces": "/api/v1/namespaces"}
-    jobs = [snapshot.pods(rt, conn, refresh), rt.call(conn.list_items, "/api/v1/nodes"),
-            *(snapshot.count(rt, conn, p) for p in paths.values())]
-    pods, nodes, *counts = await asyncio.gather(*jobs, return_exceptions=True)
+    paths = {
+        "deployments": "/apis/apps/v1/deployments",
+        "services": "/api/v1/services",
+        "configmaps": "/api/v1/configmaps",
+        "secrets": "/api/v1/secrets",
+        "namespaces": "/api/v1/namespaces",
+    }
+    pods, nodes, counts = await asyncio.gather(
+        attempt(snapshot.pods(rt, conn, refresh)),
+        attempt(rt.call(conn.list_items, "/api/v1/nodes")),
+        asyncio.gather(*(attempt(snapshot.count(rt, conn, p)) for p in paths.values())),
+    )
     out = Overview(cluster=name, last_updated=datetime.now(UTC).isoformat(timespec="seconds"))
     for kind, value in zip(paths, counts, strict=True):
-        if _failed(out, kind, value):
-            continue
-        setattr(out, kind, value)
-    if not _failed(out, "nodes", nodes):
+        if isinstance(value, CloudPilotError):
+            out.errors[kind] = str(value)
+        else:
+            setattr(out, kind, value)
+    if isinstance(nodes, CloudPilotError):
+        out.errors["nodes"] = str(nodes)
+    else:
         ready = [n for n in nodes[0] if node_ready(n)]
         out.nodes = NodeCounts(total=len(nodes[0]), ready=len(ready), not_ready=len(nodes[0]) - len(ready))
         out.resources.cpu_allocatable = round(float(sum(cores(_alloc(n, "cpu")) for n in ready)), 3)
         out.resources.memory_allocatable = round(float(sum(gib(_alloc(n, "memory")) for n in ready)), 3)
-    if not _failed(out, "pods", pods):
+    if isinstance(pods, CloudPilotError):
+        out.errors["pods"] = str(pods)
+    else:
         phases = Counter(p.phase for p in pods)
-        out.pods = PodCounts(total=len(pods), running=phases["Running"], pending=phases["Pending"],
-                             failed=phases["Failed"], succeeded=phases["Succeeded"], unknown=phases["Unknown"],
-                             unhealthy=sum(1 for p in pods if not p.healthy))
+        out.pods = PodCounts(
+            total=len(pods),
+            running=phases["Running"],
+            pending=phases["Pending"],
+            failed=phases["Failed"],
+            succeeded=phases["Succeeded"],
+            unknown=phases["Unknown"],
+            unhealthy=sum(1 for p in pods if not p.healthy),
+        )
         live = [p for p in pods if p.phase not in snapshot.TERMINAL_PHASES]
         r = out.resources
         r.cpu_requests = round(sum(p.cpu_requests for p in live), 3)
@@ -128,15 +146,6 @@ async def _overview(name: str, refresh: bool) -> Overview:
         r.memory_requests = round(sum(p.memory_requests for p in live) / float(GIB), 3)
         r.memory_limits = round(sum(p.memory_limits for p in live) / float(GIB), 3)
     return out
-
-
-def _failed(out: Overview, kind: str, value: Any) -> bool:
-    if isinstance(value, CloudPilotError):
-        out.errors[kind] = str(value)
-        return True
-    if isinstance(value, BaseException):
-        raise value
-    return False
 
 
 def _alloc(node: dict[str, Any], resource: str) -> str | None:
@@ -159,30 +168,54 @@ class Namespaces(Result):
     page: Page
 
     def render(self) -> str:
-        rows = [[n.name, n.status, n.age, n.pods, n.unhealthy_pods, n.deployments, n.services]
-                for n in self.namespaces]
-        return "\n".join(filter(None, [table(["NAMESPACE", "STATUS", "AGE", "PODS", "UNHEALTHY", "DEPLOYMENTS",
-                                              "SERVICES"], rows), self.page.footer()]))
+        rows = [[n.name, n.status, n.age, n.pods, n.unhealthy_pods, n.deployments, n.services] for n in self.namespaces]
+        return "\n".join(
+            filter(
+                None,
+                [
+                    table(["NAMESPACE", "STATUS", "AGE", "PODS", "UNHEALTHY", "DEPLOYMENTS", "SERVICES"], rows),
+                    self.page.footer(),
+                ],
+            )
+        )
 
 
 @tool("core", title="Namespaces")
-async def namespaces_detail(cluster: ClusterArg = None, limit: int | None = None,
-                            continue_token: ContinueToken = None, force_refresh: Refresh = False) -> Namespaces:
+async def namespaces_detail(
+    cluster: ClusterArg = None,
+    limit: int | None = None,
+    continue_token: ContinueToken = None,
+    force_refresh: Refresh = False,
+) -> Namespaces:
     """Each namespace with its status, age, and counts of pods (and unhealthy pods), deployments, services."""
     rt = current()
     conn = await rt.connect(cluster)
     limit = validate_limit(limit, rt.settings.output.default_limit)
     nss, pods, deps, svcs = await asyncio.gather(
-        snapshot.metadata(rt, conn, "/api/v1/namespaces"), snapshot.pods(rt, conn, force_refresh),
-        snapshot.metadata(rt, conn, "/apis/apps/v1/deployments"), snapshot.metadata(rt, conn, "/api/v1/services"))
-    status = {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "")
-              for i in (await rt.call(conn.list_items, "/api/v1/namespaces"))[0]}
+        snapshot.metadata(rt, conn, "/api/v1/namespaces"),
+        snapshot.pods(rt, conn, force_refresh),
+        snapshot.metadata(rt, conn, "/apis/apps/v1/deployments"),
+        snapshot.metadata(rt, conn, "/api/v1/services"),
+    )
+    status = {
+        i["metadata"]["name"]: (i.get("status") or {}).get("phase", "")
+        for i in (await rt.call(conn.list_items, "/api/v1/namespaces"))[0]
+    }
     pod_n, bad_n = Counter(p.namespace for p in pods), Counter(p.namespace for p in pods if not p.healthy)
     dep_n, svc_n = Counter(d.get("namespace") for d in deps), Counter(s.get("namespace") for s in svcs)
-    rows = [NamespaceRow(name=m["name"], status=status.get(m["name"], "?"), age=age(m.get("creationTimestamp")),
-                         pods=pod_n[m["name"]], unhealthy_pods=bad_n[m["name"]], deployments=dep_n[m["name"]],
-                         services=svc_n[m["name"]])
-            for m in sorted(nss, key=lambda m: m["name"]) if rt.namespace_visible(m["name"])]
+    rows = [
+        NamespaceRow(
+            name=m["name"],
+            status=status.get(m["name"], "?"),
+            age=age(m.get("creationTimestamp")),
+            pods=pod_n[m["name"]],
+            unhealthy_pods=bad_n[m["name"]],
+            deployments=dep_n[m["name"]],
+            services=svc_n[m["name"]],
+        )
+        for m in sorted(nss, key=lambda m: m["name"])
+        if rt.namespace_visible(m["name"])
+    ]
     shown, page = paginate(rows, limit, continue_token)
     return Namespaces(cluster=conn.name, namespaces=shown, page=page)
 
@@ -215,30 +248,48 @@ class Nodes(Result):
     page: Page
 
     def render(self) -> str:
-        rows = [[n.name, "Ready" if n.ready else "NotReady", ",".join(n.roles) or "<none>",
-                 ",".join(n.conditions) + (",SchedulingDisabled" if n.unschedulable else ""),
-                 f"{n.cpu_requested:.2f}/{n.cpu_allocatable:g}", f"{n.memory_requested_gib:.1f}/"
-                 f"{n.memory_allocatable_gib:.1f}Gi", f"{n.pods}/{n.pods_capacity}", n.kubelet,
-                 ";".join(n.taints), n.age] for n in self.nodes]
+        rows = [
+            [
+                n.name,
+                "Ready" if n.ready else "NotReady",
+                ",".join(n.roles) or "<none>",
+                ",".join(n.conditions) + (",SchedulingDisabled" if n.unschedulable else ""),
+                f"{n.cpu_requested:.2f}/{n.cpu_allocatable:g}",
+                f"{n.memory_requested_gib:.1f}/{n.memory_allocatable_gib:.1f}Gi",
+                f"{n.pods}/{n.pods_capacity}",
+                n.kubelet,
+                ";".join(n.taints),
+                n.age,
+            ]
+            for n in self.nodes
+        ]
         head = ["NAME", "STATUS", "ROLES", "CONDITIONS", "CPU REQ", "MEM REQ", "PODS", "KUBELET", "TAINTS", "AGE"]
         detail = ""
         if len(self.nodes) == 1:
             n = self.nodes[0]
-            detail = f"\nos {n.os_image}, kernel {n.kernel}, runtime {n.runtime}, capacity cpu {n.cpu_capacity:g} " \
-                     f"memory {n.memory_capacity_gib:.1f}Gi"
+            detail = (
+                f"\nos {n.os_image}, kernel {n.kernel}, runtime {n.runtime}, capacity cpu {n.cpu_capacity:g} "
+                f"memory {n.memory_capacity_gib:.1f}Gi"
+            )
         return "\n".join(filter(None, [table(head, rows) + detail, self.page.footer()]))
 
 
 @tool("core", title="Nodes")
-async def nodes_detail(cluster: ClusterArg = None, name: str | None = None, limit: int | None = None,
-                       continue_token: ContinueToken = None, force_refresh: Refresh = False) -> Nodes:
+async def nodes_detail(
+    cluster: ClusterArg = None,
+    name: str | None = None,
+    limit: int | None = None,
+    continue_token: ContinueToken = None,
+    force_refresh: Refresh = False,
+) -> Nodes:
     """Nodes with readiness, pressure conditions, roles, kubelet/OS/kernel/runtime, capacity and allocatable,
     CPU/memory requested by the pods placed there, pod count, and taints. Not-ready nodes come first."""
     rt = current()
     conn = await rt.connect(cluster)
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    (nodes, _), pods = await asyncio.gather(rt.call(conn.list_items, "/api/v1/nodes"),
-                                            snapshot.pods(rt, conn, force_refresh))
+    (nodes, _), pods = await asyncio.gather(
+        rt.call(conn.list_items, "/api/v1/nodes"), snapshot.pods(rt, conn, force_refresh)
+    )
     placed: dict[str, list[snapshot.PodRow]] = defaultdict(list)
     for p in pods:
         if p.node and p.phase not in snapshot.TERMINAL_PHASES:
@@ -259,14 +310,23 @@ def _node_row(node: dict[str, Any], pods: list[snapshot.PodRow]) -> NodeRow:
     roles = sorted(k.split("/", 1)[1] for k in meta.get("labels") or {} if k.startswith("node-role.kubernetes.io/"))
     taints = [f"{t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}" for t in spec.get("taints") or []]
     return NodeRow(
-        name=meta["name"], ready=node_ready(node), roles=roles, conditions=abnormal,
-        unschedulable=bool(spec.get("unschedulable")), kubelet=info.get("kubeletVersion"),
-        os_image=info.get("osImage"), kernel=info.get("kernelVersion"), runtime=info.get("containerRuntimeVersion"),
-        cpu_capacity=float(cores(cap.get("cpu"))), cpu_allocatable=float(cores(alloc.get("cpu"))),
+        name=meta["name"],
+        ready=node_ready(node),
+        roles=roles,
+        conditions=abnormal,
+        unschedulable=bool(spec.get("unschedulable")),
+        kubelet=info.get("kubeletVersion"),
+        os_image=info.get("osImage"),
+        kernel=info.get("kernelVersion"),
+        runtime=info.get("containerRuntimeVersion"),
+        cpu_capacity=float(cores(cap.get("cpu"))),
+        cpu_allocatable=float(cores(alloc.get("cpu"))),
         memory_capacity_gib=round(float(gib(cap.get("memory"))), 3),
         memory_allocatable_gib=round(float(gib(alloc.get("memory"))), 3),
-        pods_capacity=int(cap.get("pods") or 0), pods=len(pods),
+        pods_capacity=int(cap.get("pods") or 0),
+        pods=len(pods),
         cpu_requested=round(sum(p.cpu_requests for p in pods), 3),
         memory_requested_gib=round(sum(p.memory_requests for p in pods) / float(GIB), 3),
-        taints=taints, age=age(meta.get("creationTimestamp")),
+        taints=taints,
+        age=age(meta.get("creationTimestamp")),
     )

@@ -71,10 +71,15 @@ def _pod_cells(p: PodLine) -> list[Any]:
 
 
 @tool("core", title="List pods")
-async def pods_list(namespace: Namespace = None, label_selector: LabelSelector = None,
-                    field_selector: FieldSelector = None, problems_only: bool = False, limit: int | None = None,
-                    continue_token: Annotated[str | None, Field(description="From the previous page.")] = None,
-                    cluster: ClusterArg = None) -> PodList:
+async def pods_list(
+    namespace: Namespace = None,
+    label_selector: LabelSelector = None,
+    field_selector: FieldSelector = None,
+    problems_only: bool = False,
+    limit: int | None = None,
+    continue_token: Annotated[str | None, Field(description="From the previous page.")] = None,
+    cluster: ClusterArg = None,
+) -> PodList:
     """List pods for triage: counts by status over all matches, then the pods themselves with unhealthy
     ones first (status as kubectl shows it, ready x/y, restarts, age, node, last termination reason).
     Use problems_only to see only pods that are not Running+ready or Completed."""
@@ -103,11 +108,23 @@ async def pods_list(namespace: Namespace = None, label_selector: LabelSelector =
     listed = [p for p in rows if not p.healthy] if problems_only else rows
     shown, page = paginate(listed, limit, continue_token)
     return PodList(
-        cluster=conn.name, namespace=namespace, by_status=dict(by_status),
+        cluster=conn.name,
+        namespace=namespace,
+        by_status=dict(by_status),
         unhealthy_by_namespace=dict(bad.most_common(10)) if not namespace else {},
-        pods=[PodLine(namespace=p.namespace, name=p.name, ready=f"{p.ready}/{p.total}", status=p.reason,
-                      restarts=p.restarts, age=age(p.created), node=p.node, last_termination=p.last_termination)
-              for p in shown],
+        pods=[
+            PodLine(
+                namespace=p.namespace,
+                name=p.name,
+                ready=f"{p.ready}/{p.total}",
+                status=p.reason,
+                restarts=p.restarts,
+                age=age(p.created),
+                node=p.node,
+                last_termination=p.last_termination,
+            )
+            for p in shown
+        ],
         page=page,
     )
 
@@ -144,15 +161,18 @@ class PodDetail(Result):
     def render(self) -> str:
         if self.manifest:
             return self.manifest
-        lines = [f"pod {self.namespace}/{self.name}: {self.status} (phase {self.phase}) on {self.node or '-'} "
-                 f"ip {self.pod_ip or '-'} qos {self.qos or '-'} owner {self.owner or '-'}",
-                 "conditions: " + ", ".join(f"{k}={v}" for k, v in self.conditions.items())]
+        lines = [
+            f"pod {self.namespace}/{self.name}: {self.status} (phase {self.phase}) on {self.node or '-'} "
+            f"ip {self.pod_ip or '-'} qos {self.qos or '-'} owner {self.owner or '-'}",
+            "conditions: " + ", ".join(f"{k}={v}" for k, v in self.conditions.items()),
+        ]
         for c in self.containers:
-            lines.append(f"{'init ' if c.init else ''}container {c.name}: {c.state}, ready={c.ready}, "
-                         f"restarts={c.restarts}{', last ' + c.last_termination if c.last_termination else ''}; "
-                         f"image {c.image}; requests {c.requests or '-'} limits {c.limits or '-'}; "
-                         f"ports {','.join(c.ports) or '-'}; "
-                         + "; ".join(f"{k} {v}" for k, v in c.probes.items()))
+            lines.append(
+                f"{'init ' if c.init else ''}container {c.name}: {c.state}, ready={c.ready}, "
+                f"restarts={c.restarts}{', last ' + c.last_termination if c.last_termination else ''}; "
+                f"image {c.image}; requests {c.requests or '-'} limits {c.limits or '-'}; "
+                f"ports {','.join(c.ports) or '-'}; " + "; ".join(f"{k} {v}" for k, v in c.probes.items())
+            )
         lines.append(events_table(self.events))
         return "\n".join(lines)
 
@@ -169,7 +189,8 @@ async def pod_get(name: str, namespace: str, output: Output = "summary", cluster
     conn = await rt.connect(cluster)
     pod, events = await asyncio.gather(
         rt.call(conn.get, f"/api/v1/namespaces/{namespace}/pods/{name}"),
-        object_events(conn.name, namespace, "Pod", name))
+        object_events(conn.name, namespace, "Pod", name),
+    )
     return pod_detail(conn.name, pod, events, output)
 
 
@@ -186,24 +207,43 @@ def pod_detail(cluster: str, pod: dict[str, Any], events: list[EventLine], outpu
             detail = state.get(label) or {}
             term = (st.get("lastState") or {}).get("terminated")
             res = c.get("resources") or {}
-            containers.append(ContainerDetail(
-                name=c["name"], image=c.get("image", ""), init=init, ready=bool(st.get("ready")),
-                state=f"{label}" + (f" ({detail.get('reason')})" if detail.get("reason") else "")
-                + (f" exit {detail['exitCode']}" if "exitCode" in detail else ""),
-                restarts=int(st.get("restartCount") or 0),
-                last_termination=f"{term.get('reason')} (exit {term.get('exitCode')})" if term else None,
-                requests=res.get("requests") or {}, limits=res.get("limits") or {},
-                ports=[f"{p.get('containerPort')}/{p.get('protocol', 'TCP')}" + (f" {p['name']}" if p.get("name") else "")
-                       for p in c.get("ports") or []],
-                probes={k: probe_text(c[k]) for k in ("livenessProbe", "readinessProbe", "startupProbe") if c.get(k)},
-            ))
+            containers.append(
+                ContainerDetail(
+                    name=c["name"],
+                    image=c.get("image", ""),
+                    init=init,
+                    ready=bool(st.get("ready")),
+                    state=f"{label}"
+                    + (f" ({detail.get('reason')})" if detail.get("reason") else "")
+                    + (f" exit {detail['exitCode']}" if "exitCode" in detail else ""),
+                    restarts=int(st.get("restartCount") or 0),
+                    last_termination=f"{term.get('reason')} (exit {term.get('exitCode')})" if term else None,
+                    requests=res.get("requests") or {},
+                    limits=res.get("limits") or {},
+                    ports=[
+                        f"{p.get('containerPort')}/{p.get('protocol', 'TCP')}"
+                        + (f" {p['name']}" if p.get("name") else "")
+                        for p in c.get("ports") or []
+                    ],
+                    probes={
+                        k: probe_text(c[k]) for k in ("livenessProbe", "readinessProbe", "startupProbe") if c.get(k)
+                    },
+                )
+            )
     owner = next((f"{o['kind']}/{o['name']}" for o in meta.get("ownerReferences") or []), None)
     return PodDetail(
-        cluster=cluster, namespace=meta["namespace"], name=meta["name"], status=pod_reason(pod),
-        phase=status.get("phase", "Unknown"), node=spec.get("nodeName"), pod_ip=status.get("podIP"),
-        qos=status.get("qosClass"), owner=owner,
+        cluster=cluster,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        status=pod_reason(pod),
+        phase=status.get("phase", "Unknown"),
+        node=spec.get("nodeName"),
+        pod_ip=status.get("podIP"),
+        qos=status.get("qosClass"),
+        owner=owner,
         conditions={c["type"]: c["status"] for c in status.get("conditions") or []},
-        containers=containers, events=events,
+        containers=containers,
+        events=events,
         manifest=render_object(redact(pod), output) if output != "summary" else None,
     )
 
@@ -219,8 +259,10 @@ def probe_text(probe: dict[str, Any]) -> str:
         how = f"grpc :{probe['grpc'].get('port')}"
     else:
         how = "?"
-    return (f"{how} delay={probe.get('initialDelaySeconds', 0)}s timeout={probe.get('timeoutSeconds', 1)}s "
-            f"period={probe.get('periodSeconds', 10)}s failures={probe.get('failureThreshold', 3)}")
+    return (
+        f"{how} delay={probe.get('initialDelaySeconds', 0)}s timeout={probe.get('timeoutSeconds', 1)}s "
+        f"period={probe.get('periodSeconds', 10)}s failures={probe.get('failureThreshold', 3)}"
+    )
 
 
 class PodLogs(Result):
@@ -234,15 +276,18 @@ class PodLogs(Result):
     text: str
 
     def render(self) -> str:
-        head = (f"logs of {self.namespace}/{self.pod} container {self.container}"
-                f"{' (previous instance)' if self.previous else ''}: {self.lines} lines"
-                f"{', cut to the byte cap (newest kept)' if self.truncated else ''}")
+        head = (
+            f"logs of {self.namespace}/{self.pod} container {self.container}"
+            f"{' (previous instance)' if self.previous else ''}: {self.lines} lines"
+            f"{', cut to the byte cap (newest kept)' if self.truncated else ''}"
+        )
         return f"{head}\n{self.text}"
 
 
 @tool("core", title="Pod logs")
 async def pod_logs(
-    name: str, namespace: str,
+    name: str,
+    namespace: str,
     container: Annotated[str | None, Field(description="Needed when the pod has several containers.")] = None,
     previous: Annotated[bool, Field(description="Logs of the previous (crashed) instance.")] = False,
     tail_lines: Annotated[int, Field(ge=1, le=10000)] = 200,
@@ -267,8 +312,12 @@ async def pod_logs(
     if container is None:
         pod = await rt.call(conn.get, base)
         container = default_container(pod)
-    query = {"container": container, "previous": previous, "tailLines": tail_lines if not pattern else 10000,
-             "sinceSeconds": since_seconds}
+    query = {
+        "container": container,
+        "previous": previous,
+        "tailLines": tail_lines if not pattern else 10000,
+        "sinceSeconds": since_seconds,
+    }
     raw = await rt.call(conn.request, "GET", base + "/log", query=query, accept="*/*", raw=True)
     lines = raw.decode("utf-8", "replace").splitlines()
     if pattern:
@@ -277,9 +326,17 @@ async def pod_logs(
     truncated = len(text.encode()) > cap
     if truncated:
         text = text.encode()[-cap:].decode("utf-8", "ignore")
-        text = text[text.find("\n") + 1:]
-    return PodLogs(cluster=conn.name, namespace=namespace, pod=name, container=container, previous=previous,
-                   lines=text.count("\n") + 1 if text else 0, truncated=truncated, text=clip(text, cap))
+        text = text[text.find("\n") + 1 :]
+    return PodLogs(
+        cluster=conn.name,
+        namespace=namespace,
+        pod=name,
+        container=container,
+        previous=previous,
+        lines=text.count("\n") + 1 if text else 0,
+        truncated=truncated,
+        text=clip(text, cap),
+    )
 
 
 def default_container(pod: dict[str, Any]) -> str:
@@ -289,5 +346,7 @@ def default_container(pod: dict[str, Any]) -> str:
         return str(preferred)
     if len(names) == 1:
         return names[0]
-    raise InvalidInput(f"Pod {pod['metadata']['name']!r} has {len(names)} containers: {', '.join(names)}.",
-                       hint="Pass one of them as `container`.")
+    raise InvalidInput(
+        f"Pod {pod['metadata']['name']!r} has {len(names)} containers: {', '.join(names)}.",
+        hint="Pass one of them as `container`.",
+    )

@@ -18,7 +18,7 @@ class _S(msgspec.Struct, omit_defaults=True):
 
 class Terminated(_S):
     reason: str | None = None
-    exitCode: int | None = None  # noqa: N815  (the API's own names)
+    exitCode: int | None = None
     signal: int | None = None
 
 
@@ -41,9 +41,9 @@ class ContainerStatus(_S):
     name: str = ""
     ready: bool = False
     started: bool | None = None
-    restartCount: int = 0  # noqa: N815
+    restartCount: int = 0
     state: State | None = None
-    lastState: LastState | None = None  # noqa: N815
+    lastState: LastState | None = None
 
 
 class Resources(_S):
@@ -53,7 +53,7 @@ class Resources(_S):
 
 class Container(_S):
     name: str = ""
-    restartPolicy: str | None = None  # noqa: N815
+    restartPolicy: str | None = None
     resources: Resources | None = None
 
 
@@ -63,9 +63,9 @@ class Condition(_S):
 
 
 class Spec(_S):
-    nodeName: str | None = None  # noqa: N815
+    nodeName: str | None = None
     containers: list[Container] | None = None
-    initContainers: list[Container] | None = None  # noqa: N815
+    initContainers: list[Container] | None = None
     overhead: dict[str, str] | None = None
 
 
@@ -73,15 +73,15 @@ class Status(_S):
     phase: str | None = None
     reason: str | None = None
     conditions: list[Condition] | None = None
-    containerStatuses: list[ContainerStatus] | None = None  # noqa: N815
-    initContainerStatuses: list[ContainerStatus] | None = None  # noqa: N815
+    containerStatuses: list[ContainerStatus] | None = None
+    initContainerStatuses: list[ContainerStatus] | None = None
 
 
 class Meta(_S):
     name: str = ""
     namespace: str = ""
-    creationTimestamp: str | None = None  # noqa: N815
-    deletionTimestamp: str | None = None  # noqa: N815
+    creationTimestamp: str | None = None
+    deletionTimestamp: str | None = None
 
 
 class Pod(_S):
@@ -91,7 +91,7 @@ class Pod(_S):
 
 
 class ListMeta(_S):
-    resourceVersion: str | None = None  # noqa: N815
+    resourceVersion: str | None = None
     # `continue` is a Python keyword: renamed
     continue_: str | None = msgspec.field(default=None, name="continue")
 

@@ -22,8 +22,10 @@ def pod_reason(pod: dict[str, Any]) -> str:
         if cs.get("name") in sidecars and cs.get("started"):
             continue
         if term:
-            reason = "Init:" + (term.get("reason") or (f"Signal:{term['signal']}" if term.get("signal")
-                                                      else f"ExitCode:{term.get('exitCode')}"))
+            reason = "Init:" + (
+                term.get("reason")
+                or (f"Signal:{term['signal']}" if term.get("signal") else f"ExitCode:{term.get('exitCode')}")
+            )
         elif wait and wait.get("reason") and wait["reason"] != "PodInitializing":
             reason = "Init:" + wait["reason"]
         else:
@@ -57,14 +59,19 @@ def ready_counts(pod: dict[str, Any]) -> tuple[int, int]:
     sidecars = {c["name"] for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"}
     total = len(spec.get("containers") or []) + len(sidecars)
     ready = sum(1 for cs in status.get("containerStatuses") or [] if cs.get("ready"))
-    ready += sum(1 for cs in status.get("initContainerStatuses") or [] if cs.get("name") in sidecars and cs.get("ready"))
+    ready += sum(
+        1 for cs in status.get("initContainerStatuses") or [] if cs.get("name") in sidecars and cs.get("ready")
+    )
     return ready, total
 
 
 def restarts(pod: dict[str, Any]) -> int:
     status = pod.get("status") or {}
-    return sum(int(cs.get("restartCount") or 0)
-               for key in ("containerStatuses", "initContainerStatuses") for cs in status.get(key) or [])
+    return sum(
+        int(cs.get("restartCount") or 0)
+        for key in ("containerStatuses", "initContainerStatuses")
+        for cs in status.get(key) or []
+    )
 
 
 def last_termination(pod: dict[str, Any]) -> str | None:

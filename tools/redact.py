@@ -8,18 +8,22 @@ from typing import Any
 MASK = "***"
 _SENSITIVE_NAME = re.compile(
     r"pass(word|wd)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential|auth(?!or)|pwd|"
-    r"dsn|conn(ection)?[-_]?str|cookie|session[-_]?key|signing[-_]?key", re.I)
+    r"dsn|conn(ection)?[-_]?str|cookie|session[-_]?key|signing[-_]?key",
+    re.I,
+)
 _CREDENTIAL_VALUE = re.compile(
-    r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{4,}"              # JWT
+    r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{4,}"  # JWT
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)"
-    r"|\b(AKIA|ASIA)[0-9A-Z]{16}\b"                     # AWS access key id
-    r"|\bxox[abposr]-[\w-]{10,}"                        # Slack
-    r"|\bgh[pousr]_[A-Za-z0-9]{30,}"                    # GitHub
-    r"|\bsk-[A-Za-z0-9_-]{20,}")                        # OpenAI-style keys
+    r"|\b(AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key id
+    r"|\bxox[abposr]-[\w-]{10,}"  # Slack
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}"  # GitHub
+    r"|\bsk-[A-Za-z0-9_-]{20,}"
+)  # OpenAI-style keys
 _URL_PASSWORD = re.compile(r"(\w+://[^/\s:@]+:)([^/\s@]+)(@)")
 _ASSIGNMENT = re.compile(
     r"(?i)\b((?:[\w.-]*?)(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)[\w.-]*\s*[=:]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)")
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+)
 _DROPPED_ANNOTATIONS = {"kubectl.kubernetes.io/last-applied-configuration"}
 
 

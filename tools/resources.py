@@ -17,11 +17,14 @@ from tools.redact import redact
 from tools.results import Page, Result, clip, render_object, select_fields, strip_managed, table
 from tools.runtime import current, validate_limit
 
-Kind = Annotated[str, Field(description="Kind, plural or short name: Deployment, pods, svc, "
-                                        "virtualservices.networking.istio.io")]
+Kind = Annotated[
+    str, Field(description="Kind, plural or short name: Deployment, pods, svc, virtualservices.networking.istio.io")
+]
 Namespace = Annotated[str | None, Field(description="Namespace; omit for all (or for cluster-scoped kinds).")]
-Fields = Annotated[list[str] | None, Field(description="Dotted paths to keep, e.g. ['spec.replicas', "
-                                                       "'status.conditions'] (yaml/json output).")]
+Fields = Annotated[
+    list[str] | None,
+    Field(description="Dotted paths to keep, e.g. ['spec.replicas', 'status.conditions'] (yaml/json output)."),
+]
 Output = Literal["summary", "yaml", "json", "names"]
 
 
@@ -39,21 +42,33 @@ class KindList(Result):
     kinds: list[KindInfo]
 
     def render(self) -> str:
-        return table(["KIND", "NAME", "APIVERSION", "NAMESPACED", "SHORT"],
-                     [[k.kind, k.name, k.api_version, k.namespaced, k.short_names] for k in self.kinds])
+        return table(
+            ["KIND", "NAME", "APIVERSION", "NAMESPACED", "SHORT"],
+            [[k.kind, k.name, k.api_version, k.namespaced, k.short_names] for k in self.kinds],
+        )
 
 
 @tool("core", title="API resources")
-async def api_resources(group: Annotated[str | None, Field(description="Only this API group, e.g. apps, "
-                                                                       "networking.istio.io")] = None,
-                        cluster: ClusterArg = None) -> KindList:
+async def api_resources(
+    group: Annotated[str | None, Field(description="Only this API group, e.g. apps, networking.istio.io")] = None,
+    cluster: ClusterArg = None,
+) -> KindList:
     """Kinds the cluster serves (built-in and CRDs) at their preferred version, like kubectl api-resources."""
     rt = current()
     conn = await rt.connect(cluster)
     found = await rt.call(conn.resources)
-    kinds = [KindInfo(kind=r.kind, name=r.full_name, api_version=r.api_version, namespaced=r.namespaced,
-                      short_names=list(r.short_names), verbs=list(r.verbs))
-             for r in found if group is None or r.group == group]
+    kinds = [
+        KindInfo(
+            kind=r.kind,
+            name=r.full_name,
+            api_version=r.api_version,
+            namespaced=r.namespaced,
+            short_names=list(r.short_names),
+            verbs=list(r.verbs),
+        )
+        for r in found
+        if group is None or r.group == group
+    ]
     return KindList(cluster=conn.name, kinds=sorted(kinds, key=lambda k: (k.name.partition(".")[2], k.kind)))
 
 
@@ -72,17 +87,23 @@ class ResourceList(Result):
             body = render_object(self.objects, self.output)
         else:
             body = table(self.columns, self.rows)
-        return "\n".join(filter(None, [f"{self.kind} in {self.namespace or 'all namespaces'}:", body,
-                                       self.page.footer()]))
+        return "\n".join(
+            filter(None, [f"{self.kind} in {self.namespace or 'all namespaces'}:", body, self.page.footer()])
+        )
 
 
 @tool("core", title="List resources")
-async def resources_list(kind: Kind, namespace: Namespace = None,
-                         label_selector: Annotated[str | None, Field(description="e.g. app=web")] = None,
-                         field_selector: Annotated[str | None, Field(description="e.g. metadata.name=x")] = None,
-                         output: Output = "summary", fields: Fields = None, limit: int | None = None,
-                         continue_token: Annotated[str | None, Field(description="From the previous page.")] = None,
-                         cluster: ClusterArg = None) -> ResourceList:
+async def resources_list(
+    kind: Kind,
+    namespace: Namespace = None,
+    label_selector: Annotated[str | None, Field(description="e.g. app=web")] = None,
+    field_selector: Annotated[str | None, Field(description="e.g. metadata.name=x")] = None,
+    output: Output = "summary",
+    fields: Fields = None,
+    limit: int | None = None,
+    continue_token: Annotated[str | None, Field(description="From the previous page.")] = None,
+    cluster: ClusterArg = None,
+) -> ResourceList:
     """List objects of any kind (CRDs included). summary gives the columns `kubectl get` shows; names just
     the names; yaml/json the (redacted) objects, optionally cut to `fields`. Paged with limit/continue_token."""
     rt = current()
@@ -96,15 +117,24 @@ async def resources_list(kind: Kind, namespace: Namespace = None,
     if "list" not in info.verbs and info.verbs:
         raise InvalidInput(f"{info.full_name} cannot be listed (verbs: {', '.join(info.verbs)}).")
     path = info.path(namespace)
-    query: dict[str, Any] = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
-                             "continue": continue_token}
+    query: dict[str, Any] = {
+        "labelSelector": label_selector,
+        "fieldSelector": field_selector,
+        "limit": limit,
+        "continue": continue_token,
+    }
     tabular = output in ("summary", "names")
     if tabular:
         query["includeObject"] = "Metadata"
     doc = await rt.call(conn.request, "GET", path, query=query, accept=TABLE if tabular else "application/json")
     meta = doc.get("metadata") or {}
-    result = ResourceList(cluster=conn.name, kind=info.full_name, namespace=namespace, output=output,
-                          page=Page(total=0, returned=0, continue_token=meta.get("continue") or None))
+    result = ResourceList(
+        cluster=conn.name,
+        kind=info.full_name,
+        namespace=namespace,
+        output=output,
+        page=Page(total=0, returned=0, continue_token=meta.get("continue") or None),
+    )
     if tabular:
         _fill_table(result, doc, info, namespace, names_only=output == "names")
         returned = len(doc.get("rows") or [])
@@ -118,8 +148,9 @@ async def resources_list(kind: Kind, namespace: Namespace = None,
     return result
 
 
-def _fill_table(result: ResourceList, doc: dict[str, Any], info: ResourceInfo, namespace: str | None,
-                names_only: bool) -> None:
+def _fill_table(
+    result: ResourceList, doc: dict[str, Any], info: ResourceInfo, namespace: str | None, names_only: bool
+) -> None:
     rt = current()
     cols = [(i, c["name"]) for i, c in enumerate(doc.get("columnDefinitions") or []) if c.get("priority", 0) == 0]
     show_ns = info.namespaced and not namespace
@@ -148,33 +179,50 @@ class ResourceDetail(Result):
 
 
 @tool("core", title="Get a resource")
-async def resource_get(kind: Kind, name: str, namespace: Namespace = None,
-                       output: Literal["yaml", "json"] = "yaml", fields: Fields = None,
-                       cluster: ClusterArg = None) -> ResourceDetail:
+async def resource_get(
+    kind: Kind,
+    name: str,
+    namespace: Namespace = None,
+    output: Literal["yaml", "json"] = "yaml",
+    fields: Fields = None,
+    cluster: ClusterArg = None,
+) -> ResourceDetail:
     """One object of any kind as YAML or JSON (redacted; managedFields dropped), optionally cut to `fields`."""
     rt = current()
     info, obj = await _fetch(kind, name, namespace, cluster)
     if fields:
         obj = select_fields(obj, fields)
     text = clip(render_object(obj, output), rt.settings.output.max_chars)
-    return ResourceDetail(cluster=rt.connection(cluster).name, kind=info.kind, name=name,
-                          namespace=namespace if info.namespaced else None, text=text)
+    return ResourceDetail(
+        cluster=rt.connection(cluster).name,
+        kind=info.kind,
+        name=name,
+        namespace=namespace if info.namespaced else None,
+        text=text,
+    )
 
 
 @tool("core", title="Describe a resource")
-async def resource_describe(kind: Kind, name: str, namespace: Namespace = None,
-                            cluster: ClusterArg = None) -> ResourceDetail:
+async def resource_describe(
+    kind: Kind, name: str, namespace: Namespace = None, cluster: ClusterArg = None
+) -> ResourceDetail:
     """An object of any kind with its spec and status (redacted) and the events about it, newest first —
     what `kubectl describe` is used for."""
     rt = current()
     conn = await rt.connect(cluster)
     (info, obj), events = await asyncio.gather(
-        _fetch(kind, name, namespace, cluster),
-        _events_for(conn.name, kind, name, namespace))
+        _fetch(kind, name, namespace, cluster), _events_for(conn.name, kind, name, namespace)
+    )
     body = {k: v for k, v in obj.items() if k not in ("apiVersion",)}
     text = clip(render_object(body, "yaml"), rt.settings.output.max_chars)
-    return ResourceDetail(cluster=conn.name, kind=info.kind, name=name,
-                          namespace=namespace if info.namespaced else None, text=text, events=events)
+    return ResourceDetail(
+        cluster=conn.name,
+        kind=info.kind,
+        name=name,
+        namespace=namespace if info.namespaced else None,
+        text=text,
+        events=events,
+    )
 
 
 async def _events_for(cluster: str, kind: str, name: str, namespace: str | None) -> list[EventLine]:
@@ -183,8 +231,9 @@ async def _events_for(cluster: str, kind: str, name: str, namespace: str | None)
     return await object_events(cluster, namespace if info.namespaced else None, info.kind, name)
 
 
-async def _fetch(kind: str, name: str, namespace: str | None, cluster: str | None
-                 ) -> tuple[ResourceInfo, dict[str, Any]]:
+async def _fetch(
+    kind: str, name: str, namespace: str | None, cluster: str | None
+) -> tuple[ResourceInfo, dict[str, Any]]:
     rt = current()
     validate.object_name(name)
     validate.namespace(namespace)

@@ -33,8 +33,7 @@ class Page(BaseModel):
 
     def footer(self) -> str:
         if self.continue_token:
-            return (f"(showing {self.returned} of {self.total}; pass continue_token="
-                    f"{self.continue_token!r} for more)")
+            return f"(showing {self.returned} of {self.total}; pass continue_token={self.continue_token!r} for more)"
         return f"({self.returned} of {self.total})" if self.returned < self.total else ""
 
 
@@ -44,10 +43,11 @@ def paginate(rows: list[T], limit: int, continue_token: str | None) -> tuple[lis
     if continue_token:
         kind, _, value = continue_token.partition(":")
         if kind != "offset" or not value.isdigit():
-            raise InvalidInput(f"continue_token {continue_token!r} was not issued by this tool; omit it to "
-                               "start from the first page.")
+            raise InvalidInput(
+                f"continue_token {continue_token!r} was not issued by this tool; omit it to start from the first page."
+            )
         start = int(value)
-    shown = rows[start:start + limit]
+    shown = rows[start : start + limit]
     token = f"offset:{start + limit}" if start + limit < len(rows) else None
     return shown, Page(total=len(rows), returned=len(shown), continue_token=token)
 

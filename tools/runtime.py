@@ -22,7 +22,7 @@ from settings import Settings
 from store import Store
 from tools._kube import Clusters, Connection
 from tools.catalogue import ToolSpec
-from tools.errors import InvalidInput, NotAllowed
+from tools.errors import CloudPilotError, InvalidInput, NotAllowed
 
 T = TypeVar("T")
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -38,8 +38,9 @@ class TTLCache:
         self._data: dict[Any, tuple[float, Any]] = {}
         self._locks: dict[Any, asyncio.Lock] = {}
 
-    async def get(self, key: Any, ttl: float, load: Callable[[], Awaitable[T]], refresh: bool = False
-                  ) -> tuple[T, float]:
+    async def get(
+        self, key: Any, ttl: float, load: Callable[[], Awaitable[T]], refresh: bool = False
+    ) -> tuple[T, float]:
         """Return (value, age in seconds); load it when missing, expired or `refresh`."""
         hit = self._data.get(key)
         if hit and not refresh and time.monotonic() - hit[0] < ttl:
@@ -83,7 +84,8 @@ class Runtime:
 
     async def connect(self, cluster: str | None) -> Connection:
         """`connection()` for async code: no thread hop once the connection is open."""
-        return self.clusters.cached(cluster) or await self.call(self.connection, cluster)
+        cached = self.clusters.cached(cluster)
+        return cached if cached is not None else await self.call(self.connection, cluster)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking function in a worker thread."""
@@ -101,12 +103,22 @@ class Runtime:
     def check_namespace(self, namespace: str | None) -> None:
         """Refuse namespaces hidden by the allow/deny lists."""
         if namespace and not self.namespace_visible(namespace):
-            raise NotAllowed(f"Namespace {namespace!r} is not available: CloudPilot's namespace allow/deny "
-                             "settings hide it.", hint="Ask an operator to change safety.namespace_allow/deny.")
+            raise NotAllowed(
+                f"Namespace {namespace!r} is not available: CloudPilot's namespace allow/deny settings hide it.",
+                hint="Ask an operator to change safety.namespace_allow/deny.",
+            )
 
     def close(self) -> None:
         if "clusters" in self.__dict__:
             self.clusters.close()
+
+
+async def attempt(work: Awaitable[T]) -> T | CloudPilotError:
+    """The result of `work`, or the CloudPilotError it raised: for partial results over concurrent calls."""
+    try:
+        return await work
+    except CloudPilotError as e:
+        return e
 
 
 def current() -> Runtime:

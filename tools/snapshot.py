@@ -43,11 +43,20 @@ def pod_row(pod: dict[str, Any]) -> PodRow:
     ready, total = podstatus.ready_counts(pod)
     req, lim = pod_resources(spec)
     return PodRow(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""), phase=status.get("phase") or "Unknown",
-        reason=podstatus.pod_reason(pod), ready=ready, total=total, restarts=podstatus.restarts(pod),
-        node=spec.get("nodeName"), created=meta.get("creationTimestamp"),
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        phase=status.get("phase") or "Unknown",
+        reason=podstatus.pod_reason(pod),
+        ready=ready,
+        total=total,
+        restarts=podstatus.restarts(pod),
+        node=spec.get("nodeName"),
+        created=meta.get("creationTimestamp"),
         last_termination=podstatus.last_termination(pod),
-        cpu_requests=req[0], memory_requests=req[1], cpu_limits=lim[0], memory_limits=lim[1],
+        cpu_requests=req[0],
+        memory_requests=req[1],
+        cpu_limits=lim[0],
+        memory_limits=lim[1],
     )
 
 
@@ -74,8 +83,9 @@ def pod_resources(spec: dict[str, Any]) -> tuple[tuple[float, float], tuple[floa
     return out[0], out[1]
 
 
-def list_pods(conn: Connection, path: str = "/api/v1/pods", query: dict[str, Any] | None = None
-              ) -> list[dict[str, Any]]:
+def list_pods(
+    conn: Connection, path: str = "/api/v1/pods", query: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Slim pod dicts (see tools.podschema) of a pod list path, all pages. Blocking."""
     query = dict(query or {})
     out: list[dict[str, Any]] = []
@@ -113,5 +123,8 @@ async def count(rt: Runtime, conn: Connection, path: str) -> int:
 async def metadata(rt: Runtime, conn: Connection, path: str) -> list[dict[str, Any]]:
     """Metadata only (names, namespaces, labels, owners) of a list path, visible namespaces only."""
     items, _ = await rt.call(conn.list_items, path, None, METADATA_LIST)
-    return [i.get("metadata") or {} for i in items
-            if rt.namespace_visible((i.get("metadata") or {}).get("namespace", "") or "")]
+    return [
+        i.get("metadata") or {}
+        for i in items
+        if rt.namespace_visible((i.get("metadata") or {}).get("namespace", "") or "")
+    ]

@@ -19,16 +19,20 @@ def namespace(name: str | None) -> str | None:
     if name is None or name == "":
         return None
     if len(name) > 63 or not _DNS_LABEL.match(name):
-        raise InvalidInput(f"Namespace {name!r} is invalid: a namespace is a DNS-1123 label (lowercase "
-                           "letters, digits and '-', starting and ending with an alphanumeric, at most 63).")
+        raise InvalidInput(
+            f"Namespace {name!r} is invalid: a namespace is a DNS-1123 label (lowercase "
+            "letters, digits and '-', starting and ending with an alphanumeric, at most 63)."
+        )
     return name
 
 
 def object_name(name: str, what: str = "name") -> str:
     if not name or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        raise InvalidInput(f"{what.capitalize()} {name!r} is invalid: object names are DNS-1123 subdomains "
-                           "(lowercase letters, digits, '-' and '.', starting and ending with an alphanumeric, "
-                           "at most 253).")
+        raise InvalidInput(
+            f"{what.capitalize()} {name!r} is invalid: object names are DNS-1123 subdomains "
+            "(lowercase letters, digits, '-' and '.', starting and ending with an alphanumeric, "
+            "at most 253)."
+        )
     return name
 
 
@@ -37,14 +41,18 @@ def label_key(key: str) -> None:
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
         raise InvalidInput(f"Label key {key!r} is invalid: its prefix must be a DNS subdomain.")
     if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        raise InvalidInput(f"Label key {key!r} is invalid: the name part must be at most 63 characters of "
-                           "alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric.")
+        raise InvalidInput(
+            f"Label key {key!r} is invalid: the name part must be at most 63 characters of "
+            "alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric."
+        )
 
 
 def label_value(key: str, value: str) -> None:
     if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
-        raise InvalidInput(f"Label value {value!r} (key {key!r}) is invalid: at most 63 characters of "
-                           "alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric.")
+        raise InvalidInput(
+            f"Label value {value!r} (key {key!r}) is invalid: at most 63 characters of "
+            "alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric."
+        )
 
 
 def label_selector(selector: str | None) -> str | None:
@@ -68,8 +76,10 @@ def label_selector(selector: str | None) -> str | None:
         if m:
             label_key(m["key"])
             continue
-        raise InvalidInput(f"Label selector {selector!r} is invalid at {part!r}: use key=value, key!=value, "
-                           "key in (a,b), key notin (a,b), key or !key, joined by commas.")
+        raise InvalidInput(
+            f"Label selector {selector!r} is invalid at {part!r}: use key=value, key!=value, "
+            "key in (a,b), key notin (a,b), key or !key, joined by commas."
+        )
     return selector
 
 
@@ -79,8 +89,10 @@ def field_selector(selector: str | None) -> str | None:
         return None
     for part in selector.split(","):
         if not _FIELD_EXPR.match(part.strip()):
-            raise InvalidInput(f"Field selector {selector!r} is invalid at {part!r}: use field=value or "
-                               "field!=value joined by commas, e.g. status.phase=Running.")
+            raise InvalidInput(
+                f"Field selector {selector!r} is invalid at {part!r}: use field=value or "
+                "field!=value joined by commas, e.g. status.phase=Running."
+            )
     return selector
 
 

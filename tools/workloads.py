@@ -12,12 +12,17 @@ from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.errors import CloudPilotError, Unsupported
 from tools.results import Page, Result, age, paginate, table
-from tools.runtime import current, validate_limit
+from tools.runtime import attempt, current, validate_limit
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"]
 RolloutKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
-_PATHS = {"Deployment": ("apps/v1", "deployments"), "StatefulSet": ("apps/v1", "statefulsets"),
-          "DaemonSet": ("apps/v1", "daemonsets"), "Job": ("batch/v1", "jobs"), "CronJob": ("batch/v1", "cronjobs")}
+_PATHS = {
+    "Deployment": ("apps/v1", "deployments"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
+    "DaemonSet": ("apps/v1", "daemonsets"),
+    "Job": ("batch/v1", "jobs"),
+    "CronJob": ("batch/v1", "cronjobs"),
+}
 Namespace = Annotated[str | None, Field(description="Namespace; omit for all namespaces.")]
 
 
@@ -48,19 +53,24 @@ class WorkloadList(Result):
     page: Page
 
     def render(self) -> str:
-        rows = [[w.kind, w.namespace, w.name, w.ready, w.up_to_date, w.available, w.status, w.detail, w.images, w.age]
-                for w in self.workloads]
+        rows = [
+            [w.kind, w.namespace, w.name, w.ready, w.up_to_date, w.available, w.status, w.detail, w.images, w.age]
+            for w in self.workloads
+        ]
         head = ["KIND", "NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "STATUS", "DETAIL", "IMAGES", "AGE"]
         errs = [f"could not read {k}: {v}" for k, v in self.errors.items()]
         return "\n".join(filter(None, [table(head, rows), self.page.footer(), *errs]))
 
 
 @tool("core", title="List workloads")
-async def workloads_list(namespace: Namespace = None,
-                         kinds: Annotated[list[WorkloadKind] | None, Field(description="Default: all five.")] = None,
-                         problems_only: bool = False, limit: int | None = None,
-                         continue_token: Annotated[str | None, Field(description="From the previous page.")] = None,
-                         cluster: ClusterArg = None) -> WorkloadList:
+async def workloads_list(
+    namespace: Namespace = None,
+    kinds: Annotated[list[WorkloadKind] | None, Field(description="Default: all five.")] = None,
+    problems_only: bool = False,
+    limit: int | None = None,
+    continue_token: Annotated[str | None, Field(description="From the previous page.")] = None,
+    cluster: ClusterArg = None,
+) -> WorkloadList:
     """Deployments, StatefulSets, DaemonSets, Jobs and CronJobs with readiness, rollout state and images;
     degraded ones first. The status says why (e.g. ProgressDeadlineExceeded, BackoffLimitExceeded, Suspended)."""
     rt = current()
@@ -69,15 +79,12 @@ async def workloads_list(namespace: Namespace = None,
     limit = validate_limit(limit, rt.settings.output.default_limit)
     conn = await rt.connect(cluster)
     wanted: list[str] = list(kinds or _PATHS)
-    results = await asyncio.gather(*(rt.call(conn.list_items, _path(k, namespace)) for k in wanted),
-                                   return_exceptions=True)
+    results = await asyncio.gather(*(attempt(rt.call(conn.list_items, _path(k, namespace))) for k in wanted))
     rows, errors = [], {}
     for kind, res in zip(wanted, results, strict=True):
         if isinstance(res, CloudPilotError):
             errors[kind] = str(res)
             continue
-        if isinstance(res, BaseException):
-            raise res
         rows += [workload_row(kind, o) for o in res[0] if rt.namespace_visible(o["metadata"]["namespace"])]
     if problems_only:
         rows = [r for r in rows if r.status not in _GOOD]
@@ -102,8 +109,15 @@ def _images(obj: dict[str, Any], kind: str) -> list[str]:
 def workload_row(kind: str, obj: dict[str, Any]) -> WorkloadRow:
     """One workload's readiness and rollout state, as `kubectl get` and `kubectl rollout status` judge it."""
     meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    row = WorkloadRow(kind=kind, namespace=meta["namespace"], name=meta["name"], ready="", status="Healthy",
-                      images=_images(obj, kind), age=age(meta.get("creationTimestamp")))
+    row = WorkloadRow(
+        kind=kind,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        ready="",
+        status="Healthy",
+        images=_images(obj, kind),
+        age=age(meta.get("creationTimestamp")),
+    )
     if kind in ("Deployment", "StatefulSet"):
         want = int(spec.get("replicas", 1))
         ready = int(st.get("readyReplicas") or 0)
@@ -126,14 +140,19 @@ def workload_row(kind: str, obj: dict[str, Any]) -> WorkloadRow:
         elif _condition(obj, "Complete").get("status") == "True":
             row.status = "Complete"
         elif st.get("failed"):
-            row.status, row.detail = "Degraded", f"{st['failed']} failed pods (backoffLimit {spec.get('backoffLimit', 6)})"
+            row.status, row.detail = (
+                "Degraded",
+                f"{st['failed']} failed pods (backoffLimit {spec.get('backoffLimit', 6)})",
+            )
         else:
             row.status = "Running"
     else:  # CronJob
         row.ready = f"{len(st.get('active') or [])} active"
         row.status = "Suspended" if spec.get("suspend") else "Scheduled"
-        row.detail = f"schedule {spec.get('schedule')}, last {age(st.get('lastScheduleTime'))} ago, " \
-                     f"last success {age(st.get('lastSuccessfulTime'))} ago"
+        row.detail = (
+            f"schedule {spec.get('schedule')}, last {age(st.get('lastScheduleTime'))} ago, "
+            f"last success {age(st.get('lastSuccessfulTime'))} ago"
+        )
     return row
 
 
@@ -186,9 +205,11 @@ class RolloutStatus(Result):
 
     def render(self) -> str:
         conds = ", ".join(f"{k}: {v}" for k, v in self.conditions.items())
-        return (f"{self.kind} {self.namespace}/{self.name} revision {self.revision or '-'}: {self.status}"
-                f"{' — ' + self.message if self.message else ''}{' (rollout complete)' if self.done else ''}"
-                f"\n{conds}").strip()
+        return (
+            f"{self.kind} {self.namespace}/{self.name} revision {self.revision or '-'}: {self.status}"
+            f"{' — ' + self.message if self.message else ''}{' (rollout complete)' if self.done else ''}"
+            f"\n{conds}"
+        ).strip()
 
 
 @tool("core", title="Rollout status")
@@ -203,12 +224,23 @@ async def rollout_status(kind: RolloutKind, name: str, namespace: str, cluster: 
     obj = await rt.call(conn.get, _path(kind, namespace, name))
     status, why = rollout_state(kind, obj)
     meta = obj["metadata"]
-    revision = (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision") or \
-        (obj.get("status") or {}).get("updateRevision")
-    return RolloutStatus(cluster=conn.name, kind=kind, namespace=namespace, name=name, done=status == "Healthy",
-                         status=status, message=why, revision=revision,
-                         conditions={c["type"]: f"{c['status']} {c.get('reason', '')}".strip()
-                                     for c in (obj.get("status") or {}).get("conditions") or []})
+    revision = (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision") or (
+        obj.get("status") or {}
+    ).get("updateRevision")
+    return RolloutStatus(
+        cluster=conn.name,
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        done=status == "Healthy",
+        status=status,
+        message=why,
+        revision=revision,
+        conditions={
+            c["type"]: f"{c['status']} {c.get('reason', '')}".strip()
+            for c in (obj.get("status") or {}).get("conditions") or []
+        },
+    )
 
 
 class Revision(BaseModel):
@@ -229,10 +261,13 @@ class RolloutHistory(Result):
     revisions: list[Revision]
 
     def render(self) -> str:
-        rows = [[("* " if r.current else "  ") + str(r.revision), r.name, r.images, r.replicas, r.change_cause, r.created]
-                for r in self.revisions]
-        return f"{self.kind} {self.namespace}/{self.name} history (* = current):\n" + \
-            table(["REVISION", "FROM", "IMAGES", "REPLICAS", "CHANGE-CAUSE", "AGE"], rows)
+        rows = [
+            [("* " if r.current else "  ") + str(r.revision), r.name, r.images, r.replicas, r.change_cause, r.created]
+            for r in self.revisions
+        ]
+        return f"{self.kind} {self.namespace}/{self.name} history (* = current):\n" + table(
+            ["REVISION", "FROM", "IMAGES", "REPLICAS", "CHANGE-CAUSE", "AGE"], rows
+        )
 
 
 @tool("core", title="Rollout history")
@@ -245,8 +280,9 @@ async def rollout_history(kind: RolloutKind, name: str, namespace: str, cluster:
     rt.check_namespace(namespace)
     conn = await rt.connect(cluster)
     owner = await rt.call(conn.get, _path(kind, namespace, name))
-    return RolloutHistory(cluster=conn.name, kind=kind, namespace=namespace, name=name,
-                          revisions=await revisions(conn, kind, owner))
+    return RolloutHistory(
+        cluster=conn.name, kind=kind, namespace=namespace, name=name, revisions=await revisions(conn, kind, owner)
+    )
 
 
 async def revisions(conn: Any, kind: str, owner: dict[str, Any]) -> list[Revision]:
@@ -270,11 +306,20 @@ async def revisions(conn: Any, kind: str, owner: dict[str, Any]) -> list[Revisio
             tpl = ((i.get("data") or {}).get("spec") or {}).get("template") or {}
             images = [c.get("image", "") for c in (tpl.get("spec") or {}).get("containers") or []]
             replicas = None
-            is_current = i["metadata"]["name"] == (owner.get("status") or {}).get("updateRevision") or \
-                i["metadata"]["name"].endswith((owner.get("status") or {}).get("currentRevision") or "\0")
-        out.append(Revision(revision=number, name=i["metadata"]["name"], images=images,
-                            change_cause=ann.get("kubernetes.io/change-cause"), replicas=replicas,
-                            created=age(i["metadata"].get("creationTimestamp")), current=is_current))
+            is_current = i["metadata"]["name"] == (owner.get("status") or {}).get("updateRevision") or i["metadata"][
+                "name"
+            ].endswith((owner.get("status") or {}).get("currentRevision") or "\0")
+        out.append(
+            Revision(
+                revision=number,
+                name=i["metadata"]["name"],
+                images=images,
+                change_cause=ann.get("kubernetes.io/change-cause"),
+                replicas=replicas,
+                created=age(i["metadata"].get("creationTimestamp")),
+                current=is_current,
+            )
+        )
     return sorted(out, key=lambda r: r.revision)
 
 
@@ -294,15 +339,28 @@ class Usage(Result):
     page: Page
 
     def render(self) -> str:
-        rows = [[r.namespace, r.name, f"{r.cpu_cores:.3f}", f"{r.memory_gib:.3f}", r.cpu_percent, r.memory_percent]
-                for r in self.rows]
-        return "\n".join(filter(None, [
-            table(["NAMESPACE", "NAME", "CPU(cores)", "MEMORY(GiB)", "CPU%", "MEMORY%"], rows), self.page.footer()]))
+        rows = [
+            [r.namespace, r.name, f"{r.cpu_cores:.3f}", f"{r.memory_gib:.3f}", r.cpu_percent, r.memory_percent]
+            for r in self.rows
+        ]
+        return "\n".join(
+            filter(
+                None,
+                [
+                    table(["NAMESPACE", "NAME", "CPU(cores)", "MEMORY(GiB)", "CPU%", "MEMORY%"], rows),
+                    self.page.footer(),
+                ],
+            )
+        )
 
 
 @tool("core", title="Resource usage")
-async def resource_usage(kind: Literal["pods", "nodes"] = "pods", namespace: Namespace = None,
-                         limit: int | None = None, cluster: ClusterArg = None) -> Usage:
+async def resource_usage(
+    kind: Literal["pods", "nodes"] = "pods",
+    namespace: Namespace = None,
+    limit: int | None = None,
+    cluster: ClusterArg = None,
+) -> Usage:
     """Live CPU and memory usage from metrics.k8s.io (metrics-server), heaviest first, like `kubectl top`.
     Says so clearly when the cluster does not serve metrics.k8s.io."""
     from tools.quantity import cores, gib
@@ -314,9 +372,11 @@ async def resource_usage(kind: Literal["pods", "nodes"] = "pods", namespace: Nam
     conn = await rt.connect(cluster)
     served = await rt.call(conn.resources)
     if not any(r.group == "metrics.k8s.io" and r.resource == kind for r in served):
-        raise Unsupported(f"Cluster {conn.name!r} does not serve metrics.k8s.io {kind}: metrics-server (or another "
-                          "metrics API provider) is not installed.",
-                          hint="Install metrics-server, or use Prometheus-based tools for usage.")
+        raise Unsupported(
+            f"Cluster {conn.name!r} does not serve metrics.k8s.io {kind}: metrics-server (or another "
+            "metrics API provider) is not installed.",
+            hint="Install metrics-server, or use Prometheus-based tools for usage.",
+        )
     version = next(r.version for r in served if r.group == "metrics.k8s.io" and r.resource == kind)
     base = f"/apis/metrics.k8s.io/{version}"
     path = base + (f"/namespaces/{namespace}" if namespace and kind == "pods" else "") + f"/{kind}"
@@ -325,8 +385,13 @@ async def resource_usage(kind: Literal["pods", "nodes"] = "pods", namespace: Nam
     alloc: dict[str, tuple[float, float]] = {}
     if kind == "nodes":
         nodes, _ = await rt.call(conn.list_items, "/api/v1/nodes")
-        alloc = {n["metadata"]["name"]: (float(cores(n["status"]["allocatable"].get("cpu"))),
-                                         float(gib(n["status"]["allocatable"].get("memory")))) for n in nodes}
+        alloc = {
+            n["metadata"]["name"]: (
+                float(cores(n["status"]["allocatable"].get("cpu"))),
+                float(gib(n["status"]["allocatable"].get("memory"))),
+            )
+            for n in nodes
+        }
     for i in items:
         ns = i["metadata"].get("namespace")
         if ns and not rt.namespace_visible(ns):
@@ -342,6 +407,3 @@ async def resource_usage(kind: Literal["pods", "nodes"] = "pods", namespace: Nam
     rows.sort(key=lambda r: (-r.cpu_cores, -r.memory_gib))
     shown, page = paginate(rows, limit, None)
     return Usage(cluster=conn.name, kind=kind, rows=shown, page=page)
-
-
-

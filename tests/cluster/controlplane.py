@@ -40,8 +40,9 @@ def ensure_binaries() -> Path:
     """The directory holding kube-apiserver & co.: $CLOUDPILOT_KUBE_BIN, or built (and cached) now."""
     if os.environ.get("CLOUDPILOT_KUBE_BIN"):
         return Path(os.environ["CLOUDPILOT_KUBE_BIN"])
-    out = subprocess.run(["bash", str(REPO / "scripts" / "build-control-plane.sh")], check=True,
-                         stdout=subprocess.PIPE, text=True).stdout
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-control-plane.sh")], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
     return Path(out.strip().splitlines()[-1])
 
 
@@ -72,7 +73,7 @@ class FakeKubelet:
                     return
                 lines = text.splitlines(keepends=True)
                 if "tailLines" in q:
-                    lines = lines[-int(q["tailLines"]):] if int(q["tailLines"]) else []
+                    lines = lines[-int(q["tailLines"]) :] if int(q["tailLines"]) else []
                 body = "".join(lines).encode()
                 if "limitBytes" in q:
                     body = body[: int(q["limitBytes"])]
@@ -126,42 +127,89 @@ class ControlPlane:
         self.kubelet = FakeKubelet(pki / "kubelet.crt", pki / "kubelet.key")
         self.kubelet.start()
         client_port, peer_port = free_port(), free_port()
-        self._spawn("etcd", [
-            self.etcd, "--data-dir", str(self.dir / "etcd"), "--name", "default",
-            "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-cluster", f"default=http://127.0.0.1:{peer_port}", "--initial-cluster-state", "new",
-            "--quota-backend-bytes", str(4 << 30), "--log-level", "warn",
-        ])
-        self._spawn("kube-apiserver", [
-            str(self.bin / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{client_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
-            "--endpoint-reconciler-type=none", f"--tls-cert-file={pki}/apiserver.crt",
-            f"--tls-private-key-file={pki}/apiserver.key", f"--client-ca-file={pki}/ca.crt",
-            f"--token-auth-file={pki}/tokens.csv", "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki}/sa.pub", f"--service-account-signing-key-file={pki}/sa.key",
-            "--service-cluster-ip-range=10.0.0.0/16", "--allow-privileged=true",
-            "--disable-admission-plugins=TaintNodesByCondition",
-            "--kubelet-preferred-address-types=InternalIP", f"--kubelet-certificate-authority={pki}/ca.crt",
-            "--max-requests-inflight=1600", "--max-mutating-requests-inflight=800",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                self.etcd,
+                "--data-dir",
+                str(self.dir / "etcd"),
+                "--name",
+                "default",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{client_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{client_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{peer_port}",
+                "--initial-cluster-state",
+                "new",
+                "--quota-backend-bytes",
+                str(4 << 30),
+                "--log-level",
+                "warn",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{client_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={pki}/apiserver.crt",
+                f"--tls-private-key-file={pki}/apiserver.key",
+                f"--client-ca-file={pki}/ca.crt",
+                f"--token-auth-file={pki}/tokens.csv",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki}/sa.pub",
+                f"--service-account-signing-key-file={pki}/sa.key",
+                "--service-cluster-ip-range=10.0.0.0/16",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=TaintNodesByCondition",
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-certificate-authority={pki}/ca.crt",
+                "--max-requests-inflight=1600",
+                "--max-mutating-requests-inflight=800",
+            ],
+        )
         self._write_kubeconfig()
         self._wait_ready()
         kc = str(self.kubeconfig)
-        common = [f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-                  "--bind-address=127.0.0.1", "--leader-elect=false", "--secure-port=0"]
-        self._spawn("kube-controller-manager", [
-            str(self.bin / "kube-controller-manager"), *common, "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki}/sa.key", f"--root-ca-file={pki}/ca.crt",
-            f"--cluster-signing-cert-file={pki}/ca.crt", f"--cluster-signing-key-file={pki}/ca.key",
-            "--controllers=*,-node-lifecycle-controller", "--kube-api-qps=200", "--kube-api-burst=400",
-            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-        ])
-        self._spawn("kube-scheduler", [str(self.bin / "kube-scheduler"), *common,
-                                       "--kube-api-qps=200", "--kube-api-burst=400"])
+        common = [
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--secure-port=0",
+        ]
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin / "kube-controller-manager"),
+                *common,
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki}/sa.key",
+                f"--root-ca-file={pki}/ca.crt",
+                f"--cluster-signing-cert-file={pki}/ca.crt",
+                f"--cluster-signing-key-file={pki}/ca.key",
+                "--controllers=*,-node-lifecycle-controller",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler", [str(self.bin / "kube-scheduler"), *common, "--kube-api-qps=200", "--kube-api-burst=400"]
+        )
         self._wait_default_service_account()
         for i in range(nodes):
             self.add_node(f"node-{i}", role="control-plane" if i == 0 and nodes > 2 else None)
@@ -192,18 +240,28 @@ class ControlPlane:
         self.stop()
 
     # -- API helpers used by tests and seeding ------------------------------------------------------
-    def api(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-            token: str = ADMIN_TOKEN) -> Any:
+    def api(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", token: str = ADMIN_TOKEN
+    ) -> Any:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
-        r = self._http.request(method, self.url + path, body=orjson.dumps(body) if body is not None else None,
-                               headers=headers, timeout=30)
+        r = self._http.request(
+            method, self.url + path, body=orjson.dumps(body) if body is not None else None, headers=headers, timeout=30
+        )
         if r.status >= 300:
             raise RuntimeError(f"{method} {path}: {r.status} {r.data[:500]!r}")
         return orjson.loads(r.data) if r.data else None
 
-    def add_node(self, name: str, cpu: str = "4", memory: str = "16Gi", pods: str = "110",
-                 role: str | None = None, ready: bool = True, labels: dict[str, str] | None = None,
-                 taints: list[dict[str, str]] | None = None) -> None:
+    def add_node(
+        self,
+        name: str,
+        cpu: str = "4",
+        memory: str = "16Gi",
+        pods: str = "110",
+        role: str | None = None,
+        ready: bool = True,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+    ) -> None:
         assert self.kubelet is not None
         meta_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **(labels or {})}
         if role:
@@ -213,38 +271,71 @@ class ControlPlane:
             spec["taints"] = taints
         elif role == "control-plane":
             spec["taints"] = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
-        self.api("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
-                                           "metadata": {"name": name, "labels": meta_labels}, "spec": spec})
+        self.api(
+            "POST",
+            "/api/v1/nodes",
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": meta_labels}, "spec": spec},
+        )
         self.set_node_status(name, cpu=cpu, memory=memory, pods=pods, ready=ready)
 
-    def set_node_status(self, name: str, cpu: str = "4", memory: str = "16Gi", pods: str = "110",
-                        ready: bool = True, conditions: dict[str, str] | None = None) -> None:
+    def set_node_status(
+        self,
+        name: str,
+        cpu: str = "4",
+        memory: str = "16Gi",
+        pods: str = "110",
+        ready: bool = True,
+        conditions: dict[str, str] | None = None,
+    ) -> None:
         assert self.kubelet is not None
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        conds = {"MemoryPressure": "False", "DiskPressure": "False", "PIDPressure": "False",
-                 "Ready": "True" if ready else "False", **(conditions or {})}
+        conds = {
+            "MemoryPressure": "False",
+            "DiskPressure": "False",
+            "PIDPressure": "False",
+            "Ready": "True" if ready else "False",
+            **(conditions or {}),
+        }
         status = {
             "capacity": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "100Gi"},
             "allocatable": {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "95Gi"},
-            "conditions": [{"type": t, "status": s, "reason": f"Kubelet{t}" if s == "True" else f"Kubelet{t}Not",
-                            "message": f"{t} is {s}", "lastHeartbeatTime": now, "lastTransitionTime": now}
-                           for t, s in conds.items()],
+            "conditions": [
+                {
+                    "type": t,
+                    "status": s,
+                    "reason": f"Kubelet{t}" if s == "True" else f"Kubelet{t}Not",
+                    "message": f"{t} is {s}",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+                for t, s in conds.items()
+            ],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.port}},
-            "nodeInfo": {"kubeletVersion": "v1.35.8", "kubeProxyVersion": "v1.35.8", "osImage": "Debian 12",
-                         "kernelVersion": "6.1.0-test", "containerRuntimeVersion": "containerd://1.7.0",
-                         "operatingSystem": "linux", "architecture": "amd64", "machineID": name,
-                         "systemUUID": name, "bootID": name},
+            "nodeInfo": {
+                "kubeletVersion": "v1.35.8",
+                "kubeProxyVersion": "v1.35.8",
+                "osImage": "Debian 12",
+                "kernelVersion": "6.1.0-test",
+                "containerRuntimeVersion": "containerd://1.7.0",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "machineID": name,
+                "systemUUID": name,
+                "bootID": name,
+            },
         }
-        self.api("PATCH", f"/api/v1/nodes/{name}/status", {"status": status},
-                 content_type="application/merge-patch+json")
+        self.api(
+            "PATCH", f"/api/v1/nodes/{name}/status", {"status": status}, content_type="application/merge-patch+json"
+        )
 
     # -- internals ---------------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (open for the child's lifetime)
         self._logs.append(log)
-        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
-                                           start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True)
+        )
 
     def _check_alive(self) -> None:
         for p in self.procs:
@@ -258,8 +349,9 @@ class ControlPlane:
         while time.monotonic() < deadline:
             self._check_alive()
             with contextlib.suppress(urllib3.exceptions.HTTPError, OSError):
-                r = self._http.request("GET", self.url + "/readyz", timeout=2,
-                                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                r = self._http.request(
+                    "GET", self.url + "/readyz", timeout=2, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+                )
                 if r.status == 200:
                     return
             time.sleep(0.2)
@@ -282,20 +374,61 @@ class ControlPlane:
         def ssl_(*args: str) -> None:
             subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
 
-        ssl_("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "3650", "-subj", "/CN=cloudpilot-test-ca")
-        for name, sans in (("apiserver", "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"),
-                           ("kubelet", "IP:127.0.0.1,DNS:localhost")):
-            ssl_("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}")
+        ssl_(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=cloudpilot-test-ca",
+        )
+        for name, sans in (
+            ("apiserver", "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"),
+            ("kubelet", "IP:127.0.0.1,DNS:localhost"),
+        ):
+            ssl_(
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                f"{name}.key",
+                "-out",
+                f"{name}.csr",
+                "-subj",
+                f"/CN={name}",
+            )
             (pki / f"{name}.ext").write_text(f"subjectAltName={sans}\n")
-            ssl_("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.crt", "-days", "3650", "-extfile", f"{name}.ext")
+            ssl_(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                f"{name}.crt",
+                "-days",
+                "3650",
+                "-extfile",
+                f"{name}.ext",
+            )
         ssl_("genrsa", "-out", "sa.key", "2048")
         ssl_("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
         (pki / "tokens.csv").write_text(
             f'{ADMIN_TOKEN},admin,admin,"system:masters"\n{VIEWER_TOKEN},viewer,viewer\n'
-            f"{AUDITOR_TOKEN},auditor,auditor\n")
+            f"{AUDITOR_TOKEN},auditor,auditor\n"
+        )
         return pki
 
     def _write_kubeconfig(self) -> None:
@@ -303,15 +436,28 @@ class ControlPlane:
         import base64
 
         doc = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "admin",
-            "clusters": [{"name": "test", "cluster": {
-                "server": self.url, "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
-            "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}},
-                      {"name": "viewer", "user": {"token": VIEWER_TOKEN}},
-                      {"name": "auditor", "user": {"token": AUDITOR_TOKEN}}],
-            "contexts": [{"name": "admin", "context": {"cluster": "test", "user": "admin"}},
-                         {"name": "viewer", "context": {"cluster": "test", "user": "viewer"}},
-                         {"name": "auditor", "context": {"cluster": "test", "user": "auditor"}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "admin",
+            "clusters": [
+                {
+                    "name": "test",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(ca.encode()).decode(),
+                    },
+                }
+            ],
+            "users": [
+                {"name": "admin", "user": {"token": ADMIN_TOKEN}},
+                {"name": "viewer", "user": {"token": VIEWER_TOKEN}},
+                {"name": "auditor", "user": {"token": AUDITOR_TOKEN}},
+            ],
+            "contexts": [
+                {"name": "admin", "context": {"cluster": "test", "user": "admin"}},
+                {"name": "viewer", "context": {"cluster": "test", "user": "viewer"}},
+                {"name": "auditor", "context": {"cluster": "test", "user": "auditor"}},
+            ],
         }
         self.kubeconfig.write_bytes(orjson.dumps(doc))  # JSON is valid YAML
         self.kubeconfig.chmod(0o600)

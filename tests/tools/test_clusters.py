@@ -26,8 +26,9 @@ async def test_cluster_info_reports_version_nodes_and_identity(call, cluster):
 async def test_register_by_url_and_token_then_use_and_remove(call, cluster, runtime):
     cp = cluster.require_control_plane()
     ca = (cp.dir / "pki" / "ca.crt").read_text()
-    added = await call(clusters.clusters_add, name="prod-eu", server=cp.url, token=ADMIN_TOKEN, ca_cert=ca,
-                       description="test cluster")
+    added = await call(
+        clusters.clusters_add, name="prod-eu", server=cp.url, token=ADMIN_TOKEN, ca_cert=ca, description="test cluster"
+    )
     assert added.nodes_total >= 3
     listed = await call(clusters.clusters_list)
     entry = next(c for c in listed.clusters if c.name == "prod-eu")
@@ -51,7 +52,7 @@ async def test_register_by_kubeconfig_text(call, cluster):
 
 
 async def test_an_unusable_cluster_is_not_saved(call, runtime):
-    with pytest.raises(InvalidInput, match="was not saved: .*did not answer"):
+    with pytest.raises(InvalidInput, match=r"was not saved: .*did not answer"):
         await call(clusters.clusters_add, name="nowhere", server="https://127.0.0.1:1", token="x")
     assert runtime.store.get_cluster("nowhere") is None
     with pytest.raises(InvalidInput, match="either `server`"):
@@ -75,12 +76,24 @@ async def test_unreachable_cluster_names_the_endpoint(call):
 async def test_forbidden_names_verb_resource_and_identity(call, cluster, namespace):
     cp = cluster.require_control_plane()
     rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/" + namespace
-    cp.api("POST", rbac + "/roles", {"metadata": {"name": "pod-reader"},
-                                     "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})
-    cp.api("POST", rbac + "/rolebindings", {
-        "metadata": {"name": "viewer-pods"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                                         "name": "pod-reader"},
-        "subjects": [{"kind": "User", "name": "viewer", "apiGroup": "rbac.authorization.k8s.io"}]})
+    cp.api(
+        "POST",
+        rbac + "/roles",
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+    )
+    cp.api(
+        "POST",
+        rbac + "/rolebindings",
+        {
+            "metadata": {"name": "viewer-pods"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "User", "name": "viewer", "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    )
+
     def authorized() -> bool:  # RBAC reaches the authorizer's cache shortly after the binding is created
         try:
             cp.api("GET", f"/api/v1/namespaces/{namespace}/pods", token=VIEWER_TOKEN)

@@ -19,13 +19,24 @@ def shop(cluster, namespace):
     states.set_pod_status(core, namespace, "a", containers=[states.running()])
     states.set_pod_status(core, namespace, "b", phase="Pending", containers=[states.waiting("ImagePullBackOff")])
     states.set_pod_status(core, namespace, "c", phase="Failed", containers=[states.terminated("Error", 1)])
-    cluster.apps.create_namespaced_deployment(namespace, {
-        "metadata": {"name": "web"}, "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
-                                              "template": {"metadata": {"labels": {"app": "web"}},
-                                                           "spec": {"containers": [{"name": "w", "image": "x"}]}}}})
+    cluster.apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "w", "image": "x"}]},
+                },
+            },
+        },
+    )
     for svc in ("web", "api"):
-        core.create_namespaced_service(namespace, {"metadata": {"name": svc},
-                                                   "spec": {"ports": [{"port": 80}], "selector": {"app": svc}}})
+        core.create_namespaced_service(
+            namespace, {"metadata": {"name": svc}, "spec": {"ports": [{"port": 80}], "selector": {"app": svc}}}
+        )
     for cm in ("one", "two", "three"):
         core.create_namespaced_config_map(namespace, {"metadata": {"name": cm}, "data": {"k": "v"}})
     core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "stringData": {"password": "x"}})
@@ -34,16 +45,24 @@ def shop(cluster, namespace):
 
 def scoped(settings: Settings, namespace: str) -> Runtime:
     """A runtime that sees only `namespace`, so cluster-wide counts are exact."""
-    return Runtime(settings.model_copy(update={"safety": settings.safety.model_copy(
-        update={"namespace_allow": [namespace]})}))
+    return Runtime(
+        settings.model_copy(update={"safety": settings.safety.model_copy(update={"namespace_allow": [namespace]})})
+    )
 
 
 async def test_overview_counts_every_field(settings, shop):
     with use(scoped(settings, shop)) as rt:
         ov = await overview.cluster_overview()
         rt.close()
-    assert ov.pods.model_dump() == {"total": 3, "running": 1, "pending": 1, "failed": 1, "succeeded": 0,
-                                    "unknown": 0, "unhealthy": 2}
+    assert ov.pods.model_dump() == {
+        "total": 3,
+        "running": 1,
+        "pending": 1,
+        "failed": 1,
+        "succeeded": 0,
+        "unknown": 0,
+        "unhealthy": 2,
+    }
     assert (ov.deployments, ov.services, ov.secrets, ov.namespaces) == (1, 2, 1, 1)
     assert ov.configmaps == 4  # ours + kube-root-ca.crt, which every namespace gets
     assert ov.nodes.total >= 3 and ov.nodes.ready >= 3
@@ -68,12 +87,23 @@ async def test_overview_is_cached_until_forced(settings, cluster, shop):
 async def test_overview_is_partial_when_some_kinds_are_forbidden(settings, cluster, shop):
     cp = cluster.require_control_plane()
     rbac = "/apis/rbac.authorization.k8s.io/v1"
-    cp.api("POST", rbac + "/clusterroles", {"metadata": {"name": f"auditor-{shop}"}, "rules": [
-        {"apiGroups": [""], "resources": ["pods", "nodes", "namespaces"], "verbs": ["list"]}]})
-    cp.api("POST", rbac + "/clusterrolebindings", {
-        "metadata": {"name": f"auditor-{shop}"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"auditor-{shop}"},
-        "subjects": [{"kind": "User", "name": "auditor", "apiGroup": "rbac.authorization.k8s.io"}]})
+    cp.api(
+        "POST",
+        rbac + "/clusterroles",
+        {
+            "metadata": {"name": f"auditor-{shop}"},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "nodes", "namespaces"], "verbs": ["list"]}],
+        },
+    )
+    cp.api(
+        "POST",
+        rbac + "/clusterrolebindings",
+        {
+            "metadata": {"name": f"auditor-{shop}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"auditor-{shop}"},
+            "subjects": [{"kind": "User", "name": "auditor", "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    )
 
     def authorized() -> bool:
         try:

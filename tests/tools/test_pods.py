@@ -11,16 +11,40 @@ from tools.errors import InvalidInput, NotFound
 def broken_pods(cluster, namespace):
     core = cluster.core
     for name in ("ok", "crash", "oom", "pull", "init"):
-        states.make_pod(core, namespace, name, labels={"app": name, "tier": "web" if name != "ok" else "db"},
-                        **({"initContainers": [{"name": "setup", "image": "busybox"}]} if name == "init" else {}))
+        states.make_pod(
+            core,
+            namespace,
+            name,
+            labels={"app": name, "tier": "web" if name != "ok" else "db"},
+            **({"initContainers": [{"name": "setup", "image": "busybox"}]} if name == "init" else {}),
+        )
     states.set_pod_status(core, namespace, "ok", containers=[states.running(restarts=1)])
     states.set_pod_status(core, namespace, "crash", containers=[states.crashloop(restarts=7, exit_code=2)])
     states.set_pod_status(core, namespace, "oom", containers=[states.terminated("OOMKilled", 137)])
-    states.set_pod_status(core, namespace, "pull", phase="Pending",
-                          containers=[states.waiting("ImagePullBackOff", 'Back-off pulling image "nginx:nope"')])
-    states.set_pod_status(core, namespace, "init", phase="Pending", containers=[states.waiting("PodInitializing")],
-                          initContainerStatuses=[{"name": "setup", "image": "busybox", "imageID": "", "ready": False,
-                                                  "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}])
+    states.set_pod_status(
+        core,
+        namespace,
+        "pull",
+        phase="Pending",
+        containers=[states.waiting("ImagePullBackOff", 'Back-off pulling image "nginx:nope"')],
+    )
+    states.set_pod_status(
+        core,
+        namespace,
+        "init",
+        phase="Pending",
+        containers=[states.waiting("PodInitializing")],
+        initContainerStatuses=[
+            {
+                "name": "setup",
+                "image": "busybox",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            }
+        ],
+    )
     return namespace
 
 
@@ -34,8 +58,13 @@ async def test_pods_list_shows_status_reasons_like_kubectl_unhealthy_first(call,
     assert by_name["init"].status == "Init:CrashLoopBackOff"
     assert by_name["ok"].status == "Running" and by_name["ok"].ready == "1/1" and by_name["ok"].node == "node-1"
     assert [p.name for p in result.pods][-1] == "ok"  # healthy last
-    assert result.by_status == {"Running": 1, "CrashLoopBackOff": 1, "OOMKilled": 1, "ImagePullBackOff": 1,
-                                "Init:CrashLoopBackOff": 1}
+    assert result.by_status == {
+        "Running": 1,
+        "CrashLoopBackOff": 1,
+        "OOMKilled": 1,
+        "ImagePullBackOff": 1,
+        "Init:CrashLoopBackOff": 1,
+    }
     text = result.render()
     assert "CrashLoopBackOff" in text and "5 pods in " + broken_pods in text
 
@@ -68,12 +97,24 @@ async def test_invalid_input_is_rejected_before_any_call(call):
 
 
 async def test_pod_get_explains_a_pod_and_masks_env(call, cluster, namespace):
-    states.make_pod(cluster.core, namespace, "api", containers=[{
-        "name": "app", "image": "shop/api:2.1", "ports": [{"containerPort": 8080, "name": "http"}],
-        "env": [{"name": "DB_PASSWORD", "value": "hunter2"}],
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 9090}, "periodSeconds": 2}}])
-    states.set_pod_status(cluster.core, namespace, "api", containers=[states.crashloop(reason="OOMKilled", exit_code=137)])
+    states.make_pod(
+        cluster.core,
+        namespace,
+        "api",
+        containers=[
+            {
+                "name": "app",
+                "image": "shop/api:2.1",
+                "ports": [{"containerPort": 8080, "name": "http"}],
+                "env": [{"name": "DB_PASSWORD", "value": "hunter2"}],
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 9090}, "periodSeconds": 2},
+            }
+        ],
+    )
+    states.set_pod_status(
+        cluster.core, namespace, "api", containers=[states.crashloop(reason="OOMKilled", exit_code=137)]
+    )
     states.make_event(cluster.core, namespace, "Pod", "api", "BackOff", "Back-off restarting failed container app")
     detail = await call(pods.pod_get, name="api", namespace=namespace)
     assert detail.status == "CrashLoopBackOff"
@@ -92,8 +133,9 @@ async def test_pod_get_404_names_the_object_and_namespace(call, namespace):
 
 async def test_pod_logs_through_the_api_server(call, cluster, namespace):
     cp = cluster.require_control_plane()
-    states.make_pod(cluster.core, namespace, "web", containers=[{"name": "app", "image": "x"},
-                                                                {"name": "proxy", "image": "y"}])
+    states.make_pod(
+        cluster.core, namespace, "web", containers=[{"name": "app", "image": "x"}, {"name": "proxy", "image": "y"}]
+    )
     lines = [f"line {i}: ok" for i in range(50)] + ["ERROR db connect failed password=hunter2", "line 51: ok"]
     cp.kubelet.set_log(namespace, "web", "app", "\n".join(lines) + "\n")
     cp.kubelet.set_log(namespace, "web", "app", "panic: previous crash\n", previous=True)

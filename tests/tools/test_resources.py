@@ -9,15 +9,25 @@ from tools.errors import InvalidInput, NotFound
 
 def make_crd(cluster, group: str, kind: str, plural: str, short: list[str] | None = None) -> None:
     cp = cluster.require_control_plane()
-    body = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{group}"},
-            "spec": {"group": group, "scope": "Namespaced",
-                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "shortNames": short or []},
-                     "versions": [{"name": "v1", "served": True, "storage": True,
-                                   "additionalPrinterColumns": [{"name": "Size", "type": "integer",
-                                                                 "jsonPath": ".spec.size"}],
-                                   "schema": {"openAPIV3Schema": {"type": "object",
-                                                                  "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    body = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "shortNames": short or []},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
     try:
         cp.api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
     except RuntimeError as e:
@@ -26,16 +36,23 @@ def make_crd(cluster, group: str, kind: str, plural: str, short: list[str] | Non
 
     def established() -> bool:
         crd = cp.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}")
-        return any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get("conditions") or [])
+        return any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (crd.get("status") or {}).get("conditions") or []
+        )
 
     states.wait_for(established, what=f"CRD {plural}.{group}")
 
 
 async def test_crds_are_found_by_kind_plural_short_name_and_group(call, cluster, namespace):
     make_crd(cluster, "example.com", "Widget", "widgets", ["wd"])
-    cluster.custom.create_namespaced_custom_object("example.com", "v1", namespace, "widgets",
-                                                   {"apiVersion": "example.com/v1", "kind": "Widget",
-                                                    "metadata": {"name": "big"}, "spec": {"size": 42}})
+    cluster.custom.create_namespaced_custom_object(
+        "example.com",
+        "v1",
+        namespace,
+        "widgets",
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "big"}, "spec": {"size": 42}},
+    )
     for kind in ("Widget", "widgets", "wd", "widgets.example.com"):
         listed = await call(resources.resources_list, kind=kind, namespace=namespace)
         assert listed.rows == [["big", 42]], kind
@@ -53,29 +70,43 @@ async def test_ambiguous_and_unknown_kinds_say_what_to_do(call, cluster):
         await call(resources.resources_list, kind="Gizmo")
     listed = await call(resources.resources_list, kind="gizmos.b.example.com")
     assert listed.kind == "gizmos.b.example.com"
-    with pytest.raises(NotFound, match="not served.*api_resources"):
+    with pytest.raises(NotFound, match=r"not served.*api_resources"):
         await call(resources.resources_list, kind="Frobnicator")
 
 
 async def test_builtin_listing_outputs_and_paging(call, cluster, namespace):
     for i in range(5):
-        cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": f"cm-{i}", "labels": {"i": str(i)}},
-                                                              "data": {"k": str(i)}})
+        cluster.core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": f"cm-{i}", "labels": {"i": str(i)}}, "data": {"k": str(i)}}
+        )
     page = await call(resources.resources_list, kind="cm", namespace=namespace, output="names", limit=3)
     assert page.columns == ["NAME"] and len(page.rows) == 3 and page.page.continue_token
     assert page.page.total == 6  # five + kube-root-ca.crt
-    rest = await call(resources.resources_list, kind="cm", namespace=namespace, output="names", limit=3,
-                      continue_token=page.page.continue_token)
+    rest = await call(
+        resources.resources_list,
+        kind="cm",
+        namespace=namespace,
+        output="names",
+        limit=3,
+        continue_token=page.page.continue_token,
+    )
     assert len(rest.rows) == 3 and rest.page.continue_token is None
-    picked = await call(resources.resources_list, kind="configmaps", namespace=namespace, output="json",
-                        label_selector="i in (1,2)", fields=["data.k"])
+    picked = await call(
+        resources.resources_list,
+        kind="configmaps",
+        namespace=namespace,
+        output="json",
+        label_selector="i in (1,2)",
+        fields=["data.k"],
+    )
     assert sorted(o["data"]["k"] for o in picked.objects) == ["1", "2"]
     assert set(picked.objects[0]) == {"metadata", "data"}
 
 
 async def test_secret_values_never_leave_the_server(call, cluster, namespace):
-    cluster.core.create_namespaced_secret(namespace, {"metadata": {"name": "db"},
-                                                      "stringData": {"password": "hunter2-secret"}})
+    cluster.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "db"}, "stringData": {"password": "hunter2-secret"}}
+    )
     for output in ("json", "yaml", "summary"):
         listed = await call(resources.resources_list, kind="secrets", namespace=namespace, output=output)
         assert "aHVudGVyMi1zZWNyZXQ=" not in listed.model_dump_json() + listed.render()
@@ -86,10 +117,20 @@ async def test_secret_values_never_leave_the_server(call, cluster, namespace):
 
 
 async def test_describe_shows_object_and_its_events(call, cluster, namespace):
-    cluster.apps.create_namespaced_deployment(namespace, {
-        "metadata": {"name": "web"}, "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
-                                              "template": {"metadata": {"labels": {"app": "web"}},
-                                                           "spec": {"containers": [{"name": "w", "image": "x:1"}]}}}})
+    cluster.apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "w", "image": "x:1"}]},
+                },
+            },
+        },
+    )
     states.make_event(cluster.core, namespace, "Deployment", "web", "ScalingReplicaSet", "Scaled down to 0", "Normal")
     described = await call(resources.resource_describe, kind="deploy", name="web", namespace=namespace)
     assert "image: x:1" in described.text and described.events[0].reason == "ScalingReplicaSet"
@@ -100,7 +141,9 @@ async def test_describe_shows_object_and_its_events(call, cluster, namespace):
 async def test_events_newest_first_and_warnings_only(call, cluster, namespace):
     states.make_event(cluster.core, namespace, "Pod", "a", "Pulled", "pulled", "Normal", when="2026-01-01T00:00:00Z")
     states.make_event(cluster.core, namespace, "Pod", "a", "BackOff", "older", when="2026-01-01T00:01:00Z")
-    states.make_event(cluster.core, namespace, "Pod", "b", "FailedMount", "newest token=abc123", when="2026-01-01T00:02:00Z")
+    states.make_event(
+        cluster.core, namespace, "Pod", "b", "FailedMount", "newest token=abc123", when="2026-01-01T00:02:00Z"
+    )
     all_events = await call(events.events_list, namespace=namespace)
     assert [e.reason for e in all_events.events] == ["FailedMount", "BackOff", "Pulled"]
     assert "abc123" not in all_events.events[0].message

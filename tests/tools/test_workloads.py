@@ -8,10 +8,18 @@ from tools.errors import Unsupported
 
 
 def deployment(name: str, image: str = "web:1", replicas: int = 1, **spec):
-    return {"metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": f"deploy {image}"}},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "app", "image": image}]}}, **spec}}
+    return {
+        "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": f"deploy {image}"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+            **spec,
+        },
+    }
 
 
 async def test_a_stuck_rollout_is_reported_failed_with_the_reason(call, cluster, namespace):
@@ -33,9 +41,14 @@ async def test_a_stuck_rollout_is_reported_failed_with_the_reason(call, cluster,
 async def test_rollout_history_lists_revisions_with_images_and_cause(call, cluster, namespace):
     cluster.apps.create_namespaced_deployment(namespace, deployment("web", "web:1", replicas=0))
     states.wait_for(lambda: cluster.apps.list_namespaced_replica_set(namespace).items, what="first ReplicaSet")
-    cluster.apps.patch_namespaced_deployment("web", namespace, {
-        "metadata": {"annotations": {"kubernetes.io/change-cause": "deploy web:2"}},
-        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}})
+    cluster.apps.patch_namespaced_deployment(
+        "web",
+        namespace,
+        {
+            "metadata": {"annotations": {"kubernetes.io/change-cause": "deploy web:2"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}},
+        },
+    )
     states.wait_for(lambda: len(cluster.apps.list_namespaced_replica_set(namespace).items) == 2, what="second RS")
 
     async def history():
@@ -49,15 +62,44 @@ async def test_rollout_history_lists_revisions_with_images_and_cause(call, clust
 
 async def test_statefulsets_cronjobs_and_jobs_are_judged(call, cluster, namespace):
     cp = cluster.require_control_plane()
-    cp.api("POST", f"/apis/apps/v1/namespaces/{namespace}/statefulsets", {
-        "metadata": {"name": "db"}, "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-                                             "template": {"metadata": {"labels": {"app": "db"}},
-                                                          "spec": {"containers": [{"name": "db", "image": "pg:16"}]}}}})
-    cp.api("POST", f"/apis/batch/v1/namespaces/{namespace}/cronjobs", {
-        "metadata": {"name": "backup"}, "spec": {"schedule": "0 3 * * *", "suspend": True, "jobTemplate": {"spec": {
-            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "backup:1"}]}}}}}})
-    states.wait_for(lambda: (cluster.apps.read_namespaced_stateful_set("db", namespace).status.observed_generation
-                             or 0) >= 1, what="the statefulset controller")
+    cp.api(
+        "POST",
+        f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 1,
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "pg:16"}]},
+                },
+            },
+        },
+    )
+    cp.api(
+        "POST",
+        f"/apis/batch/v1/namespaces/{namespace}/cronjobs",
+        {
+            "metadata": {"name": "backup"},
+            "spec": {
+                "schedule": "0 3 * * *",
+                "suspend": True,
+                "jobTemplate": {
+                    "spec": {
+                        "template": {
+                            "spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "backup:1"}]}
+                        }
+                    }
+                },
+            },
+        },
+    )
+    states.wait_for(
+        lambda: (cluster.apps.read_namespaced_stateful_set("db", namespace).status.observed_generation or 0) >= 1,
+        what="the statefulset controller",
+    )
     listed = await call(workloads.workloads_list, namespace=namespace, kinds=["StatefulSet", "CronJob"])
     by_name = {w.name: w for w in listed.workloads}
     assert by_name["db"].status == "Degraded" and by_name["db"].ready == "0/1" and by_name["db"].images == ["pg:16"]
@@ -67,5 +109,5 @@ async def test_statefulsets_cronjobs_and_jobs_are_judged(call, cluster, namespac
 
 
 async def test_usage_without_metrics_api_says_so(call):
-    with pytest.raises(Unsupported, match="does not serve metrics.k8s.io.*metrics-server"):
+    with pytest.raises(Unsupported, match=r"does not serve metrics\.k8s\.io.*metrics-server"):
         await call(workloads.resource_usage)
