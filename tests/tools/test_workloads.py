@@ -108,6 +108,88 @@ async def test_statefulsets_cronjobs_and_jobs_are_judged(call, cluster, namespac
     assert [w.name for w in problems.workloads] == ["db"]
 
 
-async def test_usage_without_metrics_api_says_so(call):
+async def test_usage_without_metrics_api_says_so(call, runtime):
     with pytest.raises(Unsupported, match=r"does not serve metrics\.k8s\.io.*metrics-server"):
         await call(workloads.resource_usage)
+
+
+async def test_usage_from_a_served_metrics_api(call, cluster, namespace):
+    """metrics.k8s.io served by CRDs (metrics-server's API shape), so the real read path runs end to end."""
+    cp = cluster.require_control_plane()
+    for plural, kind, scope in (("pods", "PodMetrics", "Namespaced"), ("nodes", "NodeMetrics", "Cluster")):
+        try:
+            cp.api(
+                "POST",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                {
+                    "metadata": {
+                        "name": f"{plural}.metrics.k8s.io",
+                        "annotations": {"api-approved.kubernetes.io": "unapproved, test double of metrics-server"},
+                    },
+                    "spec": {
+                        "group": "metrics.k8s.io",
+                        "scope": scope,
+                        "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                        "versions": [
+                            {
+                                "name": "v1beta1",
+                                "served": True,
+                                "storage": True,
+                                "schema": {
+                                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                                },
+                            }
+                        ],
+                    },
+                },
+            )
+        except RuntimeError as e:
+            if "AlreadyExists" not in str(e):
+                raise
+
+    def served() -> bool:
+        try:
+            cp.api("GET", f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods")
+            cp.api("GET", "/apis/metrics.k8s.io/v1beta1/nodes")
+            return True
+        except RuntimeError:
+            return False
+
+    states.wait_for(served, what="the metrics API")
+    base = f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
+    for name, cpu, mem in (("light", "15m", "64Mi"), ("heavy", "1500m", "2Gi")):
+        cp.api(
+            "POST",
+            base,
+            {
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "kind": "PodMetrics",
+                "metadata": {"name": name},
+                "containers": [
+                    {"name": "app", "usage": {"cpu": cpu, "memory": mem}},
+                    {"name": "proxy", "usage": {"cpu": "5m", "memory": "32Mi"}},
+                ],
+            },
+        )
+    cp.api(
+        "POST",
+        "/apis/metrics.k8s.io/v1beta1/nodes",
+        {
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "kind": "NodeMetrics",
+            "metadata": {"name": "node-1"},
+            "usage": {"cpu": "2", "memory": "4Gi"},
+        },
+    )
+    pods = await call(workloads.resource_usage, namespace=namespace)
+    assert [(r.name, r.cpu_cores, r.memory_gib) for r in pods.rows] == [
+        ("heavy", 1.505, 2.0312),
+        ("light", 0.02, 0.0938),
+    ]
+    nodes = await call(workloads.resource_usage, kind="nodes")
+    node1 = next(r for r in nodes.rows if r.name == "node-1")
+    assert (node1.cpu_percent, node1.memory_percent) == (50.0, 25.0)
+    for plural in ("pods", "nodes"):
+        cluster.control_plane.api(
+            "DELETE", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.metrics.k8s.io"
+        )

@@ -1,0 +1,46 @@
+"""Settings: environment variables with a prefix, a YAML file, and the command line, in that precedence."""
+
+import pytest
+
+from server import parse_args, settings_from_args
+from settings import load_settings
+from tools._kube import Clusters
+from tools.errors import NotFound
+
+
+def test_env_yaml_and_flags_layer_in_order(tmp_path, monkeypatch):
+    config = tmp_path / "cloudpilot.yaml"
+    config.write_text("k8s: {context: from-yaml, cache_ttl_seconds: 5}\nsafety: {namespace_deny: [kube-*]}\n"
+                      "server: {port: 9000}\n")
+    monkeypatch.setenv("CLOUDPILOT_K8S__CONTEXT", "from-env")
+    monkeypatch.setenv("CLOUDPILOT_OUTPUT__DEFAULT_LIMIT", "7")
+    s = settings_from_args(parse_args(["--config", str(config), "--allow-write", "--port", "9100"]))
+    assert s.k8s.context == "from-env"  # env beats the file
+    assert s.k8s.cache_ttl_seconds == 5 and s.safety.namespace_deny == ["kube-*"]  # the file beats defaults
+    assert s.server.port == 9100 and s.safety.allow_write  # flags beat everything
+    assert s.output.default_limit == 7 and not s.safety.allow_destructive
+
+
+def test_defaults_are_safe(monkeypatch):
+    for key in [k for k in __import__("os").environ if k.startswith("CLOUDPILOT_")]:
+        monkeypatch.delenv(key)
+    s = load_settings()
+    assert not s.safety.allow_write and not s.safety.allow_destructive
+    assert s.server.transport == "stdio" and s.server.host == "127.0.0.1"
+    assert "kube-system" in s.safety.protected_namespaces and s.rca.threshold == 0.65
+
+
+def test_bad_settings_are_refused_with_the_reason(tmp_path):
+    with pytest.raises(ValueError, match="unknown toolsets"):
+        settings_from_args(parse_args(["--toolsets", "core,nope"]))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_in_cluster_outside_a_pod_says_what_to_use(tmp_path):
+    s = load_settings(k8s={"in_cluster": "always"}, store={"path": tmp_path / "db"})
+    from store import Store
+
+    clusters = Clusters(s.k8s, Store(s.store.path))
+    with pytest.raises(NotFound, match=r"Not running in a pod.*kubeconfig context or a registered cluster"):
+        clusters.get()
