@@ -10,7 +10,7 @@ from tools import validate
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.redact import mask_text
-from tools.results import Page, Result, age, table
+from tools.results import Page, Result, age, paginate, table
 from tools.runtime import current, validate_limit
 
 Namespace = Annotated[str | None, Field(description="Namespace; omit for all namespaces.")]
@@ -87,6 +87,7 @@ async def events_list(
     name: Annotated[str | None, Field(description="...and this object name.")] = None,
     warnings_only: bool = False,
     limit: int | None = None,
+    continue_token: Annotated[str | None, Field(description="From the previous page.")] = None,
     cluster: ClusterArg = None,
 ) -> EventList:
     """Events, newest first, for a namespace or all, optionally about one object and warnings only."""
@@ -107,7 +108,6 @@ async def events_list(
     path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
     items, _ = await rt.call(conn.list_items, path, {"fieldSelector": ",".join(selectors) or None})
     items = [e for e in items if rt.namespace_visible((e.get("metadata") or {}).get("namespace", ""))]
-    lines = event_lines(items, limit)
-    return EventList(
-        cluster=conn.name, namespace=namespace, events=lines, page=Page(total=len(items), returned=len(lines))
-    )
+    items.sort(key=event_time, reverse=True)
+    shown, page = paginate(items, limit, continue_token)
+    return EventList(cluster=conn.name, namespace=namespace, events=event_lines(shown, limit), page=page)

@@ -149,3 +149,12 @@ async def test_events_newest_first_and_warnings_only(call, cluster, namespace):
     assert "abc123" not in all_events.events[0].message
     warnings = await call(events.events_list, namespace=namespace, warnings_only=True, name="a")
     assert [e.reason for e in warnings.events] == ["BackOff"]
+
+
+async def test_events_are_paged(call, cluster, namespace):
+    for i in range(5):
+        states.make_event(cluster.core, namespace, "Pod", f"p{i}", "BackOff", f"m{i}", when=f"2026-01-01T00:0{i}:00Z")
+    first = await call(events.events_list, namespace=namespace, limit=2)
+    assert [e.object for e in first.events] == ["Pod/p4", "Pod/p3"] and first.page.total == 5
+    second = await call(events.events_list, namespace=namespace, limit=2, continue_token=first.page.continue_token)
+    assert [e.object for e in second.events] == ["Pod/p2", "Pod/p1"]
