@@ -135,7 +135,7 @@ class Kube:
         labels = labels or {"app": name}
         c = {"name": "app", "image": image, "ports": [{"containerPort": 8080, "name": "http"}], **(container or {})}
         body = {
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": labels},
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app": labels["app"]}},
