@@ -55,14 +55,7 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
         log_level=settings.log_level,
     )
     for spec in enabled_tools(settings):
-        mcp.add_tool(
-            mcp_tool(spec, runtime),
-            name=spec.name,
-            title=spec.title,
-            description=spec.description,
-            annotations=ToolAnnotations(title=spec.title, **spec.hints),
-            structured_output=True,
-        )
+        _add(mcp, spec, runtime)
 
     @mcp.prompt(name="triage_namespace", description="Find what is wrong in a namespace, read-only.")
     def triage_namespace(namespace: str, cluster: str | None = None) -> str:
@@ -71,6 +64,35 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
         )
 
     return mcp
+
+
+def _add(mcp: FastMCP, spec: ToolSpec, runtime: Runtime) -> None:
+    mcp.add_tool(
+        mcp_tool(spec, runtime),
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        annotations=ToolAnnotations(title=spec.title, **spec.hints),
+        structured_output=True,
+    )
+    # Every conversation pays for the schemas: drop pydantic's per-field "title" (it repeats the name).
+    registered = mcp._tool_manager.get_tool(spec.name)
+    if registered is not None:
+        registered.parameters = _untitled(registered.parameters)
+        if registered.fn_metadata.output_schema is not None:
+            registered.fn_metadata.output_schema = _untitled(registered.fn_metadata.output_schema)
+
+
+def _untitled(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        props = schema.get("properties")
+        out = {k: _untitled(v) for k, v in schema.items() if k != "title" or not isinstance(v, str)}
+        if isinstance(props, dict):  # a property may itself be named "title"
+            out["properties"] = {k: _untitled(v) for k, v in props.items()}
+        return out
+    if isinstance(schema, list):
+        return [_untitled(v) for v in schema]
+    return schema
 
 
 def mcp_tool(spec: ToolSpec, runtime: Runtime) -> Callable[..., Awaitable[CallToolResult]]:
