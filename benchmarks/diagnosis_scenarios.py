@@ -1,0 +1,186 @@
+"""Scenario benchmark of the diagnosis engine on a real control plane it starts itself.
+
+Builds healthy noise (namespaces of Deployments + Services whose pods are Running and Ready, ~5,000 pods by
+default), then each labelled scenario of `tests/tools/diagnosis_scenarios.py` in its own namespace (one root
+cause each). Prints, per scenario, the expected code and the top finding of `diagnose(namespace=...)`;
+precision and recall of the top finding; findings on the noise (should be none); and the time of an
+all-namespace diagnosis: cold (new runtime), re-read (force_refresh on a warm connection) and warm (cached
+snapshot).
+
+    .venv/bin/python -m benchmarks.diagnosis_scenarios [--pods 5000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from settings import Settings
+from tests.cluster.controlplane import ControlPlane
+from tests.tools.diagnosis_scenarios import SCENARIOS, Kube, install_mesh, running_status, wait_for
+from tools.diagnose import diagnose
+from tools.runtime import Runtime, use
+
+DEPLOYMENTS_PER_NAMESPACE = 5
+REPLICAS = 20
+PODS_PER_NODE = 250
+THREADS = 10  # the control plane helper's connection pool size
+
+
+def build_noise(cp: ControlPlane, kube: Kube, pods: int) -> list[str]:
+    per_ns = DEPLOYMENTS_PER_NAMESPACE * REPLICAS
+    namespaces = [f"noise-{i:03d}" for i in range(max(1, pods // per_ns))]
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(
+            pool.map(
+                lambda i: cp.add_node(f"pool-{i:02d}", cpu="32", memory="128Gi", pods=str(PODS_PER_NODE)),
+                range(pods // PODS_PER_NODE + 2),
+            )
+        )
+
+        def make(ns: str) -> None:
+            kube.create("/api/v1/namespaces", {"metadata": {"name": ns, "labels": {"noise": "true"}}})
+            for d in range(DEPLOYMENTS_PER_NAMESPACE):
+                name = f"app-{d}"
+                kube.deploy(
+                    ns,
+                    name,
+                    replicas=REPLICAS,
+                    wait=False,
+                    container={"readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}}},
+                )
+                kube.service(ns, name)
+
+        list(pool.map(make, namespaces))
+        total = len(namespaces) * per_ns
+
+        def scheduled() -> list[dict[str, Any]] | None:
+            items = cp.api("GET", "/api/v1/pods?labelSelector=app")["items"]
+            mine = [p for p in items if p["metadata"]["namespace"].startswith("noise-") and p["spec"].get("nodeName")]
+            return mine if len(mine) >= total else None
+
+        noise_pods = wait_for(scheduled, f"{total} noise pods scheduled", timeout=600)
+        list(
+            pool.map(
+                lambda p: kube.set_pod_status(p["metadata"]["namespace"], p["metadata"]["name"], running_status(p)),
+                noise_pods,
+            )
+        )
+
+    def available() -> bool:
+        items = cp.api("GET", "/apis/apps/v1/deployments")["items"]
+        return all(
+            d["status"].get("availableReplicas", 0) >= REPLICAS
+            for d in items
+            if d["metadata"]["namespace"].startswith("noise-")
+        )
+
+    wait_for(available, "noise deployments available", timeout=600)
+    return namespaces
+
+
+def build_scenarios(cp: ControlPlane, kube: Kube) -> dict[str, str]:
+    """Scenario name → namespace."""
+    spaces = {s.name: f"sc-{s.name}" for s in SCENARIOS}
+
+    def make(scenario: Any) -> None:
+        ns = spaces[scenario.name]
+        kube.create("/api/v1/namespaces", {"metadata": {"name": ns}})
+        scenario.build(kube, ns, True)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(make, SCENARIOS))
+    return spaces
+
+
+async def timed(rt: Runtime, **kwargs: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    with use(rt):
+        result = await diagnose(**kwargs)
+    return time.perf_counter() - start, result
+
+
+async def measure(settings: Settings, spaces: dict[str, str], runs: int) -> None:
+    rt = Runtime(settings)
+    try:
+        cold, full = await timed(rt, limit=5000)
+        refresh = [(await timed(rt, limit=5000, force_refresh=True))[0] for _ in range(runs)]
+        warm = [(await timed(rt, limit=5000))[0] for _ in range(runs)]
+        pods = full.checked.get("pods", 0)
+        rows = []
+        correct = answered = 0
+        for scenario in SCENARIOS:
+            _, result = await timed(rt, namespace=spaces[scenario.name], force_refresh=True)
+            top = result.findings[0] if result.findings else None
+            ok = bool(
+                top and top.code == scenario.code and (not scenario.summary_has or scenario.summary_has in top.summary)
+            )
+            answered += top is not None
+            correct += ok
+            rows.append(
+                (
+                    scenario.name,
+                    scenario.code,
+                    top.code if top else "-",
+                    "yes" if ok else "NO",
+                    (top.summary[:60] if top else ""),
+                )
+            )
+        noise = [f for f in full.findings if (f.object.namespace or "").startswith("noise-")]
+        cluster_level = [
+            f
+            for f in full.findings
+            if f.object.namespace is None
+            and not f.object.name.startswith("n-sc-")
+            and not f.object.name.startswith("pv-sc-")
+        ]
+    finally:
+        rt.close()
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'scenario':<{width}}  {'expected':<28}  {'top finding':<28}  ok   summary")
+    for name, expected, got, ok, summary in rows:
+        print(f"{name:<{width}}  {expected:<28}  {got:<28}  {ok:<4} {summary}")
+    print()
+    print(
+        f"scenarios: {len(SCENARIOS)}   precision (top finding): {correct / max(answered, 1):.2f}   "
+        f"recall (top finding): {correct / len(SCENARIOS):.2f}"
+    )
+    print(
+        f"findings on healthy noise: {len(noise)} in noise namespaces, {len(cluster_level)} cluster-level"
+        + ("" if not noise else f" (e.g. {noise[0].code} {noise[0].object.short()})")
+    )
+    print(f"all-namespace diagnosis of {pods} pods ({len(full.findings)} findings):")
+    print(f"  cold (new runtime: discovery, lists, rules)   {cold:6.2f} s")
+    print(f"  re-read (force_refresh, warm connection)      {statistics.median(refresh):6.2f} s  (median of {runs})")
+    print(f"  warm (cached snapshot, rules only)            {statistics.median(warm):6.2f} s  (median of {runs})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=5000, help="healthy noise pods (default 5000)")
+    parser.add_argument("--runs", type=int, default=3, help="timed repetitions (default 3)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cloudpilot-bench-"))
+    started = time.perf_counter()
+    with ControlPlane(work / "cp") as cp:
+        kube = Kube(cp.api, cp)
+        install_mesh(kube)
+        build_noise(cp, kube, args.pods)
+        spaces = build_scenarios(cp, kube)
+        print(
+            f"(cluster built in {time.perf_counter() - started:.0f} s: {args.pods} noise pods, "
+            f"{len(SCENARIOS)} scenarios)\n"
+        )
+        settings = Settings(k8s={"kubeconfig": cp.kubeconfig, "context": None}, store={"path": work / "db.sqlite"})
+        asyncio.run(measure(settings, spaces, args.runs))
+
+
+if __name__ == "__main__":
+    main()
