@@ -154,11 +154,11 @@ def summarize(kind: str, obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         )
     if kind == "PeerAuthentication":
         mode = (spec.get("mtls") or {}).get("mode") or "UNSET"
-        ports = {str(p): (v or {}).get("mode") for p, v in (spec.get("portLevelMtls") or {}).items()}
+        port_modes = {str(p): (v or {}).get("mode") for p, v in (spec.get("portLevelMtls") or {}).items()}
         return (
             f"workloads {_sel((spec.get('selector') or {}).get('matchLabels'))}; mtls {mode}"
-            + (f"; ports {ports}" if ports else ""),
-            {"mtls": mode, "port_level": ports},
+            + (f"; ports {port_modes}" if port_modes else ""),
+            {"mtls": mode, "port_level": port_modes},
         )
     if kind == "AuthorizationPolicy":
         action = spec.get("action", "ALLOW")

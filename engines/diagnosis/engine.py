@@ -4,7 +4,7 @@ an object of interest, and rank (severity, then causes before symptoms)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from engines.diagnosis import autoscaling, istio, nodes, pods, storage, traffic, workloads
 from engines.diagnosis.focus import related
@@ -13,8 +13,8 @@ from engines.diagnosis.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
 
-Rule = Callable[[Snapshot], Iterable[Finding]]
-AREAS: dict[str, list[Rule]] = {
+Rule = Callable[[Snapshot], Iterator[Finding]]
+AREAS: dict[str, Sequence[Rule]] = {
     "pods": pods.RULES,
     "workloads": workloads.RULES,
     "traffic": traffic.RULES,

@@ -52,10 +52,10 @@ def related(snap: Snapshot, kind: str, namespace: str, name: str) -> set[Key]:
                 if snap.controller_of(job) == ("CronJob", name):
                     out.add(key_of(job, "Job"))
     elif kind == "Pod":
-        pod = snap.get("pods", namespace, name)
-        if pod is not None:
-            pods = [pod]
-            owner = snap.owner(pod)
+        the_pod = snap.get("pods", namespace, name)
+        if the_pod is not None:
+            pods = [the_pod]
+            owner = snap.owner(the_pod)
             if owner:
                 out.add((owner.kind, namespace, owner.name))
     services = _services(snap, kind, namespace, name, pods, labels)
