@@ -154,7 +154,7 @@ async def measure(settings: Settings, spaces: dict[str, str], runs: int) -> None
     )
     print(
         f"findings on healthy noise: {len(noise)} in noise namespaces, {len(cluster_level)} cluster-level"
-        + ("" if not noise else f" (e.g. {noise[0].code} {noise[0].object.short()})")
+        + "".join(f"\n  {f.severity} {f.code} {f.object.short()}: {f.summary}" for f in noise + cluster_level)
     )
     print(f"all-namespace diagnosis of {pods} pods ({len(full.findings)} findings):")
     print(f"  cold (new runtime: discovery, lists, rules)   {cold:6.2f} s")
