@@ -18,13 +18,14 @@ from typing import Annotated, Any
 
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
 
 import prompts
 from settings import Settings, load_settings
 from tools.catalogue import ToolSpec, enabled_tools
 from tools.errors import CloudPilotError
 from tools.results import Result, clip
-from tools.runtime import Runtime, bind, progress_to
+from tools.runtime import Runtime, bind, caller, progress_to
 
 logger = logging.getLogger("cloudpilot")
 
@@ -108,7 +109,7 @@ def mcp_tool(spec: ToolSpec, runtime: Runtime) -> Callable[..., Awaitable[CallTo
             await ctx.report_progress(done, total, message)
 
         try:
-            with progress_to(progress):
+            with progress_to(progress), caller(_client_of(ctx), _elicitation(ctx)):
                 result = await bound(**kwargs)
         except CloudPilotError as e:
             logger.info("tool %s refused: %s", spec.name, e)
@@ -133,6 +134,31 @@ def mcp_tool(spec: ToolSpec, runtime: Runtime) -> Callable[..., Awaitable[CallTo
     call.__name__ = spec.name
     call.__doc__ = spec.description
     return call
+
+
+class Approval(BaseModel):
+    """What a user answers when CloudPilot asks to apply a plan."""
+
+    approve: bool = Field(description="Apply the plan shown?")
+
+
+def _client_of(ctx: Context) -> str:  # type: ignore[type-arg]
+    params = ctx.session.client_params
+    info = params.clientInfo if params else None
+    return f"mcp:{info.name} {info.version}" if info else "mcp:unknown client"
+
+
+def _elicitation(ctx: Context) -> Callable[[str], Awaitable[bool | None]] | None:  # type: ignore[type-arg]
+    """Ask the user through MCP elicitation, when the client declared it can."""
+    params = ctx.session.client_params
+    if not params or not params.capabilities.elicitation:
+        return None
+
+    async def ask(message: str) -> bool | None:
+        answer = await ctx.elicit(message, schema=Approval)
+        return answer.action == "accept" and bool(answer.data and answer.data.approve)
+
+    return ask
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

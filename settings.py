@@ -99,6 +99,23 @@ class ForecastSettings(BaseModel):
     history_days: int = Field(14, ge=1, description="History used to fit a forecast.")
 
 
+class FixSettings(BaseModel):
+    """The fix loop: plans, approval policy, verification."""
+
+    auto_approve: list[str] = Field(
+        default_factory=list,
+        description="Plan actions applied without a confirmation, e.g. [\"scale\", \"rollout_restart\", "
+        "\"cordon\"]; never deletions, patches or protected namespaces.",
+    )
+    allow_protected_override: bool = Field(
+        False, description="Let a plan change a protected namespace when the call names it in override_protected."
+    )
+    verify_timeout_seconds: float = Field(
+        300.0, gt=0, description="How long fix_apply waits for a rollout to complete before rolling back."
+    )
+    plan_ttl_minutes: int = Field(60, ge=1, description="A plan not applied within this time expires.")
+
+
 class ServerSettings(BaseModel):
     """The MCP transport."""
 
@@ -133,6 +150,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     rca: RcaSettings = Field(default_factory=RcaSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    fix: FixSettings = Field(default_factory=FixSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logs go to stderr.")
 
     @classmethod

@@ -1,5 +1,6 @@
-"""The embedded SQLite store: registered clusters (and, later, the audit log)."""
+"""The embedded SQLite store: registered clusters, the audit log and saved fix plans."""
 
+from store.audit import AuditEntry, AuditLog
 from store.sqlite import ClusterRecord, Store
 
-__all__ = ["ClusterRecord", "Store"]
+__all__ = ["AuditEntry", "AuditLog", "ClusterRecord", "Store"]

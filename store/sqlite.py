@@ -68,6 +68,15 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """Run one statement under the store's lock (for the other tables: audit log, plans)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def executescript(self, script: str) -> None:
+        with self._lock:
+            self._db.executescript(script)
+
     # -- cluster registry ------------------------------------------------------------------------
     def add_cluster(self, record: ClusterRecord, replace: bool = False) -> ClusterRecord:
         added = datetime.now(UTC).isoformat(timespec="seconds")

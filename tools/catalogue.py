@@ -54,6 +54,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.resources",
     "tools.events",
     "tools.workloads",
+    "tools.fix",
+    "tools.mutations",
 )
 
 
@@ -87,12 +89,12 @@ def load_all() -> dict[str, ToolSpec]:
     """Import every tool module; return the full catalogue."""
     for module in TOOL_MODULES:
         importlib.import_module(module)
-    return CATALOGUE
+    # only the listed modules: a tool module imported from elsewhere (a test) does not join the catalogue
+    return {name: spec for name, spec in CATALOGUE.items() if spec.fn.__module__ in TOOL_MODULES}
 
 
 def enabled_tools(settings: Settings) -> list[ToolSpec]:
     """The tools a server with these settings exposes: its toolsets, and writes only when switched on."""
-    load_all()
     safety = settings.safety
     allowed: set[str] = {"read"}
     if safety.allow_write:
@@ -100,4 +102,4 @@ def enabled_tools(settings: Settings) -> list[ToolSpec]:
         if safety.allow_destructive:
             allowed.add("destructive")
     wanted = set(settings.server.toolsets)
-    return [s for s in CATALOGUE.values() if s.toolset in wanted and s.access in allowed]
+    return [s for s in load_all().values() if s.toolset in wanted and s.access in allowed]

@@ -26,9 +26,12 @@ from tools.errors import CloudPilotError, InvalidInput, NotAllowed
 
 T = TypeVar("T")
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+Confirm = Callable[[str], Awaitable[bool | None]]  # True approved, False declined, None: cannot ask
 
 _current: ContextVar[Runtime] = ContextVar("cloudpilot_runtime")
 _progress: ContextVar[Progress | None] = ContextVar("cloudpilot_progress", default=None)
+_client: ContextVar[str] = ContextVar("cloudpilot_client", default="direct call")
+_confirm: ContextVar[Confirm | None] = ContextVar("cloudpilot_confirm", default=None)
 
 
 class TTLCache:
@@ -172,6 +175,28 @@ def progress_to(sink: Progress | None) -> Iterator[None]:
         yield
     finally:
         _progress.reset(token)
+
+
+@contextlib.contextmanager
+def caller(client: str, confirm: Confirm | None = None) -> Iterator[None]:
+    """Who is calling (recorded in the audit log) and, if the client can ask its user, how to ask."""
+    tokens = (_client.set(client), _confirm.set(confirm))
+    try:
+        yield
+    finally:
+        _client.reset(tokens[0])
+        _confirm.reset(tokens[1])
+
+
+def client_name() -> str:
+    """The calling client as set by `caller()` (e.g. 'mcp:claude-ai 0.1'), else 'direct call'."""
+    return _client.get()
+
+
+async def ask_confirmation(message: str) -> bool | None:
+    """Ask the caller's user to approve (MCP elicitation); None when the client cannot ask."""
+    ask = _confirm.get()
+    return None if ask is None else await ask(message)
 
 
 def validate_limit(limit: int | None, default: int, maximum: int = 5000) -> int:

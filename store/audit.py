@@ -1,0 +1,124 @@
+"""The audit log and saved plans, in the store's SQLite file.
+
+Every step of a change is a row: planned, approved, refused, applied, conflict, verified, failed,
+rolled_back — with who asked (the client), the cluster identity, the object, the diff and the outcome.
+Plans are saved whole (JSON), so a plan made in one call, or by one server process, is applied in the next.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from store.sqlite import Store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    plan_id TEXT,
+    cluster TEXT NOT NULL DEFAULT '',
+    identity TEXT NOT NULL DEFAULT '',
+    client TEXT NOT NULL DEFAULT '',
+    object TEXT NOT NULL DEFAULT '',
+    diff TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_plan ON audit (plan_id);
+CREATE TABLE IF NOT EXISTS plans (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+EVENTS = ("planned", "approved", "refused", "applied", "conflict", "verified", "failed", "rolled_back")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: str
+    event: str
+    plan_id: str | None
+    cluster: str
+    identity: str
+    client: str
+    object: str
+    diff: str
+    result: str
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class AuditLog:
+    """Append-only records of changes, and the plans they belong to."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.executescript(_SCHEMA)
+
+    def record(self, event: str, *, plan_id: str | None, cluster: str = "", identity: str = "", client: str = "",
+               object: str = "", diff: str = "", result: str = "") -> int:
+        if event not in EVENTS:
+            raise ValueError(f"unknown audit event {event!r}")
+        rows = self.store.execute(
+            "INSERT INTO audit (at, event, plan_id, cluster, identity, client, object, diff, result) "
+            "VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
+            (now(), event, plan_id, cluster, identity, client, object, diff, result))
+        return int(rows[0]["id"])
+
+    def entries(self, *, plan_id: str | None = None, object: str | None = None, event: str | None = None,
+                cluster: str | None = None, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
+        """Newest first; `object` matches a substring of 'Kind namespace/name'."""
+        where, params = [], []
+        for column, value in (("plan_id", plan_id), ("event", event), ("cluster", cluster)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if object:
+            where.append("object LIKE ?")
+            params.append(f"%{object}%")
+        if before:
+            where.append("id < ?")
+            params.append(before)
+        sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self.store.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [_entry(r) for r in rows]
+
+    def entry(self, entry_id: int) -> AuditEntry | None:
+        rows = self.store.execute("SELECT * FROM audit WHERE id = ?", (entry_id,))
+        return _entry(rows[0]) if rows else None
+
+    # -- plans -----------------------------------------------------------------------------------------
+    def save_plan(self, plan_id: str, cluster: str, expires_at: str, body: dict[str, Any],
+                  status: str = "planned") -> None:
+        self.store.execute(
+            "INSERT OR REPLACE INTO plans (id, created_at, expires_at, cluster, status, body) VALUES (?,?,?,?,?,?)",
+            (plan_id, now(), expires_at, cluster, status, json.dumps(body)))
+
+    def plan(self, plan_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(status, body) of a saved plan."""
+        rows = self.store.execute("SELECT status, body FROM plans WHERE id = ?", (plan_id,))
+        return (rows[0]["status"], json.loads(rows[0]["body"])) if rows else None
+
+    def set_plan_status(self, plan_id: str, status: str, expect: str | None = None) -> bool:
+        """Move a plan to `status`; with `expect`, only from that status (so two callers cannot both apply)."""
+        if expect is None:
+            rows = self.store.execute("UPDATE plans SET status = ? WHERE id = ? RETURNING id", (status, plan_id))
+        else:
+            rows = self.store.execute("UPDATE plans SET status = ? WHERE id = ? AND status = ? RETURNING id",
+                                      (status, plan_id, expect))
+        return bool(rows)
+
+
+def _entry(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(**dict(row))

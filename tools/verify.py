@@ -1,0 +1,120 @@
+"""Verification after a change: wait until the rollout is complete and its pods are ready, within a timeout,
+reporting progress; fail early when the new pods are clearly broken (crash loop, image pull, config error)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import anyio
+
+from tools._kube import Connection
+from tools.errors import NotFound
+from tools.fixloop import content
+from tools.runtime import Runtime, report_progress
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+BROKEN = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
+          "CreateContainerError", "RunContainerError"}
+
+
+async def verify(rt: Runtime, conn: Connection, kind: str, path: str, applied: dict[str, Any] | None,
+                 desired: dict[str, Any] | None, timeout: float) -> tuple[bool, str]:
+    """(verified, what was seen). `applied` is the server's answer to the write (None for a deletion)."""
+    deadline = time.monotonic() + timeout
+    check = _stored if applied is None else _CHECKS.get(kind, _stored)
+    started = time.monotonic()
+    while True:
+        done, ok, message = await rt.call(check, conn, path, applied, desired)
+        await report_progress(round(time.monotonic() - started, 1), timeout, f"{kind}: {message}")
+        if done:
+            return ok, message
+        if time.monotonic() > deadline:
+            return False, f"not complete after {timeout:g}s: {message}"
+        await anyio.sleep(POLL_SECONDS)
+
+
+def _deployment(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bool, bool, str]:
+    dep = conn.get(path)
+    status = dep.get("status") or {}
+    generation = (applied or dep)["metadata"].get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return False, False, "waiting for the controller to see the change"
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return True, False, f"rollout failed: {c.get('message')}"
+    want = (dep.get("spec") or {}).get("replicas", 1)
+    updated, available = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
+    total, unavailable = status.get("replicas", 0), status.get("unavailableReplicas", 0)
+    message = f"{updated}/{want} updated, {available}/{want} available"
+    if updated == want and available == want and total == want and not unavailable:
+        return True, True, f"rollout complete: {message}"
+    broken = _broken_new_pods(conn, dep)
+    if broken:
+        return True, False, f"new pods are failing: {broken}"
+    return False, False, message
+
+
+def _broken_new_pods(conn: Connection, dep: dict[str, Any]) -> str:
+    """'pod: reason' of the newest revision's pods that a kubelet reports as broken."""
+    ns = dep["metadata"]["namespace"]
+    revision = (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+    selector = ",".join(f"{k}={v}" for k, v in ((dep["spec"].get("selector") or {}).get("matchLabels") or {}).items())
+    sets = conn.get(f"/apis/apps/v1/namespaces/{ns}/replicasets", labelSelector=selector).get("items", [])
+    new = [rs for rs in sets if (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+           == revision and any(o.get("uid") == dep["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences")
+                               or [])]
+    if not new:
+        return ""
+    template_hash = (new[0]["metadata"].get("labels") or {}).get("pod-template-hash")
+    pods = conn.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=f"pod-template-hash={template_hash}")
+    found = []
+    for pod in pods.get("items", []):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("reason")
+            if reason in BROKEN or last == "OOMKilled":
+                found.append(f"{pod['metadata']['name']} {reason or last}")
+    return ", ".join(found[:3])
+
+
+def _rolling(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bool, bool, str]:
+    obj = conn.get(path)
+    status = obj.get("status") or {}
+    generation = (applied or obj)["metadata"].get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return False, False, "waiting for the controller to see the change"
+    if obj["kind"] == "DaemonSet":
+        want = status.get("desiredNumberScheduled", 0)
+        updated, ready = status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0)
+    else:
+        want = (obj.get("spec") or {}).get("replicas", 1)
+        updated, ready = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
+    message = f"{updated}/{want} updated, {ready}/{want} ready"
+    return (updated >= want and ready >= want), (updated >= want and ready >= want), message
+
+
+def _node(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bool, bool, str]:
+    node = conn.get(path)
+    want = bool(((desired or {}).get("spec") or {}).get("unschedulable"))
+    now = bool((node.get("spec") or {}).get("unschedulable"))
+    return now == want, now == want, "cordoned" if now else "schedulable"
+
+
+def _stored(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bool, bool, str]:
+    """A deletion is done once the object is gone or terminating; anything else once it is stored as planned."""
+    try:
+        obj = conn.get(path)
+    except NotFound:
+        return True, True, "gone" if applied is None else "the object disappeared"
+    if applied is None:
+        done = bool(obj["metadata"].get("deletionTimestamp"))
+        return done, done, "terminating" if done else "still present"
+    same = content(obj) == content(applied)
+    return True, same, "stored as planned" if same else "changed by someone else since"
+
+
+_CHECKS = {"Deployment": _deployment, "StatefulSet": _rolling, "DaemonSet": _rolling, "Node": _node}
