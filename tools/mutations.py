@@ -20,7 +20,7 @@ from tools import validate
 from tools._kube import Connection
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import InvalidInput
+from tools.errors import Forbidden, InvalidInput, NotFound
 from tools.fix import OverrideArg
 from tools.fixloop import PlanView, propose
 from tools.runtime import Runtime, current
@@ -52,12 +52,19 @@ def _assess(rt: Runtime, conn: Connection, change: Change) -> Any:
     t = change.target
     info = conn.resolve(t.kind)
     live = conn.get(info.path(t.namespace if info.namespaced else None, t.name))
-    pdbs: list[dict[str, Any]] = []
-    hpas: list[dict[str, Any]] = []
+    found: dict[str, list[dict[str, Any]]] = {"poddisruptionbudgets": [], "horizontalpodautoscalers": []}
+    unread = []
     if t.namespace and t.kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
-        pdbs = conn.get(f"/apis/policy/v1/namespaces/{t.namespace}/poddisruptionbudgets").get("items", [])
-        hpas = conn.get(f"/apis/autoscaling/v2/namespaces/{t.namespace}/horizontalpodautoscalers").get("items", [])
-    return assess(change, live, pdbs, hpas)
+        for resource, group in (("poddisruptionbudgets", "policy/v1"), ("horizontalpodautoscalers", "autoscaling/v2")):
+            try:
+                found[resource] = conn.get(f"/apis/{group}/namespaces/{t.namespace}/{resource}").get("items", [])
+            except (Forbidden, NotFound) as e:
+                logger.info("cluster=%s %s/%s/%s: %s not checked: %s", conn.name, t.namespace, t.kind, t.name,
+                            resource, e.message)
+                unread.append(resource)
+    blast, risk = assess(change, live, found["poddisruptionbudgets"], found["horizontalpodautoscalers"])
+    blast.notes += [f"{r} not checked: this identity may not list them" for r in unread]
+    return blast, risk
 
 
 def _change(kind: str, name: str, namespace: str | None, edit: Edit, why: str | None, expected: str) -> Change:

@@ -1,0 +1,142 @@
+"""The loop's safety properties on the real control plane: automatic rollback when verification fails,
+conflicts, protected namespaces, RBAC refusals before anything is applied, plans that outlive a call."""
+
+from __future__ import annotations
+
+import pytest
+
+from store import AuditLog
+from tests.fix.scenarios import bad_probe_path, deploy, deployment, kubelet, set_status, wait_for
+from tools.errors import Conflict, Forbidden, InvalidInput, NotAllowed
+from tools.fix import audit_get, audit_list, fix_apply, fix_plan, fix_plan_show
+from tools.fixloop import content
+from tools.mutations import scale, set_image
+from tools.runtime import Runtime, use
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+MERGE = "application/merge-patch+json"
+
+
+def _events(runtime, plan_id: str) -> list[str]:
+    return [e.event for e in AuditLog(runtime.store).entries(plan_id=plan_id)][::-1]
+
+
+async def test_failed_verification_rolls_back_to_the_saved_spec(api, namespace, call, runtime) -> None:
+    bad_probe_path(api, namespace)
+    before = deployment(api, namespace)
+    plan = await call(fix_plan, namespace=namespace, name="web")
+    with kubelet(api, namespace, "crash"):  # the new pods crash: the fix does not work
+        result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=40)
+    assert result.status == "rolled_back", result.render()
+    assert "new pods are failing" in result.changes[0].verification
+    assert result.changes[0].rollback == "rolled back to the saved previous spec"
+    after = deployment(api, namespace)
+    assert after["spec"]["template"] == before["spec"]["template"]
+    assert _events(runtime, plan.plan_id) == ["planned", "approved", "applied", "failed", "rolled_back"]
+    assert (await call(fix_plan_show, plan_id=plan.plan_id)).status == "rolled_back"
+
+
+async def test_verification_timeout_rolls_back(api, namespace, call) -> None:
+    deploy(api, namespace)
+    plan = await call(set_image, kind="Deployment", name="web", namespace=namespace, image="shop/web:1.1")
+    result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=1.5)
+    assert result.status == "rolled_back"
+    assert "not complete after 1.5s" in result.changes[0].verification
+    assert deployment(api, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.0"
+
+
+async def test_conflict_aborts_and_makes_a_fresh_plan(api, namespace, call, runtime) -> None:
+    deploy(api, namespace)
+    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
+    api("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+        {"spec": {"template": {"metadata": {"labels": {"team": "other"}}}}}, content_type=MERGE)
+    with pytest.raises(Conflict, match="changed by someone else") as caught:
+        await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
+    dep = deployment(api, namespace)
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["template"]["metadata"]["labels"]["team"] == "other"
+    assert _events(runtime, plan.plan_id)[-1] == "conflict"
+    fresh_id = caught.value.message.split("fresh plan ")[1].split()[0]
+    fresh = await call(fix_plan_show, plan_id=fresh_id)
+    assert "-  replicas: 2\n+  replicas: 3" in fresh.changes[0].diff
+    with pytest.raises(InvalidInput, match="is conflict"):
+        await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
+
+
+async def test_status_updates_alone_are_not_a_conflict(api, namespace, call) -> None:
+    pods = deploy(api, namespace)
+    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
+    set_status(api, namespace, pods[0], ready=False)  # the controller rewrites the Deployment's status
+    wait_for(lambda: deployment(api, namespace)["status"].get("availableReplicas") == 1, "status update")
+    with kubelet(api, namespace, "ready"):
+        set_status(api, namespace, pods[0], ready=True)
+        result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=30)
+    assert result.status == "verified", result.render()
+    assert deployment(api, namespace)["spec"]["replicas"] == 3
+
+
+async def test_protected_namespace_is_refused_unless_overridden(api, namespace, runtime, call) -> None:
+    deploy(api, namespace, ready=False)
+    safety = runtime.settings.safety.model_copy(update={"protected_namespaces": [namespace]})
+    runtime.settings = runtime.settings.model_copy(update={"safety": safety})
+    with pytest.raises(NotAllowed, match="is protected"):
+        await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
+    with pytest.raises(NotAllowed, match="does not allow overriding"):
+        await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3,
+                   override_protected=namespace)
+    fix = runtime.settings.fix.model_copy(update={"allow_protected_override": True})
+    runtime.settings = runtime.settings.model_copy(update={"fix": fix})
+    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3,
+                      override_protected=namespace)
+    assert plan.changes[0].actions == ["scale"]
+    assert AuditLog(runtime.store).entries(plan_id=plan.plan_id)[0].event == "planned"
+
+
+async def test_restricted_identity_gets_a_clear_403_before_anything_is_applied(api, namespace, call, runtime):
+    deploy(api, namespace, ready=False)
+    rules = [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "update", "patch"]},
+             {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list"]}]
+    api("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+        {"metadata": {"name": "fixer"}, "rules": rules})
+    api("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        {"metadata": {"name": "fixer"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                    "name": "fixer"},
+         "subjects": [{"kind": "User", "name": "auditor", "apiGroup": "rbac.authorization.k8s.io"}]})
+    with pytest.raises(Forbidden, match="viewer"):  # no rights at all: refused while planning
+        await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3, cluster="viewer")
+    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3, cluster="auditor")
+    rules[0]["verbs"] = ["get", "list"]  # the right to update is taken away before the plan is applied
+    api("PUT", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/fixer",
+        {"metadata": {"name": "fixer"}, "rules": rules})
+    before = deployment(api, namespace)
+    with pytest.raises(Forbidden) as caught:
+        await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
+    message = caught.value.message
+    assert "auditor" in message and "may not update deployments 'web'" in message and "Nothing was applied" in message
+    assert content(deployment(api, namespace)) == content(before)
+    assert _events(runtime, plan.plan_id) == ["planned", "refused"]
+
+
+async def test_plan_outlives_the_runtime_and_expired_plans_are_refused(api, namespace, settings, call,
+                                                                       runtime) -> None:
+    deploy(api, namespace, ready=False)
+    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=0)
+    other = Runtime(settings)  # another server process would open the same SQLite file
+    try:
+        with use(other):
+            result = await fix_apply(plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=30)
+            assert result.status == "verified", result.render()
+            assert deployment(api, namespace)["spec"]["replicas"] == 0
+            entries = await audit_list(plan_id=plan.plan_id)
+            applied = next(e for e in entries.entries if e.event == "applied")
+            record = await audit_get(entry_id=applied.id)
+            assert "-  replicas: 2\n+  replicas: 0" in record.diff
+            assert record.entry.client == "direct call" and "admin" in record.entry.identity
+    finally:
+        other.close()
+    expired = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=1)
+    log = AuditLog(runtime.store)
+    status, body = log.plan(expired.plan_id)
+    body["expires_at"] = "2000-01-01T00:00:00+00:00"  # as if the plan had been left for too long
+    log.save_plan(expired.plan_id, body["cluster"], body["expires_at"], body, status)
+    with pytest.raises(InvalidInput, match="expired"):
+        await call(fix_apply, plan_id=expired.plan_id, confirm=expired.plan_id)
