@@ -16,7 +16,7 @@ from tools.errors import InvalidInput
 from tools.events import EventLine, events_table, object_events
 from tools.podstatus import pod_reason
 from tools.redact import mask_text, redact
-from tools.results import Page, Result, age, clip, paginate, render_object, table
+from tools.results import ALIGN_MAX_ROWS, Page, Result, age, clip, paginate, render_object, table
 from tools.runtime import current, validate_limit
 from tools.snapshot import PodRow
 
@@ -61,7 +61,8 @@ class PodList(Result):
             for p in self.pods:
                 groups.setdefault(p.namespace, []).append(p)
             for ns, members in groups.items():
-                parts.append(f"namespace {ns}:\n" + table(cols, [_pod_cells(p) for p in members]))
+                rows = [_pod_cells(p) for p in members]
+                parts.append(f"namespace {ns}:\n" + table(cols, rows, align=len(self.pods) <= ALIGN_MAX_ROWS))
         parts.append(self.page.footer())
         return "\n".join(filter(None, parts))
 

@@ -52,11 +52,17 @@ def paginate(rows: list[T], limit: int, continue_token: str | None) -> tuple[lis
     return shown, Page(total=len(rows), returned=len(shown), continue_token=token)
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain, left-aligned text table, as `kubectl get` prints."""
+ALIGN_MAX_ROWS = 100
+
+
+def table(headers: list[str], rows: list[list[Any]], align: bool | None = None) -> str:
+    """A plain, left-aligned text table, as `kubectl get` prints. Past ALIGN_MAX_ROWS rows the columns are
+    separated by one space instead of aligned: padding would be a third of a long listing's tokens."""
     if not rows:
         return "(none)"
     cells = [[_cell(c) for c in row] for row in rows]
+    if not (len(cells) <= ALIGN_MAX_ROWS if align is None else align):
+        return "\n".join(" ".join(r) for r in [[h.replace(" ", "-") for h in headers], *cells])
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
