@@ -145,3 +145,19 @@ def wait_for(check: Any, timeout: float = 20.0, what: str = "condition") -> Any:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def deployment(name: str, image: str = "web:1", replicas: int = 1, **spec: Any) -> dict[str, Any]:
+    """A Deployment body whose pods are labelled app=<name>, with a change-cause naming the image."""
+    return {
+        "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": f"deploy {image}"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+            **spec,
+        },
+    }

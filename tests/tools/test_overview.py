@@ -19,20 +19,7 @@ def shop(cluster, namespace):
     states.set_pod_status(core, namespace, "a", containers=[states.running()])
     states.set_pod_status(core, namespace, "b", phase="Pending", containers=[states.waiting("ImagePullBackOff")])
     states.set_pod_status(core, namespace, "c", phase="Failed", containers=[states.terminated("Error", 1)])
-    cluster.apps.create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "w", "image": "x"}]},
-                },
-            },
-        },
-    )
+    cluster.apps.create_namespaced_deployment(namespace, states.deployment("web", "x", replicas=0))
     for svc in ("web", "api"):
         core.create_namespaced_service(
             namespace, {"metadata": {"name": svc}, "spec": {"ports": [{"port": 80}], "selector": {"app": svc}}}

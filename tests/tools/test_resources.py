@@ -117,20 +117,7 @@ async def test_secret_values_never_leave_the_server(call, cluster, namespace):
 
 
 async def test_describe_shows_object_and_its_events(call, cluster, namespace):
-    cluster.apps.create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "w", "image": "x:1"}]},
-                },
-            },
-        },
-    )
+    cluster.apps.create_namespaced_deployment(namespace, states.deployment("web", "x:1", replicas=0))
     states.make_event(cluster.core, namespace, "Deployment", "web", "ScalingReplicaSet", "Scaled down to 0", "Normal")
     described = await call(resources.resource_describe, kind="deploy", name="web", namespace=namespace)
     assert "image: x:1" in described.text and described.events[0].reason == "ScalingReplicaSet"

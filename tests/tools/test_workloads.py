@@ -7,24 +7,9 @@ from tools import workloads
 from tools.errors import Unsupported
 
 
-def deployment(name: str, image: str = "web:1", replicas: int = 1, **spec):
-    return {
-        "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": f"deploy {image}"}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": image}]},
-            },
-            **spec,
-        },
-    }
-
-
 async def test_a_stuck_rollout_is_reported_failed_with_the_reason(call, cluster, namespace):
-    cluster.apps.create_namespaced_deployment(namespace, deployment("stuck", progressDeadlineSeconds=1))
-    cluster.apps.create_namespaced_deployment(namespace, deployment("idle", replicas=0))
+    cluster.apps.create_namespaced_deployment(namespace, states.deployment("stuck", progressDeadlineSeconds=1))
+    cluster.apps.create_namespaced_deployment(namespace, states.deployment("idle", replicas=0))
 
     def deadline_exceeded():
         d = cluster.apps.read_namespaced_deployment("stuck", namespace)
@@ -39,7 +24,7 @@ async def test_a_stuck_rollout_is_reported_failed_with_the_reason(call, cluster,
 
 
 async def test_rollout_history_lists_revisions_with_images_and_cause(call, cluster, namespace):
-    cluster.apps.create_namespaced_deployment(namespace, deployment("web", "web:1", replicas=0))
+    cluster.apps.create_namespaced_deployment(namespace, states.deployment("web", "web:1", replicas=0))
     states.wait_for(lambda: cluster.apps.list_namespaced_replica_set(namespace).items, what="first ReplicaSet")
     cluster.apps.patch_namespaced_deployment(
         "web",
