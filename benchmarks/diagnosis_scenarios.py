@@ -136,9 +136,7 @@ async def measure(settings: Settings, spaces: dict[str, str], runs: int) -> None
         cluster_level = [
             f
             for f in full.findings
-            if f.object.namespace is None
-            and not f.object.name.startswith("n-sc-")
-            and not f.object.name.startswith("pv-sc-")
+            if f.object.namespace is None and "sc-" not in f.object.name  # scenario nodes, PVs, namespaces
         ]
     finally:
         rt.close()

@@ -96,3 +96,23 @@ async def test_secrets_in_evidence_are_masked(kube: Kube, namespace: str, call) 
     )
     result = await call(diagnose, namespace=namespace, force_refresh=True)
     assert "hunter2" not in result.render() and "password=***" in result.findings[0].evidence["termination_message"]
+
+
+def test_collector_pause_nests_and_restores() -> None:
+    import gc
+
+    from tools.diagnose import _collector_paused
+
+    assert gc.isenabled()
+    with _collector_paused():
+        with _collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _collector_paused():
+            pass
+        assert not gc.isenabled()  # switched off by someone else: left off
+    finally:
+        gc.enable()
