@@ -174,17 +174,18 @@ async def propose(rt: Runtime, conn: Connection, plan: Plan, source: str, overri
     """Dry-run every change on the server, diff it, save the plan and record it."""
     for change in plan.changes:
         check_allowed(rt, change, override)
-    items = []
+    items, unchanged = [], []
     for change in plan.changes:
         item = await rt.call(materialise, conn, change)
         if item.diff or change.operation == "delete":
             items.append(item)
         else:
-            plan.refused.append(Refusal(finding=", ".join(change.findings) or "request", object=change.target,
-                                        reason="already in the requested state: the dry run changes nothing"))
+            unchanged.append(Refusal(finding=", ".join(change.findings) or "request", object=change.target,
+                                     reason="already in the requested state: the dry run changes nothing"))
     if not items and not plan.refused:
-        raise InvalidInput("Nothing to change: the objects are already in the requested state.")
-    plan = plan.model_copy(update={"changes": [i.change for i in items]})
+        what = ", ".join(r.object.short() for r in unchanged)
+        raise InvalidInput(f"Nothing to change: {what} already in the requested state (the dry run changes nothing).")
+    plan = plan.model_copy(update={"changes": [i.change for i in items], "refused": plan.refused + unchanged})
     created = datetime.now(UTC)
     saved = SavedPlan(
         id=f"p-{secrets.token_hex(5)}", cluster=conn.name, identity=conn.identity, client=client_name(),
@@ -204,6 +205,15 @@ async def propose(rt: Runtime, conn: Connection, plan: Plan, source: str, overri
 
 def materialise(conn: Connection, change: Change) -> Item:
     """Read the live object and ask the server (dry run) what the change would make of it."""
+    for _ in range(4):
+        try:
+            return _materialise(conn, change)
+        except Conflict:  # a controller wrote the object between our read and the dry run: read it again
+            continue
+    return _materialise(conn, change)
+
+
+def _materialise(conn: Connection, change: Change) -> Item:
     info = conn.resolve(change.target.kind)
     ns = change.target.namespace if info.namespaced else None
     if info.namespaced and not ns:
@@ -217,7 +227,9 @@ def materialise(conn: Connection, change: Change) -> Item:
         live = None
     dry = {"dryRun": "All", "fieldManager": FIELD_MANAGER}
     if change.operation == "delete":
-        conn.request("DELETE", path, query={"dryRun": "All"}, body={"propagationPolicy": "Background"})
+        # with a DeleteOptions body the API server reads dryRun from the body, not from the query
+        conn.request("DELETE", path, query={"dryRun": "All"},
+                     body={"propagationPolicy": "Background", "dryRun": ["All"]})
         desired = None
     elif change.patch is not None:
         body = change.patch.body
@@ -312,8 +324,13 @@ def write(conn: Connection, item: Item) -> dict[str, Any] | None:
             return _send(conn, item, rv)
         except Conflict:
             current = _get_or_none(conn, item.path)
+            if item.change.operation == "delete" and (current is None or current["metadata"].get("deletionTimestamp")):
+                # graceful deletion: the API server marks the object, then re-checks the precondition against
+                # its own write and answers 409 — the deletion did happen
+                return None
             if content(current) != content(item.live):
-                raise
+                changed = diff(item.live, current)
+                raise Conflict(f"{item.label} changed since the plan was made:\n{changed[:1500]}") from None
             rv = (current or {}).get("metadata", {}).get("resourceVersion")
     raise Conflict(f"{item.label} kept changing while CloudPilot applied the plan.", hint="Try again shortly.")
 

@@ -21,8 +21,8 @@ def assess(change: Change, live: Obj | None, pdbs: list[Obj], hpas: list[Obj]) -
     kind = live.get("kind", "")
     spec = live.get("spec") or {}
     actions = {e.action for e in change.edits}
-    notes: list[str] = []
-    blast = Blast(notes=notes)
+    blast = Blast()
+    notes = blast.notes  # the model's own list: appended to below
     risk: Risk = "low"
     replicas = _replicas(live)
     if actions & TEMPLATE_EDITS or (change.patch is not None and kind in ("Deployment", "StatefulSet", "DaemonSet")):
