@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from engines.diagnosis.common import fmt_resource, quantity
@@ -295,7 +295,7 @@ def _largest_allocatable(nodes: list[Obj]) -> dict[str, Decimal]:
 
 
 def _round_up(memory: Decimal) -> Decimal:
-    return -(-memory // MI64) * MI64
+    return (memory / MI64).to_integral_value(rounding=ROUND_CEILING) * MI64
 
 
 def _round_down(res: str, value: Decimal) -> Decimal:
