@@ -22,7 +22,7 @@ import numpy as np
 from engines.rca import detectors as det
 from engines.rca.chain import Link, propagation_chain
 from engines.rca.frame import Frame, FrameError, caller_of, metric_of, service_of
-from engines.rca.kinds import kind_of, propagates
+from engines.rca.kinds import direction, kind_of, propagates
 from engines.rca.onset import cusum_statistics, detect_onset
 from engines.rca.trend import Trend, trend
 
@@ -98,9 +98,16 @@ class Report:
         return [c.service for c in self.candidates]
 
 
-def analyse(frame: Frame, anomaly_time: float | None = None, *, threshold: float = 0.65,
-            calls: set[tuple[str, str]] | None = None, events: list[Event] | None = None,
-            detectors: tuple[str, ...] = tuple(det.DETECTORS), use_graph: bool = True) -> Report:
+def analyse(
+    frame: Frame,
+    anomaly_time: float | None = None,
+    *,
+    threshold: float = 0.65,
+    calls: set[tuple[str, str]] | None = None,
+    events: list[Event] | None = None,
+    detectors: tuple[str, ...] = tuple(det.DETECTORS),
+    use_graph: bool = True,
+) -> Report:
     """Rank the services of `frame` by how likely each is the root cause of an anomaly.
 
     Args:
@@ -127,14 +134,16 @@ def analyse(frame: Frame, anomaly_time: float | None = None, *, threshold: float
         notes.append(f"no anomaly time given: onset detected at t={anomaly_time:g}")
     split = int(np.searchsorted(cleaned.time, anomaly_time, side="left"))
     if split < 2 or split >= len(cleaned):
-        raise FrameError(f"the anomaly time {anomaly_time:g} leaves {split} baseline and "
-                         f"{len(cleaned) - split} anomalous samples; the window must cover both "
-                         f"(it spans {cleaned.time[0]:g}..{cleaned.time[-1]:g})")
+        raise FrameError(
+            f"the anomaly time {anomaly_time:g} leaves {split} baseline and "
+            f"{len(cleaned) - split} anomalous samples; the window must cover both "
+            f"(it spans {cleaned.time[0]:g}..{cleaned.time[-1]:g})"
+        )
     baseline, anomalous = cleaned.values[:split], cleaned.values[split:]
-    combined, per_detector = det.combine(baseline, anomalous, detectors)
-    moved = det.shift(baseline, anomalous)
-
     columns = cleaned.columns
+    directions = np.array([direction(metric_of(c)) for c in columns])
+    combined, per_detector = det.combine(baseline, anomalous, directions, detectors)
+    moved = det.shift(baseline, anomalous, directions)
     graph = (cleaned.calls() | (calls or set())) if use_graph else set()
     adjusted, explained_by = _discount(columns, combined, graph)
 
@@ -150,25 +159,25 @@ def analyse(frame: Frame, anomaly_time: float | None = None, *, threshold: float
         own_events = _events_for(service, events or [], cleaned.time[0], cleaned.time[-1])
         for _ in (e for e in own_events if e.warning):
             score = 1.0 - (1.0 - score) * (1.0 - EVENT_WEIGHT)
-        evidence = [_evidence(j, cleaned, split, combined, adjusted, moved, per_detector, onsets)
-                    for j in idx[:EVIDENCE_PER_CANDIDATE]]
+        evidence = [
+            _evidence(j, cleaned, split, combined, adjusted, moved, per_detector, onsets)
+            for j in idx[:EVIDENCE_PER_CANDIDATE]
+        ]
         onset = min(e.onset for e in evidence if e.score >= 0.5 * score) if evidence else anomaly_time
-        candidates.append(Candidate(service, round(score, 4), 0.0, onset, evidence, own_events,
-                                    explained_by.get(service)))
+        candidates.append(
+            Candidate(service, round(score, 4), 0.0, onset, evidence, own_events, explained_by.get(service))
+        )
     candidates = _with_confidence(sorted(candidates, key=lambda c: (-c.score, -_tail(c))))
 
     chain_services = [c.service for c in candidates if c.score >= threshold][:CHAIN_SERVICES]
-    series = {c.service: _standardised(cleaned, c.metrics[0].column) for c in candidates
-              if c.service in chain_services}
-    chain = propagation_chain(chain_services, series, {c.service: c.onset for c in candidates},
-                              cleaned.step, graph)
+    series = {c.service: _standardised(cleaned, c.metrics[0].column) for c in candidates if c.service in chain_services}
+    chain = propagation_chain(chain_services, series, {c.service: c.onset for c in candidates}, cleaned.step, graph)
     if not any(c.score >= threshold for c in candidates):
         notes.append(f"no service reaches the threshold {threshold:g}; the top ones are listed anyway")
     return Report(anomaly_time, onset_detected, threshold, candidates, chain, len(columns), dropped, notes)
 
 
-def _discount(columns: list[str], scores: np.ndarray, calls: set[tuple[str, str]]
-              ) -> tuple[np.ndarray, dict[str, str]]:
+def _discount(columns: list[str], scores: np.ndarray, calls: set[tuple[str, str]]) -> tuple[np.ndarray, dict[str, str]]:
     """Scale down callers' latency/error scores by the worst latency/error anomaly among their callees."""
     if not calls:
         return scores.copy(), {}
@@ -205,18 +214,31 @@ def _metric_onsets(frame: Frame) -> np.ndarray:
     return frame.time[np.argmax(stats, axis=0)]
 
 
-def _evidence(j: int, frame: Frame, split: int, combined: np.ndarray, adjusted: np.ndarray,
-              moved: det.Shift, per_detector: dict[str, np.ndarray], onsets: np.ndarray) -> MetricEvidence:
+def _evidence(
+    j: int,
+    frame: Frame,
+    split: int,
+    combined: np.ndarray,
+    adjusted: np.ndarray,
+    moved: det.Shift,
+    per_detector: dict[str, np.ndarray],
+    onsets: np.ndarray,
+) -> MetricEvidence:
     column = frame.columns[j]
     base, peak = float(moved.baseline[j]), float(moved.peak[j])
     metric = metric_of(column)
     caller = caller_of(column)
     return MetricEvidence(
-        column=column, metric=f"{metric} (from {caller})" if caller else metric, kind=kind_of(metric),
-        score=round(float(adjusted[j]), 4), raw_score=round(float(combined[j]), 4),
-        baseline=base, peak=peak,
+        column=column,
+        metric=f"{metric} (from {caller})" if caller else metric,
+        kind=kind_of(metric),
+        score=round(float(adjusted[j]), 4),
+        raw_score=round(float(combined[j]), 4),
+        baseline=base,
+        peak=peak,
         change_pct=round(100.0 * (peak - base) / abs(base), 1) if base != 0 else None,
-        z=round(float(moved.z[j]), 2), onset=float(onsets[j]),
+        z=round(float(moved.z[j]), 2),
+        onset=float(onsets[j]),
         trend=trend(frame.time[split:], frame.values[split:, j]),
         detectors={name: round(float(s[j]), 3) for name, s in per_detector.items()},
     )
@@ -235,11 +257,13 @@ def _with_confidence(candidates: list[Candidate]) -> list[Candidate]:
     """Confidence = squared evidence share: z_i^2 / sum z_j^2, with z recovered from the [0, 1) score."""
     z = np.array([3.0 * c.score / max(1e-9, 1.0 - c.score) for c in candidates])
     total = float((z * z).sum()) or 1.0
-    return [Candidate(c.service, c.score, round(float(zi * zi / total), 3), c.onset, c.metrics, c.events,
-                      c.explained_by) for c, zi in zip(candidates, z, strict=True)]
+    return [
+        Candidate(c.service, c.score, round(float(zi * zi / total), 3), c.onset, c.metrics, c.events, c.explained_by)
+        for c, zi in zip(candidates, z, strict=True)
+    ]
 
 
 def _standardised(frame: Frame, column: str) -> np.ndarray:
     x = frame.values[:, frame.columns.index(column)]
-    scale = float(det.noise_scale(x[:, None], x[:, None])[0])
+    scale = float(det.noise_scale(x[:, None])[0])
     return (x - np.median(x)) / scale

@@ -69,9 +69,14 @@ def correlation_matrix(values: np.ndarray) -> np.ndarray:
     return x.T @ x
 
 
-def propagation_chain(services: list[str], series: dict[str, np.ndarray], onsets: dict[str, float],
-                      step: float, calls: set[tuple[str, str]] | None = None,
-                      max_lag: int | None = None) -> list[Link]:
+def propagation_chain(
+    services: list[str],
+    series: dict[str, np.ndarray],
+    onsets: dict[str, float],
+    step: float,
+    calls: set[tuple[str, str]] | None = None,
+    max_lag: int | None = None,
+) -> list[Link]:
     """Link anomalous services into a chain that starts at the first (the most likely root cause).
 
     Args:

@@ -1,15 +1,18 @@
-"""Per-metric anomaly detectors: how far each metric moved after the anomaly time, compared with before.
+"""Per-metric anomaly detectors: how far each metric moved, the bad way, after the anomaly time.
 
-Every detector takes the baseline rows (before the anomaly) and the anomalous rows (from it on) of the same
-columns and returns one score per column in [0, 1]. `combine` averages them into one ranking.
+Every detector takes the baseline rows (before the anomaly), the anomalous rows (from it on) and each
+column's bad direction (+1 up, -1 down, 0 either; see `kinds.direction`), and returns one score per column
+in [0, 1]. `combine` averages them into one ranking.
 
-- robust: median/IQR distance (BARO's RobustScorer idea), with a noise floor so that a series that was
-  flat before the anomaly does not get an infinite score from a rounding wobble;
-- zscore: mean/standard-deviation distance (N-sigma);
-- isolation: share of anomalous samples an Isolation Forest trained on the baseline calls outliers;
-- dbscan: share of anomalous samples that fall outside every DBSCAN cluster holding baseline samples.
+- robust: median/IQR distance of the worst anomalous sample (BARO's RobustScorer idea);
+- zscore: mean/standard-deviation distance of the worst anomalous sample (N-sigma);
+- isolation: share of anomalous samples an Isolation Forest of normal deviations calls outliers;
+- dbscan: share of anomalous samples outside every DBSCAN cluster of the baseline.
 
-The two distance detectors are mapped to [0, 1] with z / (z + 3): the 3-sigma rule lands on 0.5.
+Distances are in units of each column's noise (`noise_scale`), floored at 1 % of the metric's level: with
+few baseline samples, or a series that was flat before, a rounding wobble must not look like an earthquake.
+The distance detectors are mapped to [0, 1) with z / (z + 3): the 3-sigma rule lands on 0.5. The share
+detectors reward a move that lasts; the distance detectors, a move that is large.
 """
 
 from __future__ import annotations
@@ -25,108 +28,129 @@ from sklearn.ensemble import IsolationForest
 logger = logging.getLogger(__name__)
 
 Z_HALF = 3.0  # the distance that maps to a score of 0.5
-_NORMAL = 1.349  # IQR of a standard normal
-_DIFF = 0.954  # median |x1 - x2| of two standard normal samples
+RELATIVE_FLOOR = 0.01  # moves smaller than 1 % of a metric's level are treated as measurement noise
+_NORMAL_IQR = 1.349  # IQR of a standard normal
+_NORMAL_DIFF = 0.954  # median |x1 - x2| of two standard normal samples
 _TINY = 1e-9
+
+Detector = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Shift:
-    """How one metric moved: the baseline level and scale, and the most extreme anomalous deviation."""
+    """How each metric moved: the baseline level and noise, and the worst anomalous value."""
 
     baseline: np.ndarray  # median before, per column
-    scale: np.ndarray  # robust noise scale, per column
-    peak: np.ndarray  # anomalous value furthest from the baseline, per column
-    z: np.ndarray  # signed robust distance of that value, per column
+    scale: np.ndarray  # noise scale, per column
+    peak: np.ndarray  # the anomalous value furthest the bad way, per column
+    z: np.ndarray  # signed distance of that value from the baseline, in noise units
 
 
-def noise_scale(baseline: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """A robust estimate of each column's noise, in standard-deviation units.
+def noise_scale(baseline: np.ndarray) -> np.ndarray:
+    """Each column's noise in standard-deviation units, estimated robustly from the baseline.
 
-    The larger of the baseline's IQR and the spread of successive differences over the whole window
-    (a level shift moves one difference only, so this stays a noise estimate), floored at a millionth of
-    the level so that rounding noise on a flat series does not count as a change.
+    The largest of: the IQR; the spread of successive differences (a step moves only one of them); 1 % of
+    the level; a tiny constant.
     """
     q75, q25 = np.percentile(baseline, [75, 25], axis=0)
-    iqr = (q75 - q25) / _NORMAL
-    diffs = np.abs(np.diff(window, axis=0)) if len(window) > 1 else np.zeros((1, window.shape[1]))
-    jitter = np.median(diffs, axis=0) / _DIFF
-    level = np.abs(np.median(baseline, axis=0))
-    return np.maximum.reduce([iqr, jitter, 1e-6 * level, np.full_like(level, _TINY)])
+    parts = [
+        (q75 - q25) / _NORMAL_IQR,
+        np.full(baseline.shape[1], _TINY),
+        RELATIVE_FLOOR * np.abs(np.median(baseline, axis=0)),
+    ]
+    if len(baseline) > 2:
+        parts.append(np.median(np.abs(np.diff(baseline, axis=0)), axis=0) / _NORMAL_DIFF)
+    return np.maximum.reduce(parts)
 
 
-def shift(baseline: np.ndarray, anomalous: np.ndarray) -> Shift:
-    """Baseline level, noise scale and the peak robust deviation of each column."""
-    window = np.vstack([baseline, anomalous])
+def directed(z: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Distances turned so that positive is bad: z for UP, -z for DOWN, |z| for EITHER."""
+    return np.where(directions == 0, np.abs(z), z * np.where(directions < 0, -1.0, 1.0))
+
+
+def standardise(baseline: np.ndarray, anomalous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts in noise units around the baseline median."""
     median = np.median(baseline, axis=0)
-    scale = noise_scale(baseline, window)
+    scale = noise_scale(baseline)
+    return (baseline - median) / scale, (anomalous - median) / scale
+
+
+def shift(baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray) -> Shift:
+    """Baseline level, noise and the worst anomalous value of each column."""
+    median = np.median(baseline, axis=0)
+    scale = noise_scale(baseline)
     z_all = (anomalous - median) / scale
-    at = np.argmax(np.abs(z_all), axis=0)
+    at = np.argmax(directed(z_all, directions), axis=0)
     cols = np.arange(anomalous.shape[1])
     return Shift(median, scale, anomalous[at, cols], z_all[at, cols])
 
 
 def to_unit(z: np.ndarray) -> np.ndarray:
-    """Map distances >= 0 to [0, 1): z / (z + 3)."""
-    z = np.abs(z)
+    """Map distances to [0, 1): z / (z + 3), negative distances to 0."""
+    z = np.maximum(z, 0.0)
     return z / (z + Z_HALF)
 
 
-def robust(baseline: np.ndarray, anomalous: np.ndarray) -> np.ndarray:
-    """Median/IQR distance of the most extreme anomalous sample, per column, in [0, 1)."""
-    return to_unit(shift(baseline, anomalous).z)
+def robust(baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Median/IQR distance of the worst anomalous sample, per column, in [0, 1)."""
+    _, scaled = standardise(baseline, anomalous)
+    return to_unit(directed(scaled, directions).max(axis=0))
 
 
-def zscore(baseline: np.ndarray, anomalous: np.ndarray) -> np.ndarray:
-    """Mean/standard-deviation distance of the most extreme anomalous sample, per column, in [0, 1)."""
-    window = np.vstack([baseline, anomalous])
-    sd = np.maximum(baseline.std(axis=0), noise_scale(baseline, window))
-    z = np.abs(anomalous - baseline.mean(axis=0)) / sd
-    return to_unit(z.max(axis=0))
+def zscore(baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Mean/standard-deviation distance of the worst anomalous sample, per column, in [0, 1)."""
+    sd = np.maximum(baseline.std(axis=0), noise_scale(baseline))
+    z = (anomalous - baseline.mean(axis=0)) / sd
+    return to_unit(directed(z, directions).max(axis=0))
 
 
-def isolation(baseline: np.ndarray, anomalous: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Share of anomalous samples that an Isolation Forest of normal behaviour flags, per column.
+def isolation(baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Share of anomalous samples that an Isolation Forest of normal deviations flags, per column.
 
-    Each column is put on its own noise scale first, so one forest, fitted on the pooled baseline
-    deviations of all columns, describes what "normal" looks like for every metric.
+    Columns are in noise units, so one forest, fitted on the pooled baseline deviations of all columns,
+    describes "normal" for every metric; only deviations the bad way count.
     """
-    window = np.vstack([baseline, anomalous])
-    scaled_b, scaled_a = _standardise(baseline, anomalous, window)
-    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=seed)
-    forest.fit(np.abs(scaled_b).reshape(-1, 1))
-    flagged = forest.predict(np.abs(scaled_a).reshape(-1, 1)).reshape(scaled_a.shape) == -1
-    # An outlier must also lie outside its own column's baseline range: inside it, it is not new.
-    outside = (scaled_a > scaled_b.max(axis=0)) | (scaled_a < scaled_b.min(axis=0))
-    return (flagged & outside).mean(axis=0)
+    scaled_b, scaled_a = standardise(baseline, anomalous)
+    normal = directed(scaled_b, directions).reshape(-1, 1)
+    forest = IsolationForest(n_estimators=100, max_samples=min(256, len(normal)), random_state=seed)
+    forest.fit(normal)
+    bad = directed(scaled_a, directions)
+    flagged = forest.predict(bad.reshape(-1, 1)).reshape(bad.shape) == -1
+    return (flagged & (bad > 0)).mean(axis=0)
 
 
-def dbscan(baseline: np.ndarray, anomalous: np.ndarray, eps: float = Z_HALF) -> np.ndarray:
-    """Share of anomalous samples outside every DBSCAN cluster that holds baseline samples, per column.
+def dbscan(baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray, eps: float = Z_HALF) -> np.ndarray:
+    """Share of anomalous samples, on the bad side, outside every DBSCAN cluster of the baseline.
 
-    Values are in noise-scale units, so `eps` is a distance in standard deviations.
+    Values are in noise units, so `eps` is a distance in standard deviations.
     """
-    window = np.vstack([baseline, anomalous])
-    scaled_b, scaled_a = _standardise(baseline, anomalous, window)
+    scaled_b, scaled_a = standardise(baseline, anomalous)
+    bad = directed(scaled_a, directions) > 0
     nb = len(baseline)
     min_samples = max(2, min(5, nb // 3))
     out = np.zeros(baseline.shape[1])
     for j in range(baseline.shape[1]):
         points = np.concatenate([scaled_b[:, j], scaled_a[:, j]])[:, None]
         labels = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(points)
-        normal = set(labels[:nb].tolist()) - {-1}
-        out[j] = float(np.mean([label not in normal for label in labels[nb:]]))
+        normal = _normal_clusters(labels[:nb])
+        outside = np.array([label not in normal for label in labels[nb:]])
+        out[j] = float(np.mean(outside & bad[:, j]))
     return out
 
 
-def _standardise(baseline: np.ndarray, anomalous: np.ndarray, window: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    median = np.median(baseline, axis=0)
-    scale = noise_scale(baseline, window)
-    return (baseline - median) / scale, (anomalous - median) / scale
+def _normal_clusters(baseline_labels: np.ndarray) -> set[int]:
+    """Clusters holding the most baseline samples, or at least a third of them.
+
+    A cluster holding only a few baseline samples may be the anomaly itself leaking into the baseline
+    (an anomaly time given late), so it does not make those values normal.
+    """
+    found, counts = np.unique(baseline_labels[baseline_labels != -1], return_counts=True)
+    if len(found) == 0:
+        return set()
+    return {int(c) for c, k in zip(found, counts, strict=True) if k == counts.max() or k >= len(baseline_labels) / 3}
 
 
-DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+DETECTORS: dict[str, Detector] = {
     "robust": robust,
     "zscore": zscore,
     "isolation": isolation,
@@ -134,14 +158,18 @@ DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def combine(baseline: np.ndarray, anomalous: np.ndarray, use: tuple[str, ...] = tuple(DETECTORS)
-            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def combine(
+    baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray, use: tuple[str, ...] = tuple(DETECTORS)
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run the chosen detectors and average their scores.
 
     Returns:
         (combined score per column, {detector name: its scores}).
+
+    Raises:
+        ValueError: fewer than two baseline samples or no anomalous sample.
     """
     if len(baseline) < 2 or len(anomalous) < 1:
         raise ValueError("need at least two baseline samples and one anomalous sample")
-    scores = {name: DETECTORS[name](baseline, anomalous) for name in use}
+    scores = {name: DETECTORS[name](baseline, anomalous, directions) for name in use}
     return np.mean(list(scores.values()), axis=0), scores

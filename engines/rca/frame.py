@@ -79,8 +79,7 @@ class Frame:
         """Gaps filled forward (then backward), infinities treated as gaps, constant columns dropped."""
         values = np.where(np.isfinite(self.values), self.values, np.nan)
         values = _fill_gaps(values)
-        varying = [i for i in range(values.shape[1])
-                   if np.isfinite(values[:, i]).all() and np.ptp(values[:, i]) > 0]
+        varying = [i for i in range(values.shape[1]) if np.isfinite(values[:, i]).all() and np.ptp(values[:, i]) > 0]
         return Frame(self.time, [self.columns[i] for i in varying], values[:, varying])
 
     def services(self) -> list[str]:

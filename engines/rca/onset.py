@@ -1,8 +1,9 @@
 """Onset (change-point) detection: when did the system start to misbehave, if nobody said?
 
 A single multivariate change point by CUSUM: every metric is put on its own noise scale (robust to the
-change itself), clipped so a lone spike cannot dominate, and for each candidate split the standardised
-difference of means before and after is computed. The metrics that moved most at that split vote: the
+change itself) and log-compressed (sign(z) * log(1 + |z|)), so a lone spike cannot dominate yet a larger
+move still counts for more; for each candidate split the standardised difference of means before and after
+is computed. The metrics that moved most at that split vote: the
 split with the largest mean statistic over the top tenth of metrics (at least three) wins.
 """
 
@@ -16,8 +17,6 @@ import numpy as np
 from engines.rca.detectors import noise_scale
 
 logger = logging.getLogger(__name__)
-
-CLIP = 10.0  # standardised values beyond this many noise units count as this many
 
 
 @dataclass(frozen=True)
@@ -33,8 +32,9 @@ def cusum_statistics(values: np.ndarray, min_segment: int) -> np.ndarray:
     """Per-split, per-column standardised difference of means; shape (n, m), zero outside valid splits."""
     n, m = values.shape
     median = np.median(values, axis=0)
-    scale = noise_scale(values, values)
-    x = np.clip((values - median) / scale, -CLIP, CLIP)
+    scale = noise_scale(values)
+    z = (values - median) / scale
+    x = np.sign(z) * np.log1p(np.abs(z))
     csum = np.vstack([np.zeros(m), np.cumsum(x, axis=0)])
     total = csum[-1]
     stats = np.zeros((n, m))

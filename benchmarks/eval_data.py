@@ -1,0 +1,137 @@
+"""Loaders for the public evaluation data in `../shared/eval` (never copied into the project).
+
+The location is `<repo>/../shared/eval`, or `$CLOUDPILOT_EVAL_DIR` when set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from engines.rca.frame import Frame
+
+EVAL_DIR = Path(os.environ.get("CLOUDPILOT_EVAL_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "eval")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One labelled RCA case: a frame covering the fault, the true root-cause service and fault time."""
+
+    name: str
+    fault: str
+    service: str
+    inject_time: float
+    frame: Frame
+
+
+def _read_numeric_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], np.array(rows[1:], dtype=float)
+
+
+def sock_shop_cases(root: Path | None = None) -> list[Case]:
+    """Sock Shop 1: normal.csv then anomalous.csv, concatenated and re-indexed at 1 s per row."""
+    root = root or EVAL_DIR / "rca" / "sock-shop-1"
+    cases = []
+    for case_dir in sorted(p for p in root.glob("*/*") if p.is_dir()):
+        header, normal = _read_numeric_csv(case_dir / "normal.csv")
+        header_a, anomalous = _read_numeric_csv(case_dir / "anomalous.csv")
+        if header != header_a:
+            raise ValueError(f"{case_dir}: normal and anomalous columns differ")
+        values = np.vstack([normal, anomalous])
+        t = header.index("time")
+        start = normal[0, t]
+        time = start + np.arange(len(values), dtype=float)
+        columns = [h for i, h in enumerate(header) if i != t]
+        service, fault = case_dir.parent.name.split("-", 1)
+        cases.append(
+            Case(
+                f"{case_dir.parent.name}/{case_dir.name}",
+                fault,
+                service,
+                start + len(normal),
+                Frame(time, columns, np.delete(values, t, axis=1)),
+            )
+        )
+    return cases
+
+
+def _minute(stamp: str) -> int:
+    """`2022-08-22 03:51:19.799087274 +0000 UTC m=+0.3` -> the epoch second of its minute (UTC)."""
+    moment = datetime.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return int(moment.timestamp()) // 60 * 60
+
+
+def _by_minute(path: Path, time_field: str, skip: set[str]) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            minute = _minute(row[time_field])
+            for key, value in row.items():
+                if key in skip or key == time_field or value in ("", None):
+                    continue
+                out.setdefault(key, {}).setdefault(minute, float(value))
+    return out
+
+
+def nezha_day(day_dir: Path, edges: bool) -> tuple[Frame, list[tuple[float, str, str]]]:
+    """One Nezha Online Boutique fault day as a frame (1 row per minute) and its (time, service, fault) labels.
+
+    Pod metrics become `<service>_<metric>` (service = pod name before the first `-`); node-level metrics
+    (`Node*`) describe the node, not the service, and are left out. With `edges`, the per-call latency
+    medians become edge columns of the callee: `<callee>_latency_p50_source@<caller>` (measured by the
+    caller) and `<callee>_latency_p50_destination@<caller>` (measured by the callee). Times come from the
+    `Time` text (one file's `TimeStamp` column is corrupt).
+    """
+    metric_dir = next(day_dir.glob("rca_data/*/metric"))
+    series: dict[str, dict[int, float]] = {}
+    for path in sorted(metric_dir.glob("*_metric.csv")):
+        service = path.name.split("-", 1)[0]
+        for metric, points in _by_minute(path, "Time", {"TimeStamp", "PodName"}).items():
+            if not metric.startswith("Node"):
+                series[f"{service}_{metric}"] = points
+    if edges:
+        for side in ("source", "destination"):
+            for pair, points in _by_minute(metric_dir / f"{side}_50.csv", "time", {"timestamp"}).items():
+                caller, callee = pair.split("_", 1)
+                series[f"{callee}_latency_p50_{side}@{caller}"] = points
+    minutes = sorted({m for points in series.values() for m in points})
+    columns = sorted(series)
+    values = np.array([[series[c].get(m, np.nan) for c in columns] for m in minutes], dtype=float)
+    labels_path = next(day_dir.glob("rca_data/*/*fault_list.json"))
+    labels = []
+    for faults in json.loads(labels_path.read_text()).values():
+        for fault in faults:
+            moment = datetime.strptime(fault["inject_time"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            labels.append((moment.timestamp(), fault["inject_pod"].split("-", 1)[0], fault["inject_type"]))
+    return Frame(np.array(minutes, dtype=float), columns, values), labels
+
+
+def nezha_cases(edges: bool, root: Path | None = None) -> list[Case]:
+    """All Nezha Online Boutique cases; each case's frame is the whole day (the harness cuts the window)."""
+    root = root or EVAL_DIR / "rca" / "nezha-ob"
+    cases = []
+    for day_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        frame, labels = nezha_day(day_dir, edges)
+        for time, service, fault in sorted(labels):
+            stamp = datetime.fromtimestamp(time, UTC).strftime("%Y-%m-%dT%H:%M")
+            cases.append(Case(f"{stamp} {service}", fault, service, time, frame))
+    return cases
+
+
+def load_series(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A load series from `load/<name>.csv`: (epoch seconds, values)."""
+    times, values = [], []
+    with (EVAL_DIR / "load" / f"{name}.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            moment = datetime.strptime(row["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            times.append(moment.timestamp())
+            values.append(float(row["value"]))
+    return np.array(times), np.array(values)
