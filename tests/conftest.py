@@ -23,10 +23,11 @@ from tests.cluster.controlplane import ControlPlane
 from tools.runtime import Runtime, use
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Run every `async def` test under anyio: marked before parametrization, so parameters are kept."""
+    if collector.funcnamefilter(name) and inspect.iscoroutinefunction(obj):  # type: ignore[attr-defined]
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture(scope="session")

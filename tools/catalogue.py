@@ -54,6 +54,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.resources",
     "tools.events",
     "tools.workloads",
+    "tools.diagnose",
+    "tools.istio",
     "tools.fix",
     "tools.mutations",
 )
