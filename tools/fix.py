@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from engines.diagnosis import Finding, ObjectRef, Snapshot, run
-from engines.diagnosis.common import quantity
+from engines.diagnosis.common import pod_requests, quantity
 from engines.diagnosis.snapshot import KINDS
 from engines.remediation import Context, Plan, make_plan
 from engines.remediation.describe import codes_for_text
@@ -108,9 +108,30 @@ async def _context(rt: Runtime, conn: Connection, snap: Snapshot, findings: list
         if obj is not None:
             objects[(t.kind, t.namespace or "", t.name)] = {**obj, "kind": t.kind}
     peaks = await _memory_usage(rt, conn, snap, {t[1] for t in objects if t[1]})
+    placed = None
+    if any(f.code == "POD_INSUFFICIENT_RESOURCES" for f in findings):
+        placed = await _node_requests(rt, conn)
     return Context(objects=objects, nodes=snap.items("nodes"), replicasets=snap.items("replicasets"),
                    pdbs=snap.items("poddisruptionbudgets"), hpas=snap.items("horizontalpodautoscalers"),
-                   memory_peak=peaks, now=datetime.now(UTC).isoformat(timespec="seconds"))
+                   memory_peak=peaks, node_requests=placed, now=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+async def _node_requests(rt: Runtime, conn: Connection) -> dict[str, dict[str, Decimal]] | None:
+    """CPU/memory requested on each node by its running pods (None when pods cannot be listed cluster-wide)."""
+    try:
+        pods, _ = await rt.call(conn.list_items, "/api/v1/pods",
+                                {"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"})
+    except (Forbidden, NotFound) as e:
+        logger.info("cluster=%s cannot list pods cluster-wide, sizing on allocatable: %s", conn.name, e.message)
+        return None
+    out: dict[str, dict[str, Decimal]] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            used = out.setdefault(node, {})
+            for res, value in pod_requests(pod.get("spec") or {}).items():
+                used[res] = used.get(res, Decimal(0)) + value
+    return out
 
 
 async def _memory_usage(rt: Runtime, conn: Connection, snap: Snapshot, namespaces: set[str]

@@ -33,6 +33,7 @@ class Context:
     pdbs: list[Obj] = field(default_factory=list)
     hpas: list[Obj] = field(default_factory=list)
     memory_peak: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)  # (ns, workload, container)
+    node_requests: dict[str, dict[str, Decimal]] | None = None  # node → requests of the pods on it, when known
     now: str = ""
 
     def live(self, ref: ObjectRef) -> Obj | None:
@@ -124,13 +125,19 @@ def _resources(f: Finding, live: Obj, ctx: Context) -> _Step | Refusal:
         return _oom(f, live, c, ctx)
     params = copy.deepcopy(fix.params)
     evidence = {k: f.evidence[k] for k in f.evidence if k not in ("pod_status", "node")}
-    largest = _largest_allocatable(ctx.nodes)
+    room = _room(ctx)
     for res, value in list((params.get("requests") or {}).items()):
-        cap = largest.get(res)
+        cap = room.get(res)
         if cap is not None and quantity(value) > cap * NODE_SHARE:
-            params["requests"][res] = fmt_resource(res, _round_down(res, cap * NODE_SHARE))
-    if largest:
-        evidence["largest_node_allocatable"] = {r: fmt_resource(r, v) for r, v in largest.items()}
+            fitted = _round_down(res, cap * NODE_SHARE)
+            if fitted <= 0:
+                return Refusal(finding=f.code, object=fix.target, reason=(
+                    f"no node has {res} to spare (largest free: {fmt_resource(res, cap)}): add nodes or free "
+                    "capacity; lowering the requests further would not be a fix."))
+            params["requests"][res] = fmt_resource(res, fitted)
+    if room:
+        label = "largest_node_free" if ctx.node_requests is not None else "largest_node_allocatable"
+        evidence[label] = {r: fmt_resource(r, v) for r, v in room.items()}
     expected = f"requests {params.get('requests') or {}} fit a node: the pending pods get scheduled"
     if params.get("limits"):
         expected = f"container {c.get('name')} gets resources {params}"
@@ -280,14 +287,29 @@ def _unique(items: list[Any]) -> list[Any]:
     return out
 
 
+def _room(ctx: Context) -> dict[str, Decimal]:
+    """Per resource, the most a pod can request and still fit one node: its allocatable, less what the pods
+    already on it request when that is known."""
+    if ctx.node_requests is None:
+        return _largest_allocatable(ctx.nodes)
+    out: dict[str, Decimal] = {}
+    for node in _schedulable(ctx.nodes):
+        used = ctx.node_requests.get(node["metadata"]["name"], {})
+        for res in ("cpu", "memory"):
+            free = quantity(((node.get("status") or {}).get("allocatable") or {}).get(res)) - used.get(res, Decimal(0))
+            out[res] = max(out.get(res, Decimal(0)), free)
+    return out
+
+
+def _schedulable(nodes: list[Obj]) -> list[Obj]:
+    return [n for n in nodes if not (n.get("spec") or {}).get("unschedulable") and not any(
+        t.get("effect") in ("NoSchedule", "NoExecute") for t in (n.get("spec") or {}).get("taints") or [])]
+
+
 def _largest_allocatable(nodes: list[Obj]) -> dict[str, Decimal]:
     """Per resource, the largest allocatable of a node that takes ordinary pods (schedulable, untainted)."""
     out: dict[str, Decimal] = {}
-    for node in nodes:
-        spec = node.get("spec") or {}
-        if spec.get("unschedulable") or any(t.get("effect") in ("NoSchedule", "NoExecute")
-                                            for t in spec.get("taints") or []):
-            continue
+    for node in _schedulable(nodes):
         for res in ("cpu", "memory"):
             value = quantity(((node.get("status") or {}).get("allocatable") or {}).get(res))
             out[res] = max(out.get(res, Decimal(0)), value)

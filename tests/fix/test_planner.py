@@ -76,6 +76,17 @@ def test_pending_requests_are_cut_to_fit_the_largest_schedulable_node() -> None:
     assert change.evidence["POD_INSUFFICIENT_RESOURCES"]["largest_node_allocatable"] == {"cpu": "8", "memory": "16Gi"}
 
 
+def test_pending_requests_fit_the_free_room_when_node_usage_is_known() -> None:
+    f = finding("POD_INSUFFICIENT_RESOURCES", "set_resources", requests={"cpu": "30"})
+    nodes = [node("n1", "4", "16Gi"), node("n2", "8", "8Gi")]
+    used = {"n1": {"cpu": Decimal("1")}, "n2": {"cpu": Decimal("7.5")}}
+    change = only_change(make_plan([f], ctx(deployment(), nodes=nodes, node_requests=used)))
+    assert change.edits[0].params == {"requests": {"cpu": "2700m"}}  # n1: 3 cores free, 90% of that
+    full = {"n1": {"cpu": Decimal("4")}, "n2": {"cpu": Decimal("8")}}
+    plan = make_plan([f], ctx(deployment(), nodes=nodes, node_requests=full))
+    assert plan.changes == [] and "no node has cpu to spare" in plan.refused[0].reason
+
+
 def test_oom_limit_from_observed_usage_else_a_bounded_factor() -> None:
     f = finding("POD_OOMKILLED", "set_resources", limits={"memory": "256Mi"})
     dep = deployment({"resources": {"limits": {"memory": "128Mi"}}})

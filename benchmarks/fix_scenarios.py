@@ -1,0 +1,101 @@
+"""The fix loop on the seed scenarios: how many are fixed and verified with the plan as made (no human edits),
+how long from the diagnosis finding to the verified fix, and whether anything changed outside the plan.
+
+    .venv/bin/python -m benchmarks.fix_scenarios [--runs 3]
+
+Starts its own control plane (`tests.cluster.controlplane`, 3 fake nodes) and, per run, builds each scenario
+of `tests/fix/scenarios.py` in its own namespace. Then, as an operator's client would: `diagnose` focused on
+Deployment `web` (the finding), `fix_plan` with the scenario's event text, `fix_apply` with the plan id as
+confirmation, while a stand-in kubelet marks the new revision's pods Ready. A scenario counts as fixed
+without human edits when the plan addresses the expected findings with the expected actions, fix_apply
+verifies it, and the Deployment then passes the scenario's check. "Outside the plan" compares the
+Deployment after the fix with the server's dry-run result the plan's diff was made from, and counts audit
+records of objects the plan did not name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from settings import Settings  # noqa: E402
+from store import AuditLog  # noqa: E402
+from tests.cluster.controlplane import ControlPlane  # noqa: E402
+from tests.fix.scenarios import SCENARIOS, Scenario, deployment, kubelet  # noqa: E402
+from tools.diagnose import diagnose  # noqa: E402
+from tools.fix import fix_apply, fix_plan  # noqa: E402
+from tools.fixloop import content, load  # noqa: E402
+from tools.runtime import Runtime, use  # noqa: E402
+
+
+async def run_one(cp: ControlPlane, rt: Runtime, scenario: Scenario, ns: str) -> dict[str, object]:
+    cp.api("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    scenario.build(cp.api, ns)
+    with use(rt):
+        diagnosis = await diagnose(namespace=ns, kind="Deployment", name="web", force_refresh=True)
+        found = {f.code for f in diagnosis.findings}
+        t_finding = time.monotonic()
+        plan = await fix_plan(namespace=ns, name="web", event_text=scenario.event_text)
+        t_plan = time.monotonic()
+        actions = [a for c in plan.changes for a in c.actions]
+        addressed = {w.split(":")[0] for c in plan.changes for w in c.why}
+        as_expected = (len(plan.changes) == 1 and actions == scenario.actions and scenario.codes <= addressed)
+        with kubelet(cp.api, ns, "ready"):
+            result = await fix_apply(plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=60)
+        t_done = time.monotonic()
+    after = deployment(cp.api, ns)
+    _, saved = load(rt, plan.plan_id)
+    # verified: the object must be exactly the dry-run result; rolled back: exactly what it was before
+    desired = (saved.items[0].desired if result.status == "verified" else saved.items[0].live) if saved.items else None
+    planned = {i.label for i in saved.items}
+    applied = [e for e in AuditLog(rt.store).entries(plan_id=plan.plan_id) if e.event == "applied"]
+    outside = int(content(after) != content(desired)) + sum(1 for e in applied if e.object not in planned)
+    return {
+        "scenario": scenario.name, "finding": ",".join(sorted(found & scenario.codes)) or "-",
+        "actions": "+".join(actions) or "-", "status": result.status,
+        "ok": scenario.codes <= found and as_expected and result.status == "verified" and scenario.fixed(after),
+        "outside": outside, "plan_s": t_plan - t_finding, "to_verified_s": t_done - t_finding,
+    }
+
+
+async def main_async(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, ControlPlane(Path(tmp) / "cp") as cp:
+        settings = Settings(k8s={"kubeconfig": cp.kubeconfig, "context": None, "cache_ttl_seconds": 0},
+                            store={"path": Path(tmp) / "cloudpilot.db"}, safety={"allow_write": True})
+        rt = Runtime(settings)
+        rows = []
+        try:
+            for run in range(runs):
+                for s in SCENARIOS:
+                    rows.append(await run_one(cp, rt, s, f"fx-{s.name}-{run}"))
+        finally:
+            rt.close()
+    print(f"{'scenario':<26}{'finding':<40}{'plan':<26}{'result':<10}{'ok':<5}{'outside':<9}"
+          f"{'plan s':>8}{'finding→verified s':>20}")
+    for r in rows:
+        print(f"{r['scenario']:<26}{r['finding']:<40}{r['actions']:<26}{r['status']:<10}"
+              f"{'yes' if r['ok'] else 'NO':<5}{r['outside']:<9}{r['plan_s']:>8.2f}{r['to_verified_s']:>20.2f}")
+    ok = sum(1 for r in rows if r["ok"])
+    times = [float(r["to_verified_s"]) for r in rows]  # type: ignore[arg-type]
+    print(f"\nfixed and verified without human edits to the plan: {ok}/{len(rows)} ({ok / len(rows):.0%})")
+    print(f"finding → verified fix: median {statistics.median(times):.2f} s, max {max(times):.2f} s "
+          f"({len(SCENARIOS)} scenarios × {runs} run(s))")
+    print(f"changes applied outside the plan: {sum(int(r['outside']) for r in rows)}")  # type: ignore[call-overload]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="times each scenario is built and fixed")
+    asyncio.run(main_async(parser.parse_args().runs))
+
+
+if __name__ == "__main__":
+    main()
