@@ -79,7 +79,8 @@ class AuditLog:
     def entries(self, *, plan_id: str | None = None, object: str | None = None, event: str | None = None,
                 cluster: str | None = None, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
         """Newest first; `object` matches a substring of 'Kind namespace/name'."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("plan_id", plan_id), ("event", event), ("cluster", cluster)):
             if value:
                 where.append(f"{column} = ?")

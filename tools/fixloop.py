@@ -195,10 +195,11 @@ async def propose(rt: Runtime, conn: Connection, plan: Plan, source: str, overri
     log = audit_log(rt)
     log.save_plan(saved.id, conn.name, saved.expires_at, saved.model_dump(mode="json"),
                   status="planned" if items else "empty")
-    for item in items or [None]:
-        log.record("planned", plan_id=saved.id, cluster=conn.name, identity=conn.identity, client=saved.client,
-                   object=item.label if item else "", diff=item.diff if item else "",
-                   result=f"{source}; risk {item.change.risk}" if item else f"{source}; nothing to apply")
+    who = {"plan_id": saved.id, "cluster": conn.name, "identity": conn.identity, "client": saved.client}
+    for item in items:
+        log.record("planned", **who, object=item.label, diff=item.diff, result=f"{source}; risk {item.change.risk}")
+    if not items:
+        log.record("planned", **who, result=f"{source}; nothing to apply")
     logger.info("cluster=%s plan %s: %d change(s) from %s", conn.name, saved.id, len(items), source)
     return view(saved, "planned" if items else "empty", rt.settings)
 
@@ -225,7 +226,7 @@ def _materialise(conn: Connection, change: Change) -> Item:
         if change.patch is None or change.patch.type != "apply":
             raise
         live = None
-    dry = {"dryRun": "All", "fieldManager": FIELD_MANAGER}
+    dry: dict[str, Any] = {"dryRun": "All", "fieldManager": FIELD_MANAGER}
     if change.operation == "delete":
         # with a DeleteOptions body the API server reads dryRun from the body, not from the query
         conn.request("DELETE", path, query={"dryRun": "All"},

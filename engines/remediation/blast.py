@@ -20,7 +20,7 @@ def assess(change: Change, live: Obj | None, pdbs: list[Obj], hpas: list[Obj]) -
         return Blast(notes=["creates a new object"]), "low"
     kind = live.get("kind", "")
     spec = live.get("spec") or {}
-    actions = {e.action for e in change.edits}
+    actions: set[str] = {e.action for e in change.edits}
     blast = Blast()
     notes = blast.notes  # the model's own list: appended to below
     risk: Risk = "low"

@@ -109,8 +109,8 @@ def _probe(f: Finding, live: Obj, ctx: Context) -> _Step | Refusal:
         return Refusal(finding=f.code, object=fix.target, reason=(
             f"container {c.get('name')} declares no port to check instead: fix the {params.get('probe')} probe "
             "by hand (the path or port the application really serves)."))
-    evidence = {k: f.evidence[k] for k in ("probe", "handler", "timing", "container_ports", "events")
-                if k in f.evidence}
+    evidence: dict[str, Any] = {k: f.evidence[k] for k in ("probe", "handler", "timing", "container_ports", "events")
+                                if k in f.evidence}
     what = (f"checks {params['handler']}" if params.get("handler") else "keeps its check") + (
         f" with timing {params['timing']}" if params.get("timing") else "")
     expected = f"the {params.get('probe')} probe {what}; probe failures stop, pods become and stay ready"
@@ -183,8 +183,8 @@ def _undo(f: Finding, live: Obj, ctx: Context) -> _Step | Refusal:
     if isinstance(target, str):
         return Refusal(finding=f.code, object=f.fix.target, reason=target)
     revision, template = target
-    evidence = {k: f.evidence[k] for k in ("failing_revision", "previous_revision", "image_change", "image")
-                if k in f.evidence}
+    evidence: dict[str, Any] = {k: f.evidence[k] for k in ("failing_revision", "previous_revision", "image_change",
+                                                           "image") if k in f.evidence}
     expected = f"the pods return to revision {revision}'s template, which ran before the failing rollout"
     edit = Edit(action="set_template", params={"revision": revision, "template": template})
     return _step(f, edit, expected, evidence)
