@@ -171,12 +171,17 @@ def audit_log(rt: Runtime) -> AuditLog:
 
 
 async def propose(rt: Runtime, conn: Connection, plan: Plan, source: str, override: str | None = None) -> PlanView:
-    """Dry-run every change on the server, diff it, save the plan and record it."""
-    for change in plan.changes:
-        check_allowed(rt, change, override)
+    """Dry-run every change on the server, diff it, save the plan and record it. A refusal (safety settings,
+    RBAC) is recorded too."""
     items, unchanged = [], []
     for change in plan.changes:
-        item = await rt.call(materialise, conn, change)
+        try:
+            check_allowed(rt, change, override)
+            item = await rt.call(materialise, conn, change)
+        except (NotAllowed, Forbidden) as e:
+            audit_log(rt).record("refused", plan_id=None, cluster=conn.name, identity=conn.identity,
+                                 client=client_name(), object=change.target.short(), result=f"{source}: {e.message}")
+            raise
         if item.diff or change.operation == "delete":
             items.append(item)
         else:

@@ -80,6 +80,8 @@ async def test_protected_namespace_is_refused_unless_overridden(api, namespace, 
     runtime.settings = runtime.settings.model_copy(update={"safety": safety})
     with pytest.raises(NotAllowed, match="is protected"):
         await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
+    refused = AuditLog(runtime.store).entries(event="refused")[0]
+    assert refused.object == f"Deployment {namespace}/web" and "is protected" in refused.result
     with pytest.raises(NotAllowed, match="does not allow overriding"):
         await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3,
                    override_protected=namespace)
