@@ -72,16 +72,18 @@ async def fix_plan(
     listed as not changed, with the reason."""
     rt = current()
     ns = validate.namespace(namespace)
+    if ns is None:
+        raise InvalidInput("fix_plan needs the namespace of the problem.")
     rt.check_namespace(ns)
     conn = await rt.connect(cluster)
-    gathered, _ = await snapshot(rt, conn, [ns], refresh=True)  # type: ignore[list-item]
+    gathered, _ = await snapshot(rt, conn, [ns], refresh=True)
     snap = gathered.snapshot
     focus = None
     if name:
         if kind not in _KEYS:
             raise InvalidInput(f"Cannot plan for kind {kind!r}.", hint="Use Deployment, StatefulSet, DaemonSet, ...")
         focus = ObjectRef(kind=kind, name=validate.object_name(name), namespace=ns)
-        if snap.get(_KEYS[kind], ns or "", name) is None:
+        if snap.get(_KEYS[kind], ns, name) is None:
             raise NotFound(f"{kind} {name!r} not found in namespace {ns!r} of cluster {conn.name!r}.",
                            hint="workloads_list shows what exists.")
     findings = (await rt.call(run, snap, focus=focus)).findings
@@ -223,7 +225,10 @@ async def fix_apply(
     timeout = verify_timeout_seconds or rt.settings.fix.verify_timeout_seconds
     results = []
     for item, obj in applied:
-        ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout)
+        try:
+            ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout)
+        except CloudPilotError as e:  # cannot tell whether it worked: treat as failed, so it is rolled back
+            ok, seen = False, f"verification failed: {e.message}"
         results.append((item, obj, ok, seen))
         log.record("verified" if ok else "failed", **base, object=item.label, result=seen)
         if not ok:
