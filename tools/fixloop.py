@@ -271,14 +271,22 @@ def content(obj: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """Unified diff of two objects' redacted YAML (status and server bookkeeping left out)."""
-    def text(obj: dict[str, Any] | None) -> list[str]:
+    """Unified diff of two objects' redacted YAML (status and server bookkeeping left out). When masked values
+    (secret data, credential-like env values) change too, a last line says so without showing them."""
+    def text(obj: dict[str, Any] | None, masked: bool = True) -> list[str]:
         if obj is None:
             return []
-        return yaml.dump(redact(content(obj)), Dumper=_Dumper, sort_keys=True, width=120).splitlines(keepends=True)
+        shown = redact(content(obj)) if masked else content(obj)
+        return yaml.dump(shown, Dumper=_Dumper, sort_keys=True, width=120).splitlines(keepends=True)
+
+    def changed(a: list[str], b: list[str]) -> int:
+        return sum(1 for line in difflib.ndiff(a, b) if line[:1] in "+-")
 
     lines = difflib.unified_diff(text(before), text(after), "live", "after", n=2)
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines).rstrip("\n")
+    out = "".join(line if line.endswith("\n") else line + "\n" for line in lines).rstrip("\n")
+    if changed(text(before, False), text(after, False)) > changed(text(before), text(after)):
+        out += ("\n" if out else "") + "# masked values (secret data or credential-like settings) change too"
+    return out
 
 
 def _for_write(obj: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:

@@ -142,3 +142,16 @@ async def test_plan_outlives_the_runtime_and_expired_plans_are_refused(api, name
     log.save_plan(expired.plan_id, body["cluster"], body["expires_at"], body, status)
     with pytest.raises(InvalidInput, match="expired"):
         await call(fix_apply, plan_id=expired.plan_id, confirm=expired.plan_id)
+
+
+async def test_policy_pre_approves_named_low_risk_actions_only(api, namespace, runtime, call) -> None:
+    deploy(api, namespace, ready=False)
+    fix = runtime.settings.fix.model_copy(update={"auto_approve": ["scale"]})
+    runtime.settings = runtime.settings.model_copy(update={"fix": fix})
+    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=0)
+    assert "Pre-approved by policy" in plan.next_step
+    result = await call(fix_apply, plan_id=plan.plan_id, verify_timeout_seconds=30)
+    assert result.approved_by == "policy fix.auto_approve" and result.status == "verified"
+    plan = await call(set_image, kind="Deployment", name="web", namespace=namespace, image="shop/web:1.1")
+    with pytest.raises(NotAllowed, match="no confirmation"):
+        await call(fix_apply, plan_id=plan.plan_id)
