@@ -32,7 +32,8 @@ logger = logging.getLogger("cloudpilot")
 INSTRUCTIONS = """CloudPilot: Kubernetes and Istio operations. Start broad (cluster_overview, pods_list with
 problems_only, workloads_list), then narrow (pod_get, resource_describe, pod_logs, events_list). Every
 cluster-facing tool takes an optional `cluster`; clusters_list shows the choices. Results are compact and
-paged: pass continue_token for more. Secrets are never shown."""
+paged: pass continue_token for more. Secrets are never shown. When writes are on, every change is a plan first
+(fix_plan from diagnosis, or scale/set_image/...): show its diff to the user, then fix_apply with their confirmation."""
 
 
 def build_server(settings: Settings | None = None, runtime: Runtime | None = None) -> FastMCP:
