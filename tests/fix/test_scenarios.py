@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from store import AuditLog
-from tests.fix.scenarios import SCENARIOS, Scenario, deployment, kubelet
-from tools.errors import NotAllowed
+from tests.fix.scenarios import SCENARIOS, Scenario, deploy, deployment, kubelet, set_status
+from tools.errors import InvalidInput, NotAllowed
 from tools.fix import fix_apply, fix_plan
 from tools.fixloop import content, load
 
@@ -43,3 +43,16 @@ async def test_scenario_is_fixed_as_planned(scenario: Scenario, api, namespace, 
     assert after["spec"] == saved.items[0].desired["spec"]  # exactly the dry-run result: nothing else changed
     events = [e.event for e in AuditLog(runtime.store).entries(plan_id=plan.plan_id)]
     assert events == ["verified", "applied", "approved", "refused", "planned"]
+
+
+async def test_missing_configmap_is_reported_and_nothing_is_invented(api, namespace, call) -> None:
+    env = [{"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "LOG_LEVEL"}}}]
+    for p in deploy(api, namespace, {"env": env}):
+        set_status(api, namespace, p, ready=False, phase="Pending", state={"waiting": {
+            "reason": "CreateContainerConfigError", "message": 'configmap "app-config" not found'}})
+    plan = await call(fix_plan, namespace=namespace, name="web")
+    assert plan.changes == [] and plan.status == "empty"
+    assert any("ConfigMap app-config is missing" in r.reason and "does not invent" in r.reason
+               for r in plan.refused), plan.render()
+    with pytest.raises(InvalidInput, match="is empty"):
+        await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
