@@ -93,10 +93,11 @@ class HorizonModel:
     step: float
     model: HistGradientBoostingRegressor
     half_width: float
+    usable: np.ndarray  # feature columns with data (a week's lag needs a week of history)
 
     def predict_log(self, times: np.ndarray, values: np.ndarray, origins: np.ndarray) -> np.ndarray:
         """The forecast of log1p(value) at index origin + horizon, per origin."""
-        return self.model.predict(features(times, values, origins, self.horizon, self.step))
+        return self.model.predict(features(times, values, origins, self.horizon, self.step)[:, self.usable])
 
     def predict(
         self, times: np.ndarray, values: np.ndarray, origins: np.ndarray, half_width: np.ndarray | float | None = None
@@ -154,12 +155,14 @@ def fit_horizon(
     x = features(times, values, origins, horizon, step)
     y = np.log1p(np.maximum(values[origins + horizon], 0.0))
     cut = int(len(origins) * (1 - CALIBRATION_SHARE))
+    usable = np.isfinite(x[:cut]).any(axis=0)
+    x = x[:, usable]
     calibration = _regressor().fit(x[:cut], y[:cut])
     residuals = np.abs(y[cut:] - calibration.predict(x[cut:]))
     # Split-conformal quantile with the finite-sample correction.
     k = min(len(residuals), math.ceil((len(residuals) + 1) * level))
     half_width = float(np.sort(residuals)[k - 1])
-    return HorizonModel(horizon, step, _regressor().fit(x, y), half_width)
+    return HorizonModel(horizon, step, _regressor().fit(x, y), half_width, usable)
 
 
 def forecast(times: np.ndarray, values: np.ndarray, horizon_steps: int, level: float = 0.9) -> Forecast:

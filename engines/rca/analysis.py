@@ -155,7 +155,8 @@ def analyse(
     candidates = []
     for service, idx in by_service.items():
         idx = sorted(idx, key=lambda j: -adjusted[j])
-        score = float(adjusted[idx[0]])
+        best = float(adjusted[idx[0]])
+        score = best
         own_events = _events_for(service, events or [], cleaned.time[0], cleaned.time[-1])
         for _ in (e for e in own_events if e.warning):
             score = 1.0 - (1.0 - score) * (1.0 - EVENT_WEIGHT)
@@ -163,7 +164,7 @@ def analyse(
             _evidence(j, cleaned, split, combined, adjusted, moved, per_detector, onsets)
             for j in idx[:EVIDENCE_PER_CANDIDATE]
         ]
-        onset = min(e.onset for e in evidence if e.score >= 0.5 * score) if evidence else anomaly_time
+        onset = min(e.onset for e in evidence if e.score >= 0.5 * best)
         candidates.append(
             Candidate(service, round(score, 4), 0.0, onset, evidence, own_events, explained_by.get(service))
         )

@@ -1,0 +1,119 @@
+"""The RCA tools end to end against a real Prometheus (see conftest.py for the incident)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from settings import Settings
+from tests.prom.harness import free_port
+from tests.rca.conftest import Incident
+from tools import rca
+from tools.errors import InvalidInput, Unreachable, Unsupported
+from tools.prometheus import Prometheus, workload_of
+from tools.runtime import Runtime, use
+
+CPU = 'sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="shop"}[1m]))'
+
+
+@pytest.mark.anyio
+async def test_rca_namespace_finds_the_saturated_workload(incident: Incident, runtime: Runtime) -> None:
+    result = await rca.rca_namespace("shop", minutes=55, end=str(incident.end), service="frontend")
+    assert result.candidates[0].service == "cart"
+    assert result.candidates[0].score >= result.threshold
+    assert result.onset_detected
+    assert abs(rca.parse_when(result.anomaly_time) - incident.fault) <= 120
+    metrics = {m.metric for m in result.candidates[0].evidence}
+    assert metrics & {"cpu", "errors", "latency_p50", "latency_p90", "latency_p99"}
+    frontend = next(c for c in result.candidates if c.service == "frontend")
+    assert frontend.explained_by  # its latency is inherited from cart
+    assert any("cluster events/logs unavailable" in n for n in result.notes)  # degraded, not failed
+    assert any(n.startswith("frontend ranks") for n in result.notes)
+    text = result.render()
+    assert "cart" in text.splitlines()[2]
+
+
+@pytest.mark.anyio
+async def test_rca_namespace_at_a_given_time(incident: Incident, runtime: Runtime) -> None:
+    result = await rca.rca_namespace("shop", minutes=55, end=str(incident.end), anomaly_time=str(incident.fault))
+    assert not result.onset_detected
+    assert result.candidates[0].service == "cart"
+
+
+@pytest.mark.anyio
+async def test_anomalies_in_query_ranks_the_cart_pod(incident: Incident, runtime: Runtime) -> None:
+    result = await rca.anomalies_in_query(CPU, minutes=55, end=str(incident.end))
+    assert "cart" in result.series[0].series
+    assert result.series[0].score > result.series[1].score
+    assert result.series[0].peak > 4 * result.series[0].baseline
+
+
+@pytest.mark.anyio
+async def test_correlate_series_pairs_every_series(incident: Incident, runtime: Runtime) -> None:
+    result = await rca.correlate_series([CPU], minutes=55, end=str(incident.end), max_lag_steps=4)
+    assert len(result.series) == 3
+    assert len(result.pairs) == 3
+    assert all(-1 <= p.correlation <= 1 for p in result.pairs)
+
+
+@pytest.mark.anyio
+async def test_bad_promql_quotes_prometheus(incident: Incident, runtime: Runtime) -> None:
+    with pytest.raises(InvalidInput, match=r"Prometheus rejected the query: .*parse error"):
+        await rca.anomalies_in_query("sum(rate(", minutes=10, end=str(incident.end))
+
+
+@pytest.mark.anyio
+async def test_empty_namespace_is_reported(incident: Incident, runtime: Runtime) -> None:
+    with pytest.raises(InvalidInput, match="no series for namespace 'ghost'"):
+        await rca.rca_namespace("ghost", minutes=55, end=str(incident.end))
+
+
+@pytest.mark.anyio
+async def test_no_prometheus_configured_says_how(tmp_path: Path) -> None:
+    with (
+        use(Runtime(Settings(store={"path": tmp_path / "db"}))),
+        pytest.raises(Unsupported, match="CLOUDPILOT_PROMETHEUS__URL"),
+    ):
+        await rca.anomalies_in_query(CPU)
+
+
+def test_unreachable_names_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with (
+        Prometheus(Settings(prometheus={"url": url, "timeout_seconds": 2}).prometheus) as prom,
+        pytest.raises(Unreachable, match=url),
+    ):
+        prom.query("up")
+
+
+def test_query_range_checks_its_window(incident: Incident) -> None:
+    with Prometheus(Settings(prometheus={"url": incident.url}).prometheus) as prom:
+        with pytest.raises(InvalidInput, match="end must be after"):
+            prom.query_range("up", 10, 5, 1)
+        with pytest.raises(InvalidInput, match="step of at least"):
+            prom.query_range("up", 0, 1e6, 1)
+        assert prom.query("1 + 1") == [({}, 2.0)]
+
+
+def test_workload_of_pod_names() -> None:
+    assert workload_of("cart-5b7c9d8f6b-q9w8z") == "cart"
+    assert workload_of("redis-0") == "redis"
+    assert workload_of("node-exporter-x2x4k") == "node-exporter"
+    assert workload_of("plain") == "plain"
+
+
+@pytest.mark.anyio
+async def test_rca_from_csv(tmp_path: Path) -> None:
+    lines = ["time,web_latency,db_cpu,cache_cpu"]
+    for t in range(120):
+        fault = t >= 80
+        lines.append(f"{t},{1 + 3 * fault + 0.01 * (t % 3)},{1 + 5 * fault + 0.01 * (t % 5)},{1 + 0.01 * (t % 4)}")
+    with use(Runtime(Settings(store={"path": tmp_path / "db"}))):
+        result = await rca.rca_from_csv("\n".join(lines), anomaly_time=80)
+        assert result.candidates[0].service in {"db", "web"}
+        assert result.candidates[-1].service == "cache"
+        with pytest.raises(InvalidInput, match="no `time` column"):
+            await rca.rca_from_csv("a_cpu\n1\n")
+        with pytest.raises(InvalidInput, match="characters"):
+            await rca.rca_from_csv("x" * (rca.MAX_CSV_CHARS + 1))

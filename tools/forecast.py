@@ -1,0 +1,228 @@
+"""Load prediction tools: forecast a series, recommend replicas for a workload. The models are in
+`engines.forecast`; this module fetches history (Prometheus) and the workload's current set-up (cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from engines.forecast import Autoscaler, Forecast, forecast, recommend
+from tools.catalogue import tool
+from tools.clusters import ClusterArg
+from tools.errors import InvalidInput
+from tools.prometheus import Prometheus, render
+from tools.rca import _iso
+from tools.results import Result, table
+from tools.runtime import current
+
+logger = logging.getLogger(__name__)
+
+MAX_ROWS = 12  # forecast rows shown; longer horizons are thinned evenly
+MAX_VALUES = 20_000
+LEVEL = 0.9
+
+
+class Point(BaseModel):
+    time: str
+    mean: float
+    lower: float
+    upper: float
+
+
+class ForecastResult(Result):
+    """A forecast with its 90 % interval."""
+
+    source: str
+    history_points: int
+    step_seconds: float
+    method: str
+    level: float
+    peak_mean: float
+    peak_upper: float
+    points: list[Point]
+
+    def render(self) -> str:
+        head = (
+            f"{self.source}: {self.history_points} points of history, step {self.step_seconds:g}s, "
+            f"{self.method}; peak {self.peak_mean:.4g} (upper {self.peak_upper:.4g}, {self.level:.0%})"
+        )
+        rows = [[p.time, f"{p.mean:.4g}", f"{p.lower:.4g}", f"{p.upper:.4g}"] for p in self.points]
+        return head + "\n" + table(["TIME", "FORECAST", "LOWER", "UPPER"], rows)
+
+
+def _result(source: str, history: int, fc: Forecast, iso: bool) -> ForecastResult:
+    keep = np.unique(np.linspace(0, len(fc.mean) - 1, min(MAX_ROWS, len(fc.mean))).astype(int))
+    points = [
+        Point(
+            time=_iso(float(fc.times[i])) if iso else f"{fc.times[i]:g}",
+            mean=round(float(fc.mean[i]), 4),
+            lower=round(float(fc.lower[i]), 4),
+            upper=round(float(fc.upper[i]), 4),
+        )
+        for i in keep
+    ]
+    return ForecastResult(
+        source=source,
+        history_points=history,
+        step_seconds=fc.step,
+        method=fc.method,
+        level=fc.level,
+        peak_mean=round(float(fc.mean.max()), 4),
+        peak_upper=round(float(fc.upper.max()), 4),
+        points=points,
+    )
+
+
+def _steps(horizon_minutes: int, step: float) -> int:
+    return max(1, math.ceil(horizon_minutes * 60 / step))
+
+
+async def _history(query: str, days: int | None, step: int | None) -> tuple[np.ndarray, np.ndarray]:
+    rt = current()
+    stop = time.time()
+    start = stop - 86_400 * (days or rt.settings.forecast.history_days)
+    step_s = float(step or max(60, math.ceil((stop - start) / 10_000)))
+
+    def fetch() -> tuple[np.ndarray, np.ndarray]:
+        with Prometheus(rt.settings.prometheus) as prom:
+            found = prom.query_range(query, start, stop, step_s)
+        if len(found) != 1:
+            raise InvalidInput(
+                f"The query must return exactly one series, it returned {len(found)}: {query}",
+                hint="Wrap it in sum(...) or filter labels.",
+            )
+        ok = np.isfinite(found[0].values)
+        return found[0].times[ok], found[0].values[ok]
+
+    return await rt.call(fetch)
+
+
+@tool("rca", title="Forecast a series")
+async def forecast_series(
+    query: Annotated[str | None, Field(description="PromQL returning one series (e.g. a request rate).")] = None,
+    values: Annotated[list[float] | None, Field(description="Or the history itself, oldest first.")] = None,
+    step_seconds: Annotated[float | None, Field(gt=0, description="Spacing of `values`, or the query step.")] = None,
+    end: Annotated[float | None, Field(description="Unix time of the last of `values`; default now.")] = None,
+    horizon_minutes: Annotated[int, Field(ge=1, le=10_080)] = 60,
+    history_days: Annotated[int | None, Field(ge=1, le=90, description="Default forecast.history_days.")] = None,
+) -> ForecastResult:
+    """Forecast a series (a request rate, from Prometheus or given values) for a horizon, with time-of-day
+    and weekly patterns and a 90 % prediction interval. Use for capacity questions. Returns the forecast
+    path (thinned), its peak and interval."""
+    rt = current()
+    if (query is None) == (values is None):
+        raise InvalidInput("Pass either query or values (not both).")
+    if values is not None:
+        if not step_seconds:
+            raise InvalidInput("With values, give step_seconds (their spacing).")
+        if len(values) > MAX_VALUES:
+            raise InvalidInput(f"At most {MAX_VALUES} values are accepted, got {len(values)}.")
+        history = np.asarray(values, dtype=float)
+        times = (end or time.time()) - step_seconds * np.arange(len(history))[::-1]
+        source = f"{len(history)} given values"
+    else:
+        assert query is not None
+        times, history = await _history(query, history_days, int(step_seconds) if step_seconds else None)
+        source = query
+    if len(history) < 2:
+        raise InvalidInput("Need at least two points of history.")
+    step = float(np.median(np.diff(times)))
+    fc = await rt.call(forecast, times, history, _steps(horizon_minutes, step), LEVEL)
+    return _result(source, len(history), fc, iso=True)
+
+
+class ReplicaResult(Result):
+    """Replicas needed for the forecast peak, against the current replicas and HPA."""
+
+    deployment: str
+    query: str
+    per_replica: float
+    peak_mean: float
+    peak_upper: float
+    needed: int
+    recommended: int
+    current: int | None
+    hpa: str | None
+    notes: list[str]
+
+    def render(self) -> str:
+        lines = [
+            f"{self.deployment}: forecast peak {self.peak_mean:.4g} (90% upper {self.peak_upper:.4g}) "
+            f"at {self.per_replica:g} per replica",
+            f"recommended {self.recommended} replicas (needed {self.needed}); current {self.current}; "
+            f"HPA {self.hpa or 'none'}",
+        ]
+        return "\n".join(lines + [f"- {n}" for n in self.notes])
+
+
+def _autoscaler(items: list[dict[str, Any]], name: str) -> Autoscaler | None:
+    for hpa in items:
+        target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if target.get("kind") == "Deployment" and target.get("name") == name:
+            spec = hpa["spec"]
+            return Autoscaler(hpa["metadata"]["name"], int(spec.get("minReplicas") or 1), int(spec["maxReplicas"]))
+    return None
+
+
+@tool("rca", title="Recommend replicas")
+async def recommend_replicas(
+    namespace: str,
+    deployment: str,
+    per_replica: Annotated[float, Field(gt=0, description="Load one replica should carry, e.g. requests/s.")],
+    query: Annotated[
+        str | None, Field(description="PromQL for the load (one series); default: Istio requests/s to the deployment.")
+    ] = None,
+    horizon_minutes: Annotated[int, Field(ge=1, le=10_080)] = 60,
+    history_days: Annotated[int | None, Field(ge=1, le=90)] = None,
+    cluster: ClusterArg = None,
+) -> ReplicaResult:
+    """Recommend how many replicas a Deployment needs over a horizon: forecast its load, divide the 90 %
+    upper peak by the per-replica throughput, clamp to forecast.min/max_replicas, and compare with its
+    current replicas and HPA. Returns the numbers and what to change."""
+    rt = current()
+    rt.check_namespace(namespace)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", deployment):
+        raise InvalidInput(f"{deployment!r} is not a valid Deployment name.")
+    template = (
+        'sum(rate(istio_requests_total{reporter="destination", destination_workload_namespace="$ns", '
+        f'destination_workload="{deployment}"}}[$rate]))'
+    )
+    expr = query or render(template, namespace, 300)
+    conn = rt.connection(cluster)
+    dep = await rt.call(conn.get, f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}")
+    hpas, _ = await rt.call(conn.list_items, f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers")
+    times, history = await _history(expr, history_days, None)
+    if len(history) < 2:
+        raise InvalidInput(f"No load history for {deployment}: the query returned too few points: {expr}")
+    step = float(np.median(np.diff(times)))
+    fc = await rt.call(forecast, times, history, _steps(horizon_minutes, step), LEVEL)
+    limits = rt.settings.forecast
+    hpa = _autoscaler(hpas, deployment)
+    current_replicas = (dep.get("spec") or {}).get("replicas")
+    rec = recommend(
+        float(fc.upper.max()),
+        per_replica,
+        min_replicas=limits.min_replicas,
+        max_replicas=limits.max_replicas,
+        current=current_replicas,
+        autoscaler=hpa,
+    )
+    return ReplicaResult(
+        deployment=f"{namespace}/{deployment}",
+        query=expr,
+        per_replica=per_replica,
+        peak_mean=round(float(fc.mean.max()), 4),
+        peak_upper=round(float(fc.upper.max()), 4),
+        needed=rec.needed,
+        recommended=rec.recommended,
+        current=current_replicas,
+        hpa=f"{hpa.name} {hpa.min_replicas}-{hpa.max_replicas}" if hpa else None,
+        notes=rec.notes,
+    )

@@ -1,0 +1,546 @@
+"""RCA tools: rank root-cause candidates from Prometheus metrics or uploaded series, find anomalies in one
+query, correlate series. The analysis itself is `engines.rca`; this module fetches and presents.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from engines.rca import Event, Frame, FrameError, Report, analyse, from_csv
+from engines.rca import detectors as det
+from engines.rca.chain import lagged
+from engines.rca.onset import detect_onset
+from engines.rca.trend import trend
+from settings import Settings
+from tools.catalogue import tool
+from tools.clusters import ClusterArg
+from tools.errors import InvalidInput
+from tools.events import event_time
+from tools.prometheus import EDGE_TEMPLATES, TEMPLATES, Prometheus, Series, render, workload_of
+from tools.results import Result, clip, table
+from tools.runtime import current
+
+logger = logging.getLogger(__name__)
+
+MAX_CSV_CHARS = 5_000_000
+MAX_SERIES = 12
+LOG_PODS = 10
+_ERROR_LINE = re.compile(r"\b(error|exception|fatal|panic|traceback)\b", re.I)
+
+When = Annotated[str | None, Field(description="ISO 8601 time or Unix seconds; default now.")]
+Minutes = Annotated[int | None, Field(ge=1, le=1440, description="Window length; default rca.window_minutes.")]
+
+
+class Move(BaseModel):
+    """One metric's move, as evidence."""
+
+    metric: str
+    baseline: float
+    peak: float
+    change_pct: float | None
+    z: float
+    trend: str
+
+
+class CandidateOut(BaseModel):
+    service: str
+    score: float
+    confidence: float
+    onset: str
+    evidence: list[Move]
+    events: list[str] = []
+    explained_by: str | None = None
+
+
+class Hop(BaseModel):
+    source: str
+    target: str
+    correlation: float
+    lag_seconds: float
+    via_call: bool
+
+
+class RcaResult(Result):
+    """Ranked root-cause candidates with their evidence and the propagation chain."""
+
+    anomaly_time: str
+    onset_detected: bool
+    threshold: float
+    candidates: list[CandidateOut]
+    chain: list[Hop]
+    metrics_analysed: int
+    notes: list[str] = []
+
+    def render(self) -> str:
+        how = "detected" if self.onset_detected else "given"
+        lines = [
+            f"anomaly at {self.anomaly_time} ({how}); {self.metrics_analysed} metrics; threshold {self.threshold:g}"
+        ]
+        rows = [
+            [
+                c.service,
+                f"{c.score:.2f}",
+                f"{c.confidence:.2f}",
+                c.onset[11:19],
+                "; ".join(_move_text(m) for m in c.evidence[:2]),
+                c.explained_by and f"callee {c.explained_by}",
+            ]
+            for c in self.candidates
+        ]
+        lines.append(table(["SERVICE", "SCORE", "CONF", "ONSET", "TOP EVIDENCE", "NOTE"], rows))
+        for c in self.candidates:
+            if c.events:
+                lines.append(f"{c.service} events: " + "; ".join(c.events[:3]))
+        if self.chain:
+            lines.append(
+                "chain: "
+                + ", ".join(
+                    f"{h.source} -> {h.target} (r={h.correlation:+.2f}, lag {h.lag_seconds:g}s"
+                    f"{', calls' if h.via_call else ''})"
+                    for h in self.chain
+                )
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _move_text(m: Move) -> str:
+    change = f"{m.change_pct:+.0f}%" if m.change_pct is not None else f"{m.baseline:.3g}->{m.peak:.3g}"
+    return f"{m.metric} {change} (z {m.z:+.1f}, {m.trend})"
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_when(value: str | None, default: float | None = None) -> float | None:
+    """ISO 8601 (Z or offset) or Unix seconds -> Unix seconds."""
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not a time: use ISO 8601 (2024-05-01T12:00:00Z) or Unix seconds.") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def to_result(report: Report, limit: int, notes: list[str], iso_times: bool = True) -> RcaResult:
+    """The engine's report, trimmed to `limit` candidates, as a tool result."""
+    stamp = _iso if iso_times else (lambda s: f"{s:g}")
+    candidates = [
+        CandidateOut(
+            service=c.service,
+            score=c.score,
+            confidence=c.confidence,
+            onset=stamp(c.onset),
+            evidence=[
+                Move(
+                    metric=m.metric,
+                    baseline=round(m.baseline, 6),
+                    peak=round(m.peak, 6),
+                    change_pct=m.change_pct,
+                    z=m.z,
+                    trend=m.trend.direction,
+                )
+                for m in c.metrics
+            ],
+            events=[f"{e.reason}: {e.message[:120]}" for e in c.events],
+            explained_by=c.explained_by,
+        )
+        for c in report.candidates[:limit]
+    ]
+    chain = [
+        Hop(
+            source=link.source,
+            target=link.target,
+            correlation=link.correlation,
+            lag_seconds=link.lag_seconds,
+            via_call=link.via_call,
+        )
+        for link in report.chain
+    ]
+    return RcaResult(
+        anomaly_time=stamp(report.anomaly_time),
+        onset_detected=report.onset_detected,
+        threshold=report.threshold,
+        candidates=candidates,
+        chain=chain,
+        metrics_analysed=report.analysed_metrics,
+        notes=[*report.notes, *notes],
+    )
+
+
+# --- Prometheus -> frame ---------------------------------------------------------------------------------
+
+
+def _grid(start: float, end: float, step: float) -> np.ndarray:
+    return np.arange(start, end + step / 2, step)
+
+
+def namespace_frame(
+    prom: Prometheus, namespace: str, start: float, end: float, step: float, extra: dict[str, str] | None = None
+) -> tuple[Frame, list[str]]:
+    """Every template (and extra query) for the namespace as one frame of `<workload>_<metric>` columns.
+
+    Pods are folded into their workload (values summed). Templates whose metrics the server lacks just add
+    nothing; the notes say which returned no data.
+    """
+    grid = _grid(start, end, step)
+    columns: dict[str, np.ndarray] = {}
+    empty = []
+
+    def put(name: str, s: Series, add: bool) -> None:
+        row = np.full(len(grid), np.nan)
+        idx = np.clip(np.round((s.times - start) / step).astype(int), 0, len(grid) - 1)
+        row[idx] = s.values
+        if add and name in columns:
+            columns[name] = np.where(np.isnan(columns[name]), row, columns[name] + np.nan_to_num(row))
+        else:
+            columns[name] = row
+
+    for metric, template in TEMPLATES.items():
+        found = prom.query_range(render(template, namespace, 4 * step), start, end, step)
+        if not found:
+            empty.append(metric)
+        for s in found:
+            workload = s.labels.get("destination_workload") or workload_of(s.labels.get("pod", "unknown"))
+            put(f"{workload}_{metric}", s, add="pod" in s.labels)
+    for metric, template in EDGE_TEMPLATES.items():
+        for s in prom.query_range(render(template, namespace, 4 * step), start, end, step):
+            caller, callee = s.labels.get("source_workload"), s.labels.get("destination_workload")
+            if caller and callee and caller != "unknown":
+                put(f"{callee}_{metric}@{caller}", s, add=False)
+    for name, expr in (extra or {}).items():
+        for s in prom.query_range(expr, start, end, step):
+            service = (
+                s.labels.get("service")
+                or s.labels.get("destination_workload")
+                or workload_of(s.labels.get("pod", "custom"))
+            )
+            put(f"{service}_{name}", s, add=False)
+    notes = [f"no data for: {', '.join(empty)}"] if empty else []
+    names = sorted(columns)
+    values = np.column_stack([columns[c] for c in names]) if names else np.zeros((len(grid), 0))
+    return Frame(grid, names, values), notes
+
+
+# --- cluster evidence (best effort) ----------------------------------------------------------------------
+
+
+def cluster_evidence(
+    conn: Any, namespace: str, start: float, end: float, step: float, services: list[str]
+) -> tuple[list[Event], dict[str, np.ndarray]]:
+    """Warning events of the window and per-minute error-log line counts of the namespace's pods."""
+    items, _ = conn.list_items(f"/api/v1/namespaces/{namespace}/events", {})
+    events = []
+    for e in items:
+        moment = parse_when(event_time(e) or None)
+        if moment is None or not start <= moment <= end or e.get("type") != "Warning":
+            continue
+        involved = e.get("involvedObject") or {}
+        events.append(
+            Event(
+                moment, workload_of(involved.get("name") or ""), e.get("reason") or "", (e.get("message") or "").strip()
+            )
+        )
+    pods, _ = conn.list_items(f"/api/v1/namespaces/{namespace}/pods", {})
+    grid = _grid(start, end, step)
+    counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(grid)))
+    wanted = [p for p in pods if workload_of(p["metadata"]["name"]) in services][:LOG_PODS]
+    since = int(max(1, time.time() - start))
+    for pod in wanted:
+        name = pod["metadata"]["name"]
+        raw = conn.request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+            query={"sinceSeconds": since, "timestamps": "true", "limitBytes": 2_000_000},
+            accept="*/*",
+            raw=True,
+        )
+        for line in raw.decode("utf-8", "replace").splitlines():
+            stamp, _, text = line.partition(" ")
+            moment = parse_when(stamp[:19] + "Z") if len(stamp) >= 19 else None
+            if moment is not None and start <= moment <= end and _ERROR_LINE.search(text):
+                counts[workload_of(name)][int((moment - start) // step)] += 1
+    return events, dict(counts)
+
+
+# --- tools -----------------------------------------------------------------------------------------------
+
+
+def _window(settings: Settings, minutes: int | None, end: str | None) -> tuple[float, float]:
+    stop = parse_when(end, time.time())
+    assert stop is not None
+    return stop - 60 * (minutes or settings.rca.window_minutes), stop
+
+
+@tool("rca", title="Root cause analysis (Prometheus)")
+async def rca_namespace(
+    namespace: Annotated[str, Field(description="Namespace whose workloads to analyse.")],
+    minutes: Minutes = None,
+    end: When = None,
+    anomaly_time: Annotated[str | None, Field(description="When trouble began; omit to detect it.")] = None,
+    service: Annotated[str | None, Field(description="Workload the symptom was seen on (marked).")] = None,
+    queries: Annotated[
+        dict[str, str] | None,
+        Field(description="Extra PromQL by metric name; series labelled service/pod/destination_workload."),
+    ] = None,
+    cluster: ClusterArg = None,
+    limit: Annotated[int, Field(ge=1, le=20)] = 5,
+) -> RcaResult:
+    """Rank the likely root-cause workloads of a namespace's incident from Prometheus metrics (CPU, memory,
+    restarts, network, Istio request/error rate and latency, per-call latency), plus the cluster's Warning
+    events and error-log bursts. Use when something in a namespace misbehaves and you need where it started.
+    Returns candidates with score, confidence, onset, evidence and the propagation chain."""
+    rt = current()
+    rt.check_namespace(namespace)
+    start, stop = _window(rt.settings, minutes, end)
+    step = float(rt.settings.rca.step_seconds)
+    given = parse_when(anomaly_time)
+
+    def fetch() -> tuple[Frame, list[str]]:
+        with Prometheus(rt.settings.prometheus) as prom:
+            return namespace_frame(prom, namespace, start, stop, step, queries)
+
+    frame, notes = await rt.call(fetch)
+    if not frame.columns:
+        raise InvalidInput(
+            f"Prometheus has no series for namespace {namespace!r} in this window.",
+            hint="Check the namespace, widen the window, or pass queries.",
+        )
+    events: list[Event] = []
+    try:
+        conn = rt.connection(cluster)
+        events, logs = await rt.call(cluster_evidence, conn, namespace, start, stop, step, frame.services())
+        if logs:
+            names = sorted(logs)
+            frame = Frame(
+                frame.time,
+                [*frame.columns, *(f"{s}_error_logs" for s in names)],
+                np.column_stack([frame.values, *(logs[s] for s in names)]),
+            )
+    except Exception as e:  # boundary: cluster evidence is optional; the metrics still answer
+        logger.warning("rca %s: cluster evidence unavailable: %s", namespace, e)
+        notes.append(f"cluster events/logs unavailable ({type(e).__name__}: {str(e)[:150]})")
+    try:
+        report = analyse(frame, given, threshold=rt.settings.rca.threshold, events=events)
+    except FrameError as e:
+        raise InvalidInput(str(e), hint="Widen the window or move the anomaly time inside it.") from None
+    if service:
+        ranking = report.ranking()
+        place = ranking.index(service) + 1 if service in ranking else None
+        notes.append(f"{service} ranks {place} of {len(ranking)}" if place else f"{service} has no metrics here")
+    return to_result(report, limit, notes)
+
+
+@tool("rca", title="Root cause analysis (uploaded series)")
+async def rca_from_csv(
+    csv_text: Annotated[str, Field(description="CSV: a `time` column (seconds) + `<service>_<metric>` columns.")],
+    anomaly_time: Annotated[float | None, Field(description="Same clock as `time`; omit to detect.")] = None,
+    limit: Annotated[int, Field(ge=1, le=20)] = 5,
+) -> RcaResult:
+    """Rank root-cause services from uploaded metric series in the RCAEval layout (exported incidents,
+    benchmark cases). Columns `<callee>_<metric>@<caller>` add per-call metrics and the call graph. Returns
+    candidates with score, confidence, onset, evidence and the propagation chain."""
+    rt = current()
+    if len(csv_text) > MAX_CSV_CHARS:
+        raise InvalidInput(
+            f"The CSV has {len(csv_text)} characters; at most {MAX_CSV_CHARS} are accepted.",
+            hint="Send a shorter window or fewer columns.",
+        )
+    try:
+        frame = from_csv(csv_text)
+        report = await rt.call(analyse, frame, anomaly_time, threshold=rt.settings.rca.threshold)
+    except FrameError as e:
+        raise InvalidInput(f"Cannot analyse the CSV: {e}.") from None
+    return to_result(report, limit, [], iso_times=frame.time[0] > 1e9)
+
+
+class SeriesAnomaly(BaseModel):
+    series: str
+    score: float
+    baseline: float
+    peak: float
+    z: float
+    trend: str
+    slope_per_minute: float
+
+
+class AnomalyResult(Result):
+    """Anomaly scores of each series of one query, worst first."""
+
+    query: str
+    split: str
+    onset_detected: bool
+    series: list[SeriesAnomaly]
+    notes: list[str] = []
+
+    def render(self) -> str:
+        how = "detected" if self.onset_detected else "given"
+        head = f"{self.query}\nsplit at {self.split} ({how})"
+        rows = [
+            [
+                s.series,
+                f"{s.score:.2f}",
+                f"{s.baseline:.4g}",
+                f"{s.peak:.4g}",
+                f"{s.z:+.1f}",
+                f"{s.trend} {s.slope_per_minute:+.3g}/min",
+            ]
+            for s in self.series
+        ]
+        body = table(["SERIES", "SCORE", "BEFORE", "PEAK", "Z", "TREND"], rows)
+        return "\n".join([head, body, *(f"note: {n}" for n in self.notes)])
+
+
+def _label(labels: dict[str, str]) -> str:
+    shown = {k: v for k, v in labels.items() if k != "__name__"}
+    return ",".join(f"{k}={v}" for k, v in sorted(shown.items())) or labels.get("__name__", "value")
+
+
+async def _range(query: str, minutes: int | None, end: str | None, step: int | None) -> list[Series]:
+    rt = current()
+    start, stop = _window(rt.settings, minutes, end)
+
+    def fetch() -> list[Series]:
+        with Prometheus(rt.settings.prometheus) as prom:
+            return prom.query_range(query, start, stop, float(step or rt.settings.rca.step_seconds))
+
+    found = await rt.call(fetch)
+    if not found:
+        raise InvalidInput(
+            f"The query returned no series in this window: {query}",
+            hint="Check metric names and labels, or widen the window.",
+        )
+    return found
+
+
+@tool("rca", title="Anomalies in one query")
+async def anomalies_in_query(
+    query: Annotated[str, Field(description="PromQL returning one or more series.")],
+    minutes: Minutes = None,
+    end: When = None,
+    step: Annotated[int | None, Field(ge=1, description="Seconds; default rca.step_seconds.")] = None,
+    anomaly_time: Annotated[str | None, Field(description="Split here; omit to detect the onset.")] = None,
+    limit: Annotated[int, Field(ge=1, le=50)] = 10,
+) -> AnomalyResult:
+    """Score how anomalous each series of a PromQL query became (median/IQR, Z-score, Isolation Forest,
+    DBSCAN), with the onset and trend. Use to check one metric. Returns series worst first."""
+    found = await _range(query, minutes, end, step)
+    length = min(len(s.values) for s in found)
+    times = found[0].times[-length:]
+    values = np.column_stack([s.values[-length:] for s in found])
+    values = np.where(np.isfinite(values), values, np.nan)
+    frame = Frame(times, [f"s{i}_value" for i in range(len(found))], values).cleaned()
+    keep = [int(c[1:].split("_")[0]) for c in frame.columns]
+    if len(frame) < 4 or not keep:
+        raise InvalidInput("Too few samples (or only constant series) to judge; widen the window.")
+    given = parse_when(anomaly_time)
+    split = int(np.searchsorted(frame.time, given)) if given is not None else detect_onset(frame.values).index
+    if not 2 <= split < len(frame):
+        raise InvalidInput("The anomaly time leaves no samples on one side; move it inside the window.")
+    directions = np.zeros(len(keep), dtype=int)  # either way counts for an arbitrary query
+    before, after = frame.values[:split], frame.values[split:]
+    combined, _ = det.combine(before, after, directions)
+    moved = det.shift(before, after, directions)
+    rows = []
+    for j, original in enumerate(keep):
+        t = trend(frame.time[split:], after[:, j])
+        rows.append(
+            SeriesAnomaly(
+                series=_label(found[original].labels),
+                score=round(float(combined[j]), 3),
+                baseline=float(moved.baseline[j]),
+                peak=float(moved.peak[j]),
+                z=round(float(moved.z[j]), 2),
+                trend=t.direction,
+                slope_per_minute=round(t.slope_per_minute, 6),
+            )
+        )
+    rows.sort(key=lambda r: -r.score)
+    notes = [f"{len(rows) - limit} more series not shown"] if len(rows) > limit else []
+    return AnomalyResult(
+        query=query,
+        split=_iso(float(frame.time[split])),
+        onset_detected=given is None,
+        series=rows[:limit],
+        notes=notes,
+    )
+
+
+class Pair(BaseModel):
+    a: str
+    b: str
+    correlation: float
+    best_lag_correlation: float
+    lag_seconds: float
+
+
+class CorrelationResult(Result):
+    """Pairwise correlation and lagged cross-correlation of series."""
+
+    series: list[str]
+    pairs: list[Pair]
+
+    def render(self) -> str:
+        names = "\n".join(f"[{i}] {s}" for i, s in enumerate(self.series))
+        rows = [
+            [p.a, p.b, f"{p.correlation:+.2f}", f"{p.best_lag_correlation:+.2f}", f"{p.lag_seconds:+g}s"]
+            for p in self.pairs
+        ]
+        return clip(names + "\n" + table(["A", "B", "R", "R@LAG", "B LAGS A BY"], rows), 8000)
+
+
+@tool("rca", title="Correlate series")
+async def correlate_series(
+    queries: Annotated[list[str], Field(min_length=1, max_length=6, description="PromQL queries.")],
+    minutes: Minutes = None,
+    end: When = None,
+    step: Annotated[int | None, Field(ge=1, description="Seconds; default rca.step_seconds.")] = None,
+    max_lag_steps: Annotated[int, Field(ge=0, le=120)] = 20,
+) -> CorrelationResult:
+    """Correlate two or more series (from one or more PromQL queries): Pearson correlation and the lag at
+    which one best follows the other. Use to test whether one metric drives another. Returns pairs,
+    strongest first; a positive lag means B moves after A."""
+    found: list[Series] = []
+    for q in queries:
+        found += await _range(q, minutes, end, step)
+    if len(found) < 2:
+        raise InvalidInput("Need at least two series to correlate; the queries returned one.")
+    if len(found) > MAX_SERIES:
+        raise InvalidInput(
+            f"The queries returned {len(found)} series; at most {MAX_SERIES} can be compared.",
+            hint="Aggregate with sum by (...) or filter labels.",
+        )
+    length = min(len(s.values) for s in found)
+    step_s = float(np.median(np.diff(found[0].times))) if len(found[0].times) > 1 else 1.0
+    names = [_label(s.labels) for s in found]
+    series = [np.nan_to_num(s.values[-length:]) for s in found]
+    pairs = []
+    for i in range(len(series)):
+        for j in range(i + 1, len(series)):
+            best = lagged(series[i], series[j], max_lag_steps)
+            plain = lagged(series[i], series[j], 0)
+            pairs.append(
+                Pair(
+                    a=f"[{i}]",
+                    b=f"[{j}]",
+                    correlation=round(plain.correlation, 3),
+                    best_lag_correlation=round(best.correlation, 3),
+                    lag_seconds=best.lag * step_s,
+                )
+            )
+    pairs.sort(key=lambda p: -abs(p.best_lag_correlation))
+    return CorrelationResult(series=names, pairs=pairs)
