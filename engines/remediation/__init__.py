@@ -9,5 +9,14 @@ from engines.remediation.model import Blast, Change, Edit, Patch, Plan, Refusal
 from engines.remediation.planner import Context, make_plan
 
 __all__ = [
-    "Blast", "Change", "Context", "Edit", "EditError", "Patch", "Plan", "Refusal", "apply_edits", "make_plan",
+    "Blast",
+    "Change",
+    "Context",
+    "Edit",
+    "EditError",
+    "Patch",
+    "Plan",
+    "Refusal",
+    "apply_edits",
+    "make_plan",
 ]

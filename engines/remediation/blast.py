@@ -33,8 +33,9 @@ def assess(change: Change, live: Obj | None, pdbs: list[Obj], hpas: list[Obj]) -
             risk = "high"
             notes.append(f"all {replicas} replica(s) may be unavailable at once during the rollout")
         elif replicas:
-            notes.append(f"rolling update: {replicas} pod(s) replaced, at most {blast.max_unavailable} "
-                         "unavailable at a time")
+            notes.append(
+                f"rolling update: {replicas} pod(s) replaced, at most {blast.max_unavailable} unavailable at a time"
+            )
         available = (live.get("status") or {}).get("availableReplicas")
         if available is not None and available < replicas:
             notes.append(f"{replicas - available} replica(s) are already unavailable")
@@ -66,7 +67,8 @@ def _delete(change: Change, live: Obj | None) -> tuple[Blast, Risk]:
         owned = bool(((live or {}).get("metadata") or {}).get("ownerReferences"))
         note = "its controller creates a replacement" if owned else "it has no controller: nothing replaces it"
         return Blast(pods_restarted=1, max_unavailable=1, notes=[f"the pod stops; {note}"]), (
-            "medium" if owned else "high")
+            "medium" if owned else "high"
+        )
     return Blast(max_unavailable=_replicas(live or {}), notes=[f"the {kind} is deleted with what it owns"]), "high"
 
 
@@ -109,9 +111,11 @@ def _pdb_notes(live: Obj, pdbs: list[Obj]) -> list[str]:
         selector = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if selector and all(labels.get(k) == v for k, v in selector.items()):
             allowed = (pdb.get("status") or {}).get("disruptionsAllowed")
-            notes.append(f"PodDisruptionBudget {pdb['metadata']['name']} covers these pods (allows {allowed} "
-                         "disruption(s)): a rolling update does not consult it, but node drains during the "
-                         "rollout do")
+            notes.append(
+                f"PodDisruptionBudget {pdb['metadata']['name']} covers these pods (allows {allowed} "
+                "disruption(s)): a rolling update does not consult it, but node drains during the "
+                "rollout do"
+            )
     return notes
 
 
@@ -124,9 +128,13 @@ def _hpa_notes(live: Obj, hpas: list[Obj], actions: set[str]) -> list[str]:
             continue
         spec = hpa["spec"]
         if "scale" in actions:
-            notes.append(f"HorizontalPodAutoscaler {hpa['metadata']['name']} owns the replica count "
-                         f"({spec.get('minReplicas', 1)}..{spec.get('maxReplicas')}): it will undo a manual scale")
+            notes.append(
+                f"HorizontalPodAutoscaler {hpa['metadata']['name']} owns the replica count "
+                f"({spec.get('minReplicas', 1)}..{spec.get('maxReplicas')}): it will undo a manual scale"
+            )
         if "set_resources" in actions:
-            notes.append(f"HorizontalPodAutoscaler {hpa['metadata']['name']} measures utilisation against the "
-                         "requests: changing them shifts its scaling decisions")
+            notes.append(
+                f"HorizontalPodAutoscaler {hpa['metadata']['name']} measures utilisation against the "
+                "requests: changing them shifts its scaling decisions"
+            )
     return notes

@@ -6,20 +6,32 @@ from __future__ import annotations
 import re
 
 _PATTERNS: list[tuple[re.Pattern[str], set[str]]] = [
-    (re.compile(r"probe (failed|errored).*(statuscode: [45]\d\d|connection refused|no such host)", re.I),
-     {"POD_PROBE_BAD_TARGET"}),
+    (
+        re.compile(r"probe (failed|errored).*(statuscode: [45]\d\d|connection refused|no such host)", re.I),
+        {"POD_PROBE_BAD_TARGET"},
+    ),
     (re.compile(r"probe (failed|errored).*(timeout|deadline exceeded)", re.I), {"POD_PROBE_AGGRESSIVE"}),
-    (re.compile(r"(liveness|readiness|startup) probe|unhealthy", re.I),
-     {"POD_PROBE_BAD_TARGET", "POD_PROBE_AGGRESSIVE", "POD_PROBE_FAILING"}),
-    (re.compile(r"insufficient (cpu|memory)|failedscheduling|unschedulable|pending", re.I),
-     {"POD_INSUFFICIENT_RESOURCES"}),
+    (
+        re.compile(r"(liveness|readiness|startup) probe|unhealthy", re.I),
+        {"POD_PROBE_BAD_TARGET", "POD_PROBE_AGGRESSIVE", "POD_PROBE_FAILING"},
+    ),
+    (
+        re.compile(r"insufficient (cpu|memory)|failedscheduling|unschedulable|pending", re.I),
+        {"POD_INSUFFICIENT_RESOURCES"},
+    ),
     (re.compile(r"oomkilled|out of memory|exit code 137", re.I), {"POD_OOMKILLED"}),
-    (re.compile(r"imagepullbackoff|errimagepull|failed to pull image|invalidimagename", re.I),
-     {"POD_IMAGE_NOT_FOUND", "POD_IMAGE_PULL", "POD_REGISTRY_AUTH", "POD_PULL_SECRET_MISSING"}),
-    (re.compile(r"crashloopbackoff|back-off restarting failed container|crash", re.I),
-     {"POD_CRASHLOOP", "POD_OOMKILLED", "POD_PROBE_BAD_TARGET", "POD_PROBE_AGGRESSIVE", "DEPLOY_ROLLOUT_STUCK"}),
-    (re.compile(r"(configmap|secret) \S* ?not found|couldn't find key|createcontainerconfigerror", re.I),
-     {"POD_CONFIG_MISSING"}),
+    (
+        re.compile(r"imagepullbackoff|errimagepull|failed to pull image|invalidimagename", re.I),
+        {"POD_IMAGE_NOT_FOUND", "POD_IMAGE_PULL", "POD_REGISTRY_AUTH", "POD_PULL_SECRET_MISSING"},
+    ),
+    (
+        re.compile(r"crashloopbackoff|back-off restarting failed container|crash", re.I),
+        {"POD_CRASHLOOP", "POD_OOMKILLED", "POD_PROBE_BAD_TARGET", "POD_PROBE_AGGRESSIVE", "DEPLOY_ROLLOUT_STUCK"},
+    ),
+    (
+        re.compile(r"(configmap|secret) \S* ?not found|couldn't find key|createcontainerconfigerror", re.I),
+        {"POD_CONFIG_MISSING"},
+    ),
     (re.compile(r"progressdeadlineexceeded|rollout", re.I), {"DEPLOY_ROLLOUT_STUCK", "POD_IMAGE_NOT_FOUND"}),
 ]
 

@@ -36,8 +36,10 @@ def pod_template(obj: Obj) -> Obj:
         return spec.setdefault("jobTemplate", {}).setdefault("spec", {}).setdefault("template", {})
     if kind in TEMPLATE_KINDS:
         return spec.setdefault("template", {})
-    raise EditError(f"{kind} has no pod template: only {', '.join((*TEMPLATE_KINDS, 'CronJob'))} can be edited "
-                    "this way (a bare Pod's containers are immutable; change its owner).")
+    raise EditError(
+        f"{kind} has no pod template: only {', '.join((*TEMPLATE_KINDS, 'CronJob'))} can be edited "
+        "this way (a bare Pod's containers are immutable; change its owner)."
+    )
 
 
 def container(obj: Obj, name: str | None) -> Obj:
@@ -49,8 +51,9 @@ def container(obj: Obj, name: str | None) -> Obj:
         if c.get("name") == name:
             return c
     names = ", ".join(c.get("name", "?") for c in found) or "none"
-    raise EditError(f"{obj.get('kind')} {obj.get('metadata', {}).get('name')} has no container {name!r} "
-                    f"(containers: {names}).")
+    raise EditError(
+        f"{obj.get('kind')} {obj.get('metadata', {}).get('name')} has no container {name!r} (containers: {names})."
+    )
 
 
 def exposed_ports(c: Obj) -> list[int]:
@@ -73,8 +76,13 @@ def _set_probe(obj: Obj, edit: Edit) -> None:
             probe.pop(h, None)
         probe.update(copy.deepcopy(handler))
     for key, value in timing.items():
-        if key not in ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold",
-                       "successThreshold"):
+        if key not in (
+            "initialDelaySeconds",
+            "periodSeconds",
+            "timeoutSeconds",
+            "failureThreshold",
+            "successThreshold",
+        ):
             raise EditError(f"unknown probe timing field {key!r}.")
         probe[key] = int(value)
     c[f"{kind}Probe"] = probe

@@ -73,15 +73,21 @@ def _rule(f: Finding, ctx: Context) -> _Step | Refusal | None:
     fix = f.fix
     if fix is None:
         if f.tier == 0 or f.severity == "critical":
-            return Refusal(finding=f.code, object=f.object,
-                           reason=f"no safe automatic change: {f.remediation or f.summary}")
+            return Refusal(
+                finding=f.code, object=f.object, reason=f"no safe automatic change: {f.remediation or f.summary}"
+            )
         return None
     if fix.action == "create_missing":
         key = f" key {fix.params['key']}" if fix.params.get("key") else ""
-        return Refusal(finding=f.code, object=fix.target, reason=(
-            f"{fix.target.kind} {fix.target.name}{key} is missing in namespace {fix.target.namespace}. Its content "
-            "must come from the application's owner: CloudPilot does not invent configuration or credentials. "
-            "Create it; the pods then start on their own."))
+        return Refusal(
+            finding=f.code,
+            object=fix.target,
+            reason=(
+                f"{fix.target.kind} {fix.target.name}{key} is missing in namespace {fix.target.namespace}. Its content "
+                "must come from the application's owner: CloudPilot does not invent configuration or credentials. "
+                "Create it; the pods then start on their own."
+            ),
+        )
     live = ctx.live(fix.target)
     if live is None:
         return Refusal(finding=f.code, object=fix.target, reason=f"{fix.target.short()} was not found to plan on.")
@@ -106,13 +112,20 @@ def _probe(f: Finding, live: Obj, ctx: Context) -> _Step | Refusal:
     if port is not None and port not in exposed_ports(c):
         params.pop("handler")  # never point a probe at a port the container does not declare
     if not params.get("handler") and not params.get("timing"):
-        return Refusal(finding=f.code, object=fix.target, reason=(
-            f"container {c.get('name')} declares no port to check instead: fix the {params.get('probe')} probe "
-            "by hand (the path or port the application really serves)."))
-    evidence: dict[str, Any] = {k: f.evidence[k] for k in ("probe", "handler", "timing", "container_ports", "events")
-                                if k in f.evidence}
+        return Refusal(
+            finding=f.code,
+            object=fix.target,
+            reason=(
+                f"container {c.get('name')} declares no port to check instead: fix the {params.get('probe')} probe "
+                "by hand (the path or port the application really serves)."
+            ),
+        )
+    evidence: dict[str, Any] = {
+        k: f.evidence[k] for k in ("probe", "handler", "timing", "container_ports", "events") if k in f.evidence
+    }
     what = (f"checks {params['handler']}" if params.get("handler") else "keeps its check") + (
-        f" with timing {params['timing']}" if params.get("timing") else "")
+        f" with timing {params['timing']}" if params.get("timing") else ""
+    )
     expected = f"the {params.get('probe')} probe {what}; probe failures stop, pods become and stay ready"
     return _step(f, Edit(action="set_probe", container=c.get("name"), params=params), expected, evidence)
 
@@ -131,9 +144,14 @@ def _resources(f: Finding, live: Obj, ctx: Context) -> _Step | Refusal:
         if cap is not None and quantity(value) > cap * NODE_SHARE:
             fitted = _round_down(res, cap * NODE_SHARE)
             if fitted <= 0:
-                return Refusal(finding=f.code, object=fix.target, reason=(
-                    f"no node has {res} to spare (largest free: {fmt_resource(res, cap)}): add nodes or free "
-                    "capacity; lowering the requests further would not be a fix."))
+                return Refusal(
+                    finding=f.code,
+                    object=fix.target,
+                    reason=(
+                        f"no node has {res} to spare (largest free: {fmt_resource(res, cap)}): add nodes or free "
+                        "capacity; lowering the requests further would not be a fix."
+                    ),
+                )
             params["requests"][res] = fmt_resource(res, fitted)
     if room:
         label = "largest_node_free" if ctx.node_requests is not None else "largest_node_allocatable"
@@ -148,13 +166,20 @@ def _oom(f: Finding, live: Obj, c: Obj, ctx: Context) -> _Step | Refusal:
     assert f.fix is not None
     current = quantity(((c.get("resources") or {}).get("limits") or {}).get("memory"))
     if not current:
-        return Refusal(finding=f.code, object=f.fix.target, reason=(
-            f"container {c.get('name')} has no memory limit: the node ran out of memory; set requests/limits "
-            "from the application's real usage rather than a guess."))
+        return Refusal(
+            finding=f.code,
+            object=f.fix.target,
+            reason=(
+                f"container {c.get('name')} has no memory limit: the node ran out of memory; set requests/limits "
+                "from the application's real usage rather than a guess."
+            ),
+        )
     ns, name = f.fix.target.namespace or "", f.fix.target.name
     peak = ctx.memory_peak.get((ns, name, c.get("name", "")))
-    evidence: dict[str, Any] = {"memory_limit": fmt_resource("memory", current),
-                                "last_termination": f.evidence.get("last_termination")}
+    evidence: dict[str, Any] = {
+        "memory_limit": fmt_resource("memory", current),
+        "last_termination": f.evidence.get("last_termination"),
+    }
     if peak:
         new = max(peak * USAGE_HEADROOM, current + MI64)
         evidence["observed_peak"] = fmt_resource("memory", peak)
@@ -168,8 +193,11 @@ def _oom(f: Finding, live: Obj, c: Obj, ctx: Context) -> _Step | Refusal:
     if largest is not None and new > largest * NODE_SHARE:
         new = _round_down("memory", largest * NODE_SHARE)
         if new <= current:
-            return Refusal(finding=f.code, object=f.fix.target, reason=(
-                "no node has room for a higher memory limit: reduce the application's memory use."))
+            return Refusal(
+                finding=f.code,
+                object=f.fix.target,
+                reason=("no node has room for a higher memory limit: reduce the application's memory use."),
+            )
     limit = fmt_resource("memory", new)
     params: dict[str, Any] = {"limits": {"memory": limit}}
     expected = f"container {c.get('name')} may use up to {limit} ({basis}) and stops being OOMKilled"
@@ -183,8 +211,9 @@ def _undo(f: Finding, live: Obj, ctx: Context) -> _Step | Refusal:
     if isinstance(target, str):
         return Refusal(finding=f.code, object=f.fix.target, reason=target)
     revision, template = target
-    evidence: dict[str, Any] = {k: f.evidence[k] for k in ("failing_revision", "previous_revision", "image_change",
-                                                           "image") if k in f.evidence}
+    evidence: dict[str, Any] = {
+        k: f.evidence[k] for k in ("failing_revision", "previous_revision", "image_change", "image") if k in f.evidence
+    }
     expected = f"the pods return to revision {revision}'s template, which ran before the failing rollout"
     edit = Edit(action="set_template", params={"revision": revision, "template": template})
     return _step(f, edit, expected, evidence)
@@ -194,10 +223,10 @@ def revision_template(deployment: Obj, replicasets: list[Obj], wanted: int | Non
     """(revision, template) of a Deployment's ReplicaSet revision — the previous one when `wanted` is None —
     or why there is none to return to."""
     uid = deployment["metadata"].get("uid")
-    owned = [rs for rs in replicasets
-             if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])]
-    by_rev = {int((rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", 0)): rs
-              for rs in owned}
+    owned = [rs for rs in replicasets if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])]
+    by_rev = {
+        int((rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", 0)): rs for rs in owned
+    }
     current = int((deployment["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", 0))
     name = deployment["metadata"]["name"]
     if wanted is None:
@@ -261,7 +290,8 @@ def _combine(steps: list[_Step], ctx: Context) -> list[Change]:
             if s.edit not in edits:
                 edits.append(s.edit)
         change = Change(
-            target=group[0].target, edits=edits,
+            target=group[0].target,
+            edits=edits,
             why=_unique([f"{s.code}: {s.why}" for s in group]),
             expected="; ".join(_unique([s.expected for s in group])),
             evidence={s.code: s.evidence for s in group},
@@ -302,8 +332,12 @@ def _room(ctx: Context) -> dict[str, Decimal]:
 
 
 def _schedulable(nodes: list[Obj]) -> list[Obj]:
-    return [n for n in nodes if not (n.get("spec") or {}).get("unschedulable") and not any(
-        t.get("effect") in ("NoSchedule", "NoExecute") for t in (n.get("spec") or {}).get("taints") or [])]
+    return [
+        n
+        for n in nodes
+        if not (n.get("spec") or {}).get("unschedulable")
+        and not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in (n.get("spec") or {}).get("taints") or [])
+    ]
 
 
 def _largest_allocatable(nodes: list[Obj]) -> dict[str, Decimal]:
