@@ -104,8 +104,8 @@ class FixSettings(BaseModel):
 
     auto_approve: list[str] = Field(
         default_factory=list,
-        description="Plan actions applied without a confirmation, e.g. [\"scale\", \"rollout_restart\", "
-        "\"cordon\"]; never deletions, patches or protected namespaces.",
+        description='Plan actions applied without a confirmation, e.g. ["scale", "rollout_restart", '
+        '"cordon"]; never deletions, patches or protected namespaces.',
     )
     allow_protected_override: bool = Field(
         False, description="Let a plan change a protected namespace when the call names it in override_protected."

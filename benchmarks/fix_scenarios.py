@@ -47,7 +47,7 @@ async def run_one(cp: ControlPlane, rt: Runtime, scenario: Scenario, ns: str) ->
         t_plan = time.monotonic()
         actions = [a for c in plan.changes for a in c.actions]
         addressed = {w.split(":")[0] for c in plan.changes for w in c.why}
-        as_expected = (len(plan.changes) == 1 and actions == scenario.actions and scenario.codes <= addressed)
+        as_expected = len(plan.changes) == 1 and actions == scenario.actions and scenario.codes <= addressed
         with kubelet(cp.api, ns, "ready"):
             result = await fix_apply(plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=60)
         t_done = time.monotonic()
@@ -59,17 +59,24 @@ async def run_one(cp: ControlPlane, rt: Runtime, scenario: Scenario, ns: str) ->
     applied = [e for e in AuditLog(rt.store).entries(plan_id=plan.plan_id) if e.event == "applied"]
     outside = int(content(after) != content(desired)) + sum(1 for e in applied if e.object not in planned)
     return {
-        "scenario": scenario.name, "finding": ",".join(sorted(found & scenario.codes)) or "-",
-        "actions": "+".join(actions) or "-", "status": result.status,
+        "scenario": scenario.name,
+        "finding": ",".join(sorted(found & scenario.codes)) or "-",
+        "actions": "+".join(actions) or "-",
+        "status": result.status,
         "ok": scenario.codes <= found and as_expected and result.status == "verified" and scenario.fixed(after),
-        "outside": outside, "plan_s": t_plan - t_finding, "to_verified_s": t_done - t_finding,
+        "outside": outside,
+        "plan_s": t_plan - t_finding,
+        "to_verified_s": t_done - t_finding,
     }
 
 
 async def main_async(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, ControlPlane(Path(tmp) / "cp") as cp:
-        settings = Settings(k8s={"kubeconfig": cp.kubeconfig, "context": None, "cache_ttl_seconds": 0},
-                            store={"path": Path(tmp) / "cloudpilot.db"}, safety={"allow_write": True})
+        settings = Settings(
+            k8s={"kubeconfig": cp.kubeconfig, "context": None, "cache_ttl_seconds": 0},
+            store={"path": Path(tmp) / "cloudpilot.db"},
+            safety={"allow_write": True},
+        )
         rt = Runtime(settings)
         rows = []
         try:
@@ -78,16 +85,22 @@ async def main_async(runs: int) -> None:
                     rows.append(await run_one(cp, rt, s, f"fx-{s.name}-{run}"))
         finally:
             rt.close()
-    print(f"{'scenario':<26}{'finding':<40}{'plan':<26}{'result':<10}{'ok':<5}{'outside':<9}"
-          f"{'plan s':>8}{'finding→verified s':>20}")
+    print(
+        f"{'scenario':<26}{'finding':<40}{'plan':<26}{'result':<10}{'ok':<5}{'outside':<9}"
+        f"{'plan s':>8}{'finding→verified s':>20}"
+    )
     for r in rows:
-        print(f"{r['scenario']:<26}{r['finding']:<40}{r['actions']:<26}{r['status']:<10}"
-              f"{'yes' if r['ok'] else 'NO':<5}{r['outside']:<9}{r['plan_s']:>8.2f}{r['to_verified_s']:>20.2f}")
+        print(
+            f"{r['scenario']:<26}{r['finding']:<40}{r['actions']:<26}{r['status']:<10}"
+            f"{'yes' if r['ok'] else 'NO':<5}{r['outside']:<9}{r['plan_s']:>8.2f}{r['to_verified_s']:>20.2f}"
+        )
     ok = sum(1 for r in rows if r["ok"])
     times = [float(r["to_verified_s"]) for r in rows]  # type: ignore[arg-type]
     print(f"\nfixed and verified without human edits to the plan: {ok}/{len(rows)} ({ok / len(rows):.0%})")
-    print(f"finding → verified fix: median {statistics.median(times):.2f} s, max {max(times):.2f} s "
-          f"({len(SCENARIOS)} scenarios × {runs} run(s))")
+    print(
+        f"finding → verified fix: median {statistics.median(times):.2f} s, max {max(times):.2f} s "
+        f"({len(SCENARIOS)} scenarios × {runs} run(s))"
+    )
     print(f"changes applied outside the plan: {sum(int(r['outside']) for r in rows)}")  # type: ignore[call-overload]
 
 

@@ -66,18 +66,37 @@ class AuditLog:
         self.store = store
         store.executescript(_SCHEMA)
 
-    def record(self, event: str, *, plan_id: str | None, cluster: str = "", identity: str = "", client: str = "",
-               object: str = "", diff: str = "", result: str = "") -> int:
+    def record(
+        self,
+        event: str,
+        *,
+        plan_id: str | None,
+        cluster: str = "",
+        identity: str = "",
+        client: str = "",
+        object: str = "",
+        diff: str = "",
+        result: str = "",
+    ) -> int:
         if event not in EVENTS:
             raise ValueError(f"unknown audit event {event!r}")
         rows = self.store.execute(
             "INSERT INTO audit (at, event, plan_id, cluster, identity, client, object, diff, result) "
             "VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
-            (now(), event, plan_id, cluster, identity, client, object, diff, result))
+            (now(), event, plan_id, cluster, identity, client, object, diff, result),
+        )
         return int(rows[0]["id"])
 
-    def entries(self, *, plan_id: str | None = None, object: str | None = None, event: str | None = None,
-                cluster: str | None = None, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
+    def entries(
+        self,
+        *,
+        plan_id: str | None = None,
+        object: str | None = None,
+        event: str | None = None,
+        cluster: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[AuditEntry]:
         """Newest first; `object` matches a substring of 'Kind namespace/name'."""
         where: list[str] = []
         params: list[Any] = []
@@ -100,11 +119,13 @@ class AuditLog:
         return _entry(rows[0]) if rows else None
 
     # -- plans -----------------------------------------------------------------------------------------
-    def save_plan(self, plan_id: str, cluster: str, expires_at: str, body: dict[str, Any],
-                  status: str = "planned") -> None:
+    def save_plan(
+        self, plan_id: str, cluster: str, expires_at: str, body: dict[str, Any], status: str = "planned"
+    ) -> None:
         self.store.execute(
             "INSERT OR REPLACE INTO plans (id, created_at, expires_at, cluster, status, body) VALUES (?,?,?,?,?,?)",
-            (plan_id, now(), expires_at, cluster, status, json.dumps(body)))
+            (plan_id, now(), expires_at, cluster, status, json.dumps(body)),
+        )
 
     def plan(self, plan_id: str) -> tuple[str, dict[str, Any]] | None:
         """(status, body) of a saved plan."""
@@ -116,8 +137,9 @@ class AuditLog:
         if expect is None:
             rows = self.store.execute("UPDATE plans SET status = ? WHERE id = ? RETURNING id", (status, plan_id))
         else:
-            rows = self.store.execute("UPDATE plans SET status = ? WHERE id = ? AND status = ? RETURNING id",
-                                      (status, plan_id, expect))
+            rows = self.store.execute(
+                "UPDATE plans SET status = ? WHERE id = ? AND status = ? RETURNING id", (status, plan_id, expect)
+            )
         return bool(rows)
 
 

@@ -10,8 +10,9 @@ from tools.errors import NotFound
 
 def test_env_yaml_and_flags_layer_in_order(tmp_path, monkeypatch):
     config = tmp_path / "cloudpilot.yaml"
-    config.write_text("k8s: {context: from-yaml, cache_ttl_seconds: 5}\nsafety: {namespace_deny: [kube-*]}\n"
-                      "server: {port: 9000}\n")
+    config.write_text(
+        "k8s: {context: from-yaml, cache_ttl_seconds: 5}\nsafety: {namespace_deny: [kube-*]}\nserver: {port: 9000}\n"
+    )
     monkeypatch.setenv("CLOUDPILOT_K8S__CONTEXT", "from-env")
     monkeypatch.setenv("CLOUDPILOT_OUTPUT__DEFAULT_LIMIT", "7")
     s = settings_from_args(parse_args(["--config", str(config), "--allow-write", "--port", "9100"]))

@@ -56,6 +56,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.workloads",
     "tools.diagnose",
     "tools.istio",
+    "tools.rca",
+    "tools.forecast",
     "tools.fix",
     "tools.mutations",
 )

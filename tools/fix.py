@@ -46,21 +46,32 @@ from tools.verify import verify
 logger = logging.getLogger(__name__)
 
 _KEYS = {kind: key for key, kind in KINDS.items() if key not in ("k8s_gateways",)}
-OverrideArg = Annotated[str | None, Field(
-    description="Name the protected namespace (e.g. kube-system) to change it anyway; works only when the "
-    "server allows overrides (fix.allow_protected_override).")]
+OverrideArg = Annotated[
+    str | None,
+    Field(
+        description="Name the protected namespace (e.g. kube-system) to change it anyway; works only when the "
+        "server allows overrides (fix.allow_protected_override)."
+    ),
+]
 
 
 # -- planning from findings --------------------------------------------------------------------------------------
 @tool("fix", access="write", idempotent=False, title="Plan a fix")
 async def fix_plan(
     namespace: Annotated[str, Field(description="Namespace of the problem.")],
-    name: Annotated[str | None, Field(description="Workload to fix (e.g. a Deployment name); omit for all "
-                                      "problems of the namespace.")] = None,
+    name: Annotated[
+        str | None,
+        Field(description="Workload to fix (e.g. a Deployment name); omit for all problems of the namespace."),
+    ] = None,
     kind: Annotated[str, Field(description="Kind of that workload.")] = "Deployment",
-    event_text: Annotated[str | None, Field(description="The operator's description or an event/error text, e.g. "
-                                            "'Liveness probe failed: HTTP probe failed with statuscode: 404'; "
-                                            "narrows the plan to the causes it points at.")] = None,
+    event_text: Annotated[
+        str | None,
+        Field(
+            description="The operator's description or an event/error text, e.g. "
+            "'Liveness probe failed: HTTP probe failed with statuscode: 404'; "
+            "narrows the plan to the causes it points at."
+        ),
+    ] = None,
     codes: Annotated[list[str] | None, Field(description="Only these finding codes (from diagnose).")] = None,
     override_protected: OverrideArg = None,
     cluster: ClusterArg = None,
@@ -84,16 +95,20 @@ async def fix_plan(
             raise InvalidInput(f"Cannot plan for kind {kind!r}.", hint="Use Deployment, StatefulSet, DaemonSet, ...")
         focus = ObjectRef(kind=kind, name=validate.object_name(name), namespace=ns)
         if snap.get(_KEYS[kind], ns, name) is None:
-            raise NotFound(f"{kind} {name!r} not found in namespace {ns!r} of cluster {conn.name!r}.",
-                           hint="workloads_list shows what exists.")
+            raise NotFound(
+                f"{kind} {name!r} not found in namespace {ns!r} of cluster {conn.name!r}.",
+                hint="workloads_list shows what exists.",
+            )
     findings = (await rt.call(run, snap, focus=focus)).findings
     wanted = set(codes) if codes else codes_for_text(event_text)
     chosen = [f for f in findings if f.code in wanted] if wanted else findings
     if not findings:
         where = f"{kind} {name} in namespace {ns}" if name else f"namespace {ns}"
-        raise InvalidInput(f"Diagnosis finds nothing to fix around {where}.",
-                           hint="diagnose shows what was checked; a change tool (scale, set_image, ...) makes "
-                           "a plan for a specific change.")
+        raise InvalidInput(
+            f"Diagnosis finds nothing to fix around {where}.",
+            hint="diagnose shows what was checked; a change tool (scale, set_image, ...) makes "
+            "a plan for a specific change.",
+        )
     ctx = await _context(rt, conn, snap, chosen or findings)
     plan = await rt.call(make_plan, chosen or findings, ctx)
     source = "fix_plan " + ",".join(sorted({f.code for f in chosen or findings}))
@@ -113,16 +128,24 @@ async def _context(rt: Runtime, conn: Connection, snap: Snapshot, findings: list
     placed = None
     if any(f.code == "POD_INSUFFICIENT_RESOURCES" for f in findings):
         placed = await _node_requests(rt, conn)
-    return Context(objects=objects, nodes=snap.items("nodes"), replicasets=snap.items("replicasets"),
-                   pdbs=snap.items("poddisruptionbudgets"), hpas=snap.items("horizontalpodautoscalers"),
-                   memory_peak=peaks, node_requests=placed, now=datetime.now(UTC).isoformat(timespec="seconds"))
+    return Context(
+        objects=objects,
+        nodes=snap.items("nodes"),
+        replicasets=snap.items("replicasets"),
+        pdbs=snap.items("poddisruptionbudgets"),
+        hpas=snap.items("horizontalpodautoscalers"),
+        memory_peak=peaks,
+        node_requests=placed,
+        now=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 async def _node_requests(rt: Runtime, conn: Connection) -> dict[str, dict[str, Decimal]] | None:
     """CPU/memory requested on each node by its running pods (None when pods cannot be listed cluster-wide)."""
     try:
-        pods, _ = await rt.call(conn.list_items, "/api/v1/pods",
-                                {"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"})
+        pods, _ = await rt.call(
+            conn.list_items, "/api/v1/pods", {"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"}
+        )
     except (Forbidden, NotFound) as e:
         logger.info("cluster=%s cannot list pods cluster-wide, sizing on allocatable: %s", conn.name, e.message)
         return None
@@ -136,8 +159,9 @@ async def _node_requests(rt: Runtime, conn: Connection) -> dict[str, dict[str, D
     return out
 
 
-async def _memory_usage(rt: Runtime, conn: Connection, snap: Snapshot, namespaces: set[str]
-                        ) -> dict[tuple[str, str, str], Decimal]:
+async def _memory_usage(
+    rt: Runtime, conn: Connection, snap: Snapshot, namespaces: set[str]
+) -> dict[tuple[str, str, str], Decimal]:
     """Highest current memory use per (namespace, workload, container) from metrics.k8s.io, when served."""
     out: dict[tuple[str, str, str], Decimal] = {}
     for ns in namespaces:
@@ -174,8 +198,10 @@ class ApplyResult(Result):
     seconds: float
 
     def render(self) -> str:
-        lines = [f"plan {self.plan_id} on cluster {self.cluster}: {self.status} (approved by {self.approved_by}, "
-                 f"{self.seconds:.1f}s)"]
+        lines = [
+            f"plan {self.plan_id} on cluster {self.cluster}: {self.status} (approved by {self.approved_by}, "
+            f"{self.seconds:.1f}s)"
+        ]
         for c in self.changes:
             lines.append(f"- {c.object}: {'applied' if c.applied else 'not applied'}; {c.verification}")
             if c.rollback:
@@ -187,11 +213,21 @@ class ApplyResult(Result):
 @tool("fix", access="write", idempotent=False, title="Apply a plan")
 async def fix_apply(
     plan_id: Annotated[str, Field(description="The plan id from fix_plan or a change tool.")],
-    confirm: Annotated[str | None, Field(description="The plan id again, as the user's explicit confirmation "
-                                         "after seeing the diff (not needed when the client asks the user).")] = None,
-    verify_timeout_seconds: Annotated[float | None, Field(description="How long to wait for the rollout to "
-                                                          "complete before rolling back (default fix settings).",
-                                                          gt=0, le=3600)] = None,
+    confirm: Annotated[
+        str | None,
+        Field(
+            description="The plan id again, as the user's explicit confirmation "
+            "after seeing the diff (not needed when the client asks the user)."
+        ),
+    ] = None,
+    verify_timeout_seconds: Annotated[
+        float | None,
+        Field(
+            description="How long to wait for the rollout to complete before rolling back (default fix settings).",
+            gt=0,
+            le=3600,
+        ),
+    ] = None,
 ) -> ApplyResult:
     """Apply a reviewed plan: needs the user's approval (asked through the client when it can, otherwise
     confirm=<plan id>). Writes on the exact version the diff was made from (a conflicting change by someone
@@ -201,8 +237,10 @@ async def fix_apply(
     log = audit_log(rt)
     status, saved = load(rt, plan_id)
     if status != "planned":
-        raise InvalidInput(f"Plan {plan_id} is {status}, so it cannot be applied again.",
-                           hint="Make a new plan (fix_plan or the change tool) to change the object again.")
+        raise InvalidInput(
+            f"Plan {plan_id} is {status}, so it cannot be applied again.",
+            hint="Make a new plan (fix_plan or the change tool) to change the object again.",
+        )
     if datetime.fromisoformat(saved.expires_at) < datetime.now(UTC):
         log.set_plan_status(plan_id, "expired", expect="planned")
         raise InvalidInput(f"Plan {plan_id} expired at {saved.expires_at}.", hint="Make a new plan.")
@@ -244,8 +282,14 @@ async def fix_apply(
         views.append(view_)
     log.set_plan_status(plan_id, outcome)
     logger.info("cluster=%s plan %s %s", conn.name, plan_id, outcome)
-    return ApplyResult(plan_id=plan_id, cluster=conn.name, status=outcome, approved_by=approved_by, changes=views,
-                       seconds=round(time.monotonic() - started, 1))
+    return ApplyResult(
+        plan_id=plan_id,
+        cluster=conn.name,
+        status=outcome,
+        approved_by=approved_by,
+        changes=views,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dict[str, Any]) -> str:
@@ -253,8 +297,7 @@ async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dic
     log = audit_log(rt)
     if pre_approved(saved, rt.settings):
         return "policy fix.auto_approve"
-    answer = await ask_confirmation(clip(view(saved, "planned", rt.settings).render(), 6000)
-                                    + "\n\nApply this plan?")
+    answer = await ask_confirmation(clip(view(saved, "planned", rt.settings).render(), 6000) + "\n\nApply this plan?")
     if answer is True:
         return f"user via {client_name()} (elicitation)"
     if answer is False:
@@ -264,13 +307,16 @@ async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dic
         return "confirm argument"
     reason = "no confirmation" if not confirm else f"confirm {confirm!r} does not match the plan id"
     log.record("refused", **base, object=_objects(saved), result=reason)
-    raise NotAllowed(f"Plan {saved.id} was not applied: {reason}.",
-                     hint=f"Show the user the plan's diff (fix_plan_show); when they agree, call "
-                     f"fix_apply(plan_id='{saved.id}', confirm='{saved.id}').")
+    raise NotAllowed(
+        f"Plan {saved.id} was not applied: {reason}.",
+        hint=f"Show the user the plan's diff (fix_plan_show); when they agree, call "
+        f"fix_apply(plan_id='{saved.id}', confirm='{saved.id}').",
+    )
 
 
-async def _write_all(rt: Runtime, conn: Connection, saved: SavedPlan, base: dict[str, Any]
-                     ) -> list[tuple[Item, dict[str, Any] | None]]:
+async def _write_all(
+    rt: Runtime, conn: Connection, saved: SavedPlan, base: dict[str, Any]
+) -> list[tuple[Item, dict[str, Any] | None]]:
     """Write every item; if one fails, undo the ones already written and report why."""
     log = audit_log(rt)
     done: list[tuple[Item, dict[str, Any] | None]] = []
@@ -284,18 +330,29 @@ async def _write_all(rt: Runtime, conn: Connection, saved: SavedPlan, base: dict
             if isinstance(e, Conflict):
                 log.record("conflict", **base, object=item.label, result=e.message)
                 log.set_plan_status(saved.id, "conflict")
-                fresh = await propose(rt, conn, Plan(changes=[i.change for i in saved.items]),
-                                      f"re-plan of {saved.id} after a conflict", saved.override_protected)
+                fresh = await propose(
+                    rt,
+                    conn,
+                    Plan(changes=[i.change for i in saved.items]),
+                    f"re-plan of {saved.id} after a conflict",
+                    saved.override_protected,
+                )
                 raise Conflict(
                     f"{item.label} was changed by someone else after plan {saved.id} was made: nothing was "
                     f"overwritten{'; undone: ' + '; '.join(undone) if undone else ''}. A fresh plan "
                     f"{fresh.plan_id} was made from the current object.",
-                    hint=f"Review its diff (fix_plan_show(plan_id='{fresh.plan_id}')) and apply that one.") from e
+                    hint=f"Review its diff (fix_plan_show(plan_id='{fresh.plan_id}')) and apply that one.",
+                ) from e
             log.record("failed", **base, object=item.label, result=e.message)
             log.set_plan_status(saved.id, "failed")
             raise
-        log.record("applied", **base, object=item.label, diff=item.diff,
-                   result=f"resourceVersion {(obj or {}).get('metadata', {}).get('resourceVersion', '-')}")
+        log.record(
+            "applied",
+            **base,
+            object=item.label,
+            diff=item.diff,
+            result=f"resourceVersion {(obj or {}).get('metadata', {}).get('resourceVersion', '-')}",
+        )
         done.append((item, obj))
     return done
 
@@ -347,17 +404,21 @@ class AuditRecord(Result):
 
     def render(self) -> str:
         e = self.entry
-        return (f"#{e.id} {e.at} {e.event} plan {e.plan_id} cluster {e.cluster}\nobject: {e.object}\n"
-                f"client: {e.client}; identity: {e.identity}\nresult: {e.result}\n{self.diff or '(no diff)'}")
+        return (
+            f"#{e.id} {e.at} {e.event} plan {e.plan_id} cluster {e.cluster}\nobject: {e.object}\n"
+            f"client: {e.client}; identity: {e.identity}\nresult: {e.result}\n{self.diff or '(no diff)'}"
+        )
 
 
 @tool("fix", title="List the audit log")
 async def audit_list(
     plan_id: Annotated[str | None, Field(description="Only this plan's records.")] = None,
-    object: Annotated[str | None, Field(description="Only records whose object contains this text, e.g. "
-                                        "'Deployment shop/web'.")] = None,
-    event: Annotated[str | None, Field(description="planned, approved, refused, applied, conflict, verified, "
-                                       "failed or rolled_back.")] = None,
+    object: Annotated[
+        str | None, Field(description="Only records whose object contains this text, e.g. 'Deployment shop/web'.")
+    ] = None,
+    event: Annotated[
+        str | None, Field(description="planned, approved, refused, applied, conflict, verified, failed or rolled_back.")
+    ] = None,
     limit: Annotated[int | None, Field(description="Most records returned (default 50).")] = None,
     before: Annotated[int | None, Field(description="Only records older than this id (paging).")] = None,
 ) -> AuditList:

@@ -98,15 +98,19 @@ class PlanView(Result):
     next_step: str
 
     def render(self) -> str:
-        lines = [f"plan {self.plan_id} on cluster {self.cluster}: {len(self.changes)} change(s), risk {self.risk}, "
-                 f"status {self.status}, expires {self.expires_at}"]
+        lines = [
+            f"plan {self.plan_id} on cluster {self.cluster}: {len(self.changes)} change(s), risk {self.risk}, "
+            f"status {self.status}, expires {self.expires_at}"
+        ]
         for i, c in enumerate(self.changes, 1):
             lines.append(f"{i}. {c.object}: {', '.join(c.actions)} (risk {c.risk})")
             lines += [f"   why: {w}" for w in c.why]
             if c.expected:
                 lines.append(f"   expected: {c.expected}")
-            lines.append(f"   blast radius: {c.blast.pods_restarted} pod(s) restarted, at most "
-                         f"{c.blast.max_unavailable} unavailable at a time")
+            lines.append(
+                f"   blast radius: {c.blast.pods_restarted} pod(s) restarted, at most "
+                f"{c.blast.max_unavailable} unavailable at a time"
+            )
             lines += [f"   - {n}" for n in c.blast.notes]
             lines.append("   diff (live → after, from a server dry run):")
             lines += ["     " + d for d in (c.diff or "(no change)").splitlines()]
@@ -117,18 +121,38 @@ class PlanView(Result):
 
 
 def view(saved: SavedPlan, status: str, settings: Settings) -> PlanView:
-    changes = [ChangeView(object=i.label, actions=i.change.actions(), why=i.change.why, expected=i.change.expected,
-                          evidence=redact(i.change.evidence), risk=i.change.risk, blast=i.change.blast, diff=i.diff)
-               for i in saved.items]
+    changes = [
+        ChangeView(
+            object=i.label,
+            actions=i.change.actions(),
+            why=i.change.why,
+            expected=i.change.expected,
+            evidence=redact(i.change.evidence),
+            risk=i.change.risk,
+            blast=i.change.blast,
+            diff=i.diff,
+        )
+        for i in saved.items
+    ]
     if not changes:
         step = "Nothing to apply."
     elif pre_approved(saved, settings):
         step = f"Pre-approved by policy fix.auto_approve: apply with fix_apply(plan_id='{saved.id}')."
     else:
-        step = (f"Show this diff to the user. To apply: fix_apply(plan_id='{saved.id}', confirm='{saved.id}') "
-                "once they agree (clients with elicitation are asked directly).")
-    return PlanView(plan_id=saved.id, cluster=saved.cluster, status=status, risk=saved.plan.risk,
-                    expires_at=saved.expires_at, changes=changes, refused=saved.plan.refused, next_step=step)
+        step = (
+            f"Show this diff to the user. To apply: fix_apply(plan_id='{saved.id}', confirm='{saved.id}') "
+            "once they agree (clients with elicitation are asked directly)."
+        )
+    return PlanView(
+        plan_id=saved.id,
+        cluster=saved.cluster,
+        status=status,
+        risk=saved.plan.risk,
+        expires_at=saved.expires_at,
+        changes=changes,
+        refused=saved.plan.refused,
+        next_step=step,
+    )
 
 
 # -- safety ----------------------------------------------------------------------------------------------------
@@ -136,8 +160,10 @@ def check_allowed(rt: Runtime, change: Change, override: str | None) -> None:
     """Refuse what the server's safety settings forbid: writes off, deletions off, protected namespaces."""
     safety = rt.settings.safety
     if not safety.allow_write:
-        raise NotAllowed("CloudPilot is read-only: changes are switched off.",
-                         hint="An operator starts the server with --allow-write to allow changes.")
+        raise NotAllowed(
+            "CloudPilot is read-only: changes are switched off.",
+            hint="An operator starts the server with --allow-write to allow changes.",
+        )
     if change.operation == "delete" and not safety.allow_destructive:
         raise NotAllowed(f"Deleting {change.target.short()} needs --allow-destructive, which is off.")
     ns = change.target.namespace
@@ -148,18 +174,25 @@ def check_allowed(rt: Runtime, change: Change, override: str | None) -> None:
                 f"Namespace {ns!r} is protected (safety.protected_namespaces): CloudPilot refuses to change "
                 f"{change.target.short()}.",
                 hint=f"If the change is really meant, an operator sets fix.allow_protected_override and the call "
-                f"passes override_protected='{ns}'.")
+                f"passes override_protected='{ns}'.",
+            )
         if not rt.settings.fix.allow_protected_override:
-            raise NotAllowed(f"override_protected={ns!r} was given, but this server does not allow overriding "
-                             "protected namespaces.", hint="An operator must set fix.allow_protected_override.")
+            raise NotAllowed(
+                f"override_protected={ns!r} was given, but this server does not allow overriding protected namespaces.",
+                hint="An operator must set fix.allow_protected_override.",
+            )
 
 
 def pre_approved(saved: SavedPlan, settings: Settings) -> bool:
     """True when the policy pre-approves every action of the plan (never deletions, patches or overrides)."""
     allowed = set(settings.fix.auto_approve)
     actions = {a for i in saved.items for a in i.change.actions()}
-    return bool(actions) and actions <= allowed and not saved.override_protected and not any(
-        a == "delete" or a.startswith("patch_") for a in actions)
+    return (
+        bool(actions)
+        and actions <= allowed
+        and not saved.override_protected
+        and not any(a == "delete" or a.startswith("patch_") for a in actions)
+    )
 
 
 # -- planning --------------------------------------------------------------------------------------------------
@@ -179,27 +212,47 @@ async def propose(rt: Runtime, conn: Connection, plan: Plan, source: str, overri
             check_allowed(rt, change, override)
             item = await rt.call(materialise, conn, change)
         except (NotAllowed, Forbidden) as e:
-            audit_log(rt).record("refused", plan_id=None, cluster=conn.name, identity=conn.identity,
-                                 client=client_name(), object=change.target.short(), result=f"{source}: {e.message}")
+            audit_log(rt).record(
+                "refused",
+                plan_id=None,
+                cluster=conn.name,
+                identity=conn.identity,
+                client=client_name(),
+                object=change.target.short(),
+                result=f"{source}: {e.message}",
+            )
             raise
         if item.diff or change.operation == "delete":
             items.append(item)
         else:
-            unchanged.append(Refusal(finding=", ".join(change.findings) or "request", object=change.target,
-                                     reason="already in the requested state: the dry run changes nothing"))
+            unchanged.append(
+                Refusal(
+                    finding=", ".join(change.findings) or "request",
+                    object=change.target,
+                    reason="already in the requested state: the dry run changes nothing",
+                )
+            )
     if not items and not plan.refused:
         what = ", ".join(r.object.short() for r in unchanged)
         raise InvalidInput(f"Nothing to change: {what} already in the requested state (the dry run changes nothing).")
     plan = plan.model_copy(update={"changes": [i.change for i in items], "refused": plan.refused + unchanged})
     created = datetime.now(UTC)
     saved = SavedPlan(
-        id=f"p-{secrets.token_hex(5)}", cluster=conn.name, identity=conn.identity, client=client_name(),
-        source=source, created_at=created.isoformat(timespec="seconds"),
+        id=f"p-{secrets.token_hex(5)}",
+        cluster=conn.name,
+        identity=conn.identity,
+        client=client_name(),
+        source=source,
+        created_at=created.isoformat(timespec="seconds"),
         expires_at=(created + timedelta(minutes=rt.settings.fix.plan_ttl_minutes)).isoformat(timespec="seconds"),
-        override_protected=override, plan=plan, items=items)
+        override_protected=override,
+        plan=plan,
+        items=items,
+    )
     log = audit_log(rt)
-    log.save_plan(saved.id, conn.name, saved.expires_at, saved.model_dump(mode="json"),
-                  status="planned" if items else "empty")
+    log.save_plan(
+        saved.id, conn.name, saved.expires_at, saved.model_dump(mode="json"), status="planned" if items else "empty"
+    )
     who = {"plan_id": saved.id, "cluster": conn.name, "identity": conn.identity, "client": saved.client}
     for item in items:
         log.record("planned", **who, object=item.label, diff=item.diff, result=f"{source}; risk {item.change.risk}")
@@ -234,8 +287,9 @@ def _materialise(conn: Connection, change: Change) -> Item:
     dry: dict[str, Any] = {"dryRun": "All", "fieldManager": FIELD_MANAGER}
     if change.operation == "delete":
         # with a DeleteOptions body the API server reads dryRun from the body, not from the query
-        conn.request("DELETE", path, query={"dryRun": "All"},
-                     body={"propagationPolicy": "Background", "dryRun": ["All"]})
+        conn.request(
+            "DELETE", path, query={"dryRun": "All"}, body={"propagationPolicy": "Background", "dryRun": ["All"]}
+        )
         desired = None
     elif change.patch is not None:
         body = change.patch.body
@@ -250,8 +304,16 @@ def _materialise(conn: Connection, change: Change) -> Item:
             raise InvalidInput(f"Cannot plan on {change.target.short()}: {e}") from e
         desired = conn.request("PUT", path, query=dry, body=_for_write(edited))
     rv = (live or {}).get("metadata", {}).get("resourceVersion")
-    return Item(change=change, path=path, group=info.group, resource=info.resource, live=live, desired=desired,
-                resource_version=rv, diff=diff(live, desired))
+    return Item(
+        change=change,
+        path=path,
+        group=info.group,
+        resource=info.resource,
+        live=live,
+        desired=desired,
+        resource_version=rv,
+        diff=diff(live, desired),
+    )
 
 
 def content(obj: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -273,6 +335,7 @@ def content(obj: dict[str, Any] | None) -> dict[str, Any] | None:
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
     """Unified diff of two objects' redacted YAML (status and server bookkeeping left out). When masked values
     (secret data, credential-like env values) change too, a last line says so without showing them."""
+
     def text(obj: dict[str, Any] | None, masked: bool = True) -> list[str]:
         if obj is None:
             return []
@@ -303,8 +366,10 @@ def _for_write(obj: dict[str, Any], resource_version: str | None = None) -> dict
 def load(rt: Runtime, plan_id: str) -> tuple[str, SavedPlan]:
     found = audit_log(rt).plan(plan_id)
     if found is None:
-        raise NotFound(f"No plan {plan_id!r}.", hint="Plans come from fix_plan or a change tool (scale, set_image, "
-                       "...); audit_list shows recent ones.")
+        raise NotFound(
+            f"No plan {plan_id!r}.",
+            hint="Plans come from fix_plan or a change tool (scale, set_image, ...); audit_list shows recent ones.",
+        )
     status, body = found
     return status, SavedPlan.model_validate(body)
 
@@ -312,21 +377,37 @@ def load(rt: Runtime, plan_id: str) -> tuple[str, SavedPlan]:
 def preflight(conn: Connection, items: list[Item]) -> None:
     """Ask the API server whether this identity may make every change, before making any."""
     for item in items:
-        verb = {"delete": "delete"}.get(item.change.operation, "patch" if item.change.patch and
-                                        item.change.patch.type == "apply" else "update")
+        verb = {"delete": "delete"}.get(
+            item.change.operation, "patch" if item.change.patch and item.change.patch.type == "apply" else "update"
+        )
         t = item.change.target
-        review = conn.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body={
-            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"namespace": t.namespace or "", "verb": verb, "group": item.group,
-                                            "resource": item.resource, "name": t.name}}})
+        review = conn.request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            body={
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {
+                    "resourceAttributes": {
+                        "namespace": t.namespace or "",
+                        "verb": verb,
+                        "group": item.group,
+                        "resource": item.resource,
+                        "name": t.name,
+                    }
+                },
+            },
+        )
         status = review.get("status") or {}
         if not status.get("allowed"):
             reason = status.get("reason") or "no RBAC rule allows it"
-            raise Forbidden(f"Forbidden: identity {conn.identity!r} may not {verb} {item.resource} {t.name!r}"
-                            + (f" in namespace {t.namespace!r}" if t.namespace else "")
-                            + f" in cluster {conn.name!r} ({reason}). Nothing was applied.",
-                            hint=f"Grant the identity RBAC permission to {verb} {item.resource}, or use a "
-                            "cluster/context with more rights.")
+            raise Forbidden(
+                f"Forbidden: identity {conn.identity!r} may not {verb} {item.resource} {t.name!r}"
+                + (f" in namespace {t.namespace!r}" if t.namespace else "")
+                + f" in cluster {conn.name!r} ({reason}). Nothing was applied.",
+                hint=f"Grant the identity RBAC permission to {verb} {item.resource}, or use a "
+                "cluster/context with more rights.",
+            )
 
 
 def write(conn: Connection, item: Item) -> dict[str, Any] | None:
@@ -353,15 +434,23 @@ def _send(conn: Connection, item: Item, rv: str | None) -> dict[str, Any] | None
     change = item.change
     if change.operation == "delete":
         uid = (item.live or {}).get("metadata", {}).get("uid")
-        conn.request("DELETE", item.path, body={"propagationPolicy": "Background",
-                                                "preconditions": {"uid": uid, "resourceVersion": rv}})
+        conn.request(
+            "DELETE",
+            item.path,
+            body={"propagationPolicy": "Background", "preconditions": {"uid": uid, "resourceVersion": rv}},
+        )
         return None
     if change.patch is not None and change.patch.type == "apply":
         body = copy.deepcopy(change.patch.body)
         if rv:
             body.setdefault("metadata", {})["resourceVersion"] = rv
-        return conn.request("PATCH", item.path, query={"fieldManager": FIELD_MANAGER, "force": False}, body=body,
-                            content_type=PATCH_TYPES["apply"])
+        return conn.request(
+            "PATCH",
+            item.path,
+            query={"fieldManager": FIELD_MANAGER, "force": False},
+            body=body,
+            content_type=PATCH_TYPES["apply"],
+        )
     assert item.desired is not None
     return conn.request("PUT", item.path, query={"fieldManager": FIELD_MANAGER}, body=_for_write(item.desired, rv))
 
@@ -389,8 +478,12 @@ def restore(conn: Connection, item: Item, applied: dict[str, Any] | None) -> str
         if applied is not None and content(current) != content(applied):
             return "not rolled back: someone else changed the object after CloudPilot did; left as it is"
         try:
-            conn.request("PUT", item.path, query={"fieldManager": FIELD_MANAGER},
-                         body=_for_write(item.live, current["metadata"]["resourceVersion"]))
+            conn.request(
+                "PUT",
+                item.path,
+                query={"fieldManager": FIELD_MANAGER},
+                body=_for_write(item.live, current["metadata"]["resourceVersion"]),
+            )
         except Conflict:
             continue
         return "rolled back to the saved previous spec"

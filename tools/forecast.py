@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -196,9 +197,11 @@ async def recommend_replicas(
     )
     expr = query or render(template, namespace, 300)
     conn = rt.connection(cluster)
-    dep = await rt.call(conn.get, f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}")
-    hpas, _ = await rt.call(conn.list_items, f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers")
-    times, history = await _history(expr, history_days, None)
+    dep, (hpas, _), (times, history) = await asyncio.gather(
+        rt.call(conn.get, f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}"),
+        rt.call(conn.list_items, f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"),
+        _history(expr, history_days, None),
+    )
     if len(history) < 2:
         raise InvalidInput(f"No load history for {deployment}: the query returned too few points: {expr}")
     step = float(np.median(np.diff(times)))

@@ -59,8 +59,15 @@ def _assess(rt: Runtime, conn: Connection, change: Change) -> Any:
             try:
                 found[resource] = conn.get(f"/apis/{group}/namespaces/{t.namespace}/{resource}").get("items", [])
             except (Forbidden, NotFound) as e:
-                logger.info("cluster=%s %s/%s/%s: %s not checked: %s", conn.name, t.namespace, t.kind, t.name,
-                            resource, e.message)
+                logger.info(
+                    "cluster=%s %s/%s/%s: %s not checked: %s",
+                    conn.name,
+                    t.namespace,
+                    t.kind,
+                    t.name,
+                    resource,
+                    e.message,
+                )
                 unread.append(resource)
     blast, risk = assess(change, live, found["poddisruptionbudgets"], found["horizontalpodautoscalers"])
     blast.notes += [f"{r} not checked: this identity may not list them" for r in unread]
@@ -68,14 +75,24 @@ def _assess(rt: Runtime, conn: Connection, change: Change) -> Any:
 
 
 def _change(kind: str, name: str, namespace: str | None, edit: Edit, why: str | None, expected: str) -> Change:
-    return Change(target=ObjectRef(kind=kind, name=name, namespace=namespace), edits=[edit],
-                  why=[why or "requested"], expected=expected)
+    return Change(
+        target=ObjectRef(kind=kind, name=name, namespace=namespace),
+        edits=[edit],
+        why=[why or "requested"],
+        expected=expected,
+    )
 
 
 @tool("fix", access="write", idempotent=False, title="Scale a workload")
-async def scale(kind: Scalable, name: Name, namespace: Namespace,
-                replicas: Annotated[int, Field(ge=0, le=1000, description="Wanted replica count.")],
-                why: Why = None, override_protected: OverrideArg = None, cluster: ClusterArg = None) -> PlanView:
+async def scale(
+    kind: Scalable,
+    name: Name,
+    namespace: Namespace,
+    replicas: Annotated[int, Field(ge=0, le=1000, description="Wanted replica count.")],
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
+) -> PlanView:
     """Plan setting a workload's replica count (notes an HPA that would undo it). Apply with fix_apply."""
     edit = Edit(action="scale", params={"replicas": replicas})
     change = _change(kind, name, namespace, edit, why, f"{replicas} replica(s) running and ready")
@@ -83,8 +100,14 @@ async def scale(kind: Scalable, name: Name, namespace: Namespace,
 
 
 @tool("fix", access="write", idempotent=False, title="Restart a workload's pods")
-async def rollout_restart(kind: Workload, name: Name, namespace: Namespace, why: Why = None,
-                          override_protected: OverrideArg = None, cluster: ClusterArg = None) -> PlanView:
+async def rollout_restart(
+    kind: Workload,
+    name: Name,
+    namespace: Namespace,
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
+) -> PlanView:
     """Plan a rolling restart (like kubectl rollout restart): every pod re-created, as the rollout strategy
     allows. Apply with fix_apply."""
     edit = Edit(action="restart", params={"at": datetime.now(UTC).isoformat(timespec="seconds")})
@@ -94,17 +117,23 @@ async def rollout_restart(kind: Workload, name: Name, namespace: Namespace, why:
 
 @tool("fix", access="write", idempotent=False, title="Roll a Deployment back")
 async def rollout_undo(
-    name: Name, namespace: Namespace,
-    to_revision: Annotated[int | None, Field(ge=1, description="Revision to return to (rollout_history lists "
-                                             "them); default: the previous one.")] = None,
-    why: Why = None, override_protected: OverrideArg = None, cluster: ClusterArg = None,
+    name: Name,
+    namespace: Namespace,
+    to_revision: Annotated[
+        int | None,
+        Field(ge=1, description="Revision to return to (rollout_history lists them); default: the previous one."),
+    ] = None,
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
 ) -> PlanView:
     """Plan rolling a Deployment back to an earlier revision's pod template (like kubectl rollout undo).
     Apply with fix_apply."""
     rt = current()
     conn = await rt.connect(cluster)
-    dep = await rt.call(conn.get, f"/apis/apps/v1/namespaces/{validate.namespace(namespace)}/deployments/"
-                        f"{validate.object_name(name)}")
+    dep = await rt.call(
+        conn.get, f"/apis/apps/v1/namespaces/{validate.namespace(namespace)}/deployments/{validate.object_name(name)}"
+    )
     sets = await rt.call(conn.get, f"/apis/apps/v1/namespaces/{namespace}/replicasets")
     found = revision_template(dep, sets.get("items", []), to_revision)
     if isinstance(found, str):
@@ -116,10 +145,16 @@ async def rollout_undo(
 
 
 @tool("fix", access="write", idempotent=False, title="Set a container image")
-async def set_image(kind: Workload, name: Name, namespace: Namespace,
-                    image: Annotated[str, Field(description="New image reference, e.g. shop/web:1.4.2.")],
-                    container: ContainerArg = None, why: Why = None, override_protected: OverrideArg = None,
-                    cluster: ClusterArg = None) -> PlanView:
+async def set_image(
+    kind: Workload,
+    name: Name,
+    namespace: Namespace,
+    image: Annotated[str, Field(description="New image reference, e.g. shop/web:1.4.2.")],
+    container: ContainerArg = None,
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
+) -> PlanView:
     """Plan changing one container's image (a rolling update). Apply with fix_apply."""
     edit = Edit(action="set_image", container=container, params={"image": image})
     change = _change(kind, name, namespace, edit, why, f"pods run {image}")
@@ -128,38 +163,62 @@ async def set_image(kind: Workload, name: Name, namespace: Namespace,
 
 @tool("fix", access="write", idempotent=False, title="Set container resources")
 async def set_resources(
-    kind: Workload, name: Name, namespace: Namespace,
+    kind: Workload,
+    name: Name,
+    namespace: Namespace,
     requests: Annotated[dict[str, str] | None, Field(description="e.g. {'cpu': '250m', 'memory': '256Mi'}.")] = None,
     limits: Annotated[dict[str, str] | None, Field(description="e.g. {'memory': '512Mi'}.")] = None,
-    container: ContainerArg = None, why: Why = None, override_protected: OverrideArg = None,
+    container: ContainerArg = None,
+    why: Why = None,
+    override_protected: OverrideArg = None,
     cluster: ClusterArg = None,
 ) -> PlanView:
     """Plan setting a container's resource requests and/or limits (a rolling update). Apply with fix_apply."""
     if not requests and not limits:
         raise InvalidInput("Give requests and/or limits to set.")
-    edit = Edit(action="set_resources", container=container,
-                params={k: v for k, v in (("requests", requests), ("limits", limits)) if v})
+    edit = Edit(
+        action="set_resources",
+        container=container,
+        params={k: v for k, v in (("requests", requests), ("limits", limits)) if v},
+    )
     change = _change(kind, name, namespace, edit, why, f"container resources {edit.params}")
     return await _plan(change, cluster, override_protected, "set_resources")
 
 
 @tool("fix", access="write", idempotent=False, title="Set or fix a probe")
 async def set_probe(
-    kind: Workload, name: Name, namespace: Namespace, probe: ProbeKind,
-    handler: Annotated[dict[str, Any] | None, Field(description="Replace the check, e.g. {'tcpSocket': {'port': "
-                                                    "8080}} or {'httpGet': {'path': '/healthz', 'port': 8080}}.")]
-    = None,
-    timing: Annotated[dict[str, int] | None, Field(description="e.g. {'periodSeconds': 10, 'timeoutSeconds': 3, "
-                                                   "'failureThreshold': 3, 'initialDelaySeconds': 10}.")] = None,
-    container: ContainerArg = None, why: Why = None, override_protected: OverrideArg = None,
+    kind: Workload,
+    name: Name,
+    namespace: Namespace,
+    probe: ProbeKind,
+    handler: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description="Replace the check, e.g. {'tcpSocket': {'port': "
+            "8080}} or {'httpGet': {'path': '/healthz', 'port': 8080}}."
+        ),
+    ] = None,
+    timing: Annotated[
+        dict[str, int] | None,
+        Field(
+            description="e.g. {'periodSeconds': 10, 'timeoutSeconds': 3, "
+            "'failureThreshold': 3, 'initialDelaySeconds': 10}."
+        ),
+    ] = None,
+    container: ContainerArg = None,
+    why: Why = None,
+    override_protected: OverrideArg = None,
     cluster: ClusterArg = None,
 ) -> PlanView:
     """Plan changing a container's liveness/readiness/startup probe: its check and/or its timing (a rolling
     update). Apply with fix_apply."""
     if not handler and not timing:
         raise InvalidInput("Give a handler and/or timing to change.")
-    params: dict[str, Any] = {"probe": probe, **({"handler": handler} if handler else {}),
-                              **({"timing": timing} if timing else {})}
+    params: dict[str, Any] = {
+        "probe": probe,
+        **({"handler": handler} if handler else {}),
+        **({"timing": timing} if timing else {}),
+    }
     edit = Edit(action="set_probe", container=container, params=params)
     change = _change(kind, name, namespace, edit, why, f"the {probe} probe passes")
     return await _plan(change, cluster, override_protected, "set_probe")
@@ -169,29 +228,41 @@ async def set_probe(
 async def resource_patch(
     kind: Annotated[str, Field(description="Kind, plural or short name, e.g. Deployment, svc, configmaps.")],
     name: Name,
-    patch: Annotated[dict[str, Any] | list[dict[str, Any]], Field(description="The patch: an object for strategic/"
-                                                                 "merge, a list of operations for json.")],
+    patch: Annotated[
+        dict[str, Any] | list[dict[str, Any]],
+        Field(description="The patch: an object for strategic/merge, a list of operations for json."),
+    ],
     patch_type: Annotated[Literal["strategic", "merge", "json"], Field(description="Patch format.")] = "strategic",
     namespace: Annotated[str | None, Field(description="Namespace (omit for cluster-scoped kinds).")] = None,
-    why: Why = None, override_protected: OverrideArg = None, cluster: ClusterArg = None,
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
 ) -> PlanView:
     """Plan a strategic-merge, JSON-merge or JSON patch of any object; the plan shows the server's dry-run
     result as a diff. Apply with fix_apply."""
     if patch_type == "json" and not isinstance(patch, list):
-        raise InvalidInput("A json patch is a list of operations, e.g. [{'op': 'replace', 'path': "
-                           "'/spec/replicas', 'value': 3}].")
+        raise InvalidInput(
+            "A json patch is a list of operations, e.g. [{'op': 'replace', 'path': '/spec/replicas', 'value': 3}]."
+        )
     if patch_type != "json" and not isinstance(patch, dict):
         raise InvalidInput(f"A {patch_type} patch is an object, e.g. {{'spec': {{'replicas': 3}}}}.")
-    change = Change(target=ObjectRef(kind=kind, name=name, namespace=namespace),
-                    patch=Patch(type=patch_type, body=patch), why=[why or "requested"], expected="patched")
+    change = Change(
+        target=ObjectRef(kind=kind, name=name, namespace=namespace),
+        patch=Patch(type=patch_type, body=patch),
+        why=[why or "requested"],
+        expected="patched",
+    )
     return await _plan(change, cluster, override_protected, f"resource_patch ({patch_type})")
 
 
 @tool("fix", access="write", idempotent=False, title="Apply a manifest (server-side)")
 async def resource_apply(
-    manifest: Annotated[str, Field(description="One object as YAML or JSON, with apiVersion, kind and "
-                                   "metadata.name (and namespace).")],
-    why: Why = None, override_protected: OverrideArg = None, cluster: ClusterArg = None,
+    manifest: Annotated[
+        str, Field(description="One object as YAML or JSON, with apiVersion, kind and metadata.name (and namespace).")
+    ],
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
 ) -> PlanView:
     """Plan a server-side apply of a manifest (creates or updates the object; fields owned by another manager
     are a conflict, not taken over). Apply with fix_apply."""
@@ -207,47 +278,76 @@ async def resource_apply(
         raise InvalidInput("The manifest needs apiVersion, kind and metadata.name.")
     group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
     kind = f"{doc['kind']}.{group}" if group else doc["kind"]
-    change = Change(target=ObjectRef(kind=kind, name=meta["name"], namespace=meta.get("namespace")),
-                    patch=Patch(type="apply", body=doc), why=[why or "requested"], expected="stored as in the manifest")
+    change = Change(
+        target=ObjectRef(kind=kind, name=meta["name"], namespace=meta.get("namespace")),
+        patch=Patch(type="apply", body=doc),
+        why=[why or "requested"],
+        expected="stored as in the manifest",
+    )
     rt = current()
     conn = await rt.connect(cluster)
     return await propose(rt, conn, Plan(changes=[change]), "resource_apply", override_protected)
 
 
 @tool("fix", access="write", idempotent=False, title="Cordon a node")
-async def node_cordon(name: Annotated[str, Field(description="Node name.")], why: Why = None,
-                      cluster: ClusterArg = None) -> PlanView:
+async def node_cordon(
+    name: Annotated[str, Field(description="Node name.")], why: Why = None, cluster: ClusterArg = None
+) -> PlanView:
     """Plan marking a node unschedulable (running pods stay). Apply with fix_apply."""
-    change = _change("Node", name, None, Edit(action="cordon", params={"unschedulable": True}), why,
-                     "no new pods are scheduled on the node")
+    change = _change(
+        "Node",
+        name,
+        None,
+        Edit(action="cordon", params={"unschedulable": True}),
+        why,
+        "no new pods are scheduled on the node",
+    )
     return await _plan(change, cluster, None, "node_cordon")
 
 
 @tool("fix", access="write", idempotent=False, title="Uncordon a node")
-async def node_uncordon(name: Annotated[str, Field(description="Node name.")], why: Why = None,
-                        cluster: ClusterArg = None) -> PlanView:
+async def node_uncordon(
+    name: Annotated[str, Field(description="Node name.")], why: Why = None, cluster: ClusterArg = None
+) -> PlanView:
     """Plan marking a node schedulable again. Apply with fix_apply."""
-    change = _change("Node", name, None, Edit(action="cordon", params={"unschedulable": False}), why,
-                     "the node accepts new pods")
+    change = _change(
+        "Node", name, None, Edit(action="cordon", params={"unschedulable": False}), why, "the node accepts new pods"
+    )
     return await _plan(change, cluster, None, "node_uncordon")
 
 
 @tool("fix", access="destructive", idempotent=False, title="Delete a pod")
-async def pod_delete(name: Name, namespace: Namespace, why: Why = None, override_protected: OverrideArg = None,
-                     cluster: ClusterArg = None) -> PlanView:
+async def pod_delete(
+    name: Name,
+    namespace: Namespace,
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
+) -> PlanView:
     """Plan deleting one pod (its controller, if any, creates a replacement). Apply with fix_apply."""
-    change = Change(target=ObjectRef(kind="Pod", name=name, namespace=namespace), operation="delete",
-                    why=[why or "requested"], expected="the pod is gone (replaced by its controller, if any)")
+    change = Change(
+        target=ObjectRef(kind="Pod", name=name, namespace=namespace),
+        operation="delete",
+        why=[why or "requested"],
+        expected="the pod is gone (replaced by its controller, if any)",
+    )
     return await _plan(change, cluster, override_protected, "pod_delete")
 
 
 @tool("fix", access="destructive", idempotent=False, title="Delete an object")
 async def resource_delete(
-    kind: Annotated[str, Field(description="Kind, plural or short name.")], name: Name,
+    kind: Annotated[str, Field(description="Kind, plural or short name.")],
+    name: Name,
     namespace: Annotated[str | None, Field(description="Namespace (omit for cluster-scoped kinds).")] = None,
-    why: Why = None, override_protected: OverrideArg = None, cluster: ClusterArg = None,
+    why: Why = None,
+    override_protected: OverrideArg = None,
+    cluster: ClusterArg = None,
 ) -> PlanView:
     """Plan deleting any object (and, in the background, what it owns). Apply with fix_apply."""
-    change = Change(target=ObjectRef(kind=kind, name=name, namespace=namespace), operation="delete",
-                    why=[why or "requested"], expected="the object is gone")
+    change = Change(
+        target=ObjectRef(kind=kind, name=name, namespace=namespace),
+        operation="delete",
+        why=[why or "requested"],
+        expected="the object is gone",
+    )
     return await _plan(change, cluster, override_protected, "resource_delete")

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from kube.quantity import GIB, cores, gib
 from tools import snapshot
 from tools.catalogue import tool
 from tools.clusters import ClusterArg, node_ready
 from tools.errors import CloudPilotError, NotFound
-from tools.quantity import GIB, cores, gib
 from tools.results import Page, Result, age, paginate, table
 from tools.runtime import attempt, current, validate_limit
 

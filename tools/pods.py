@@ -9,12 +9,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from kube.podstatus import pod_reason
 from tools import snapshot, validate
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.errors import InvalidInput
 from tools.events import EventLine, events_table, object_events
-from tools.podstatus import pod_reason
 from tools.redact import mask_text, redact
 from tools.results import ALIGN_MAX_ROWS, Page, Result, age, clip, paginate, render_object, table
 from tools.runtime import current, validate_limit

@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -260,15 +261,20 @@ def cluster_evidence(
     counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(grid)))
     wanted = [p for p in pods if workload_of(p["metadata"]["name"]) in services][:LOG_PODS]
     since = int(max(1, time.time() - start))
-    for pod in wanted:
-        name = pod["metadata"]["name"]
-        raw = conn.request(
+
+    def log(name: str) -> bytes:
+        return conn.request(  # type: ignore[no-any-return]
             "GET",
             f"/api/v1/namespaces/{namespace}/pods/{name}/log",
             query={"sinceSeconds": since, "timestamps": "true", "limitBytes": 2_000_000},
             accept="*/*",
             raw=True,
         )
+
+    names = [p["metadata"]["name"] for p in wanted]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one request per pod, independent
+        bodies = list(pool.map(log, names))
+    for name, raw in zip(names, bodies, strict=True):
         for line in raw.decode("utf-8", "replace").splitlines():
             stamp, _, text = line.partition(" ")
             moment = parse_when(stamp[:19] + "Z") if len(stamp) >= 19 else None

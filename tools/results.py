@@ -9,6 +9,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from kube.times import parse_time
 from tools.errors import InvalidInput
 
 T = TypeVar("T")
@@ -77,15 +78,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) or "-"
     return str(value)
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def age(timestamp: str | None, now: datetime | None = None) -> str:

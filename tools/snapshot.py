@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tools import podstatus
+from kube import podstatus
+from kube.quantity import parse_quantity
 from tools._kube import METADATA_LIST, Connection
 from tools.podschema import decode_pods
-from tools.quantity import parse_quantity
 from tools.runtime import Runtime
 
 TERMINAL_PHASES = ("Succeeded", "Failed")

@@ -17,12 +17,26 @@ from tools.runtime import Runtime, report_progress
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
-BROKEN = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
-          "CreateContainerError", "RunContainerError"}
+BROKEN = {
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
 
 
-async def verify(rt: Runtime, conn: Connection, kind: str, path: str, applied: dict[str, Any] | None,
-                 desired: dict[str, Any] | None, timeout: float) -> tuple[bool, str]:
+async def verify(
+    rt: Runtime,
+    conn: Connection,
+    kind: str,
+    path: str,
+    applied: dict[str, Any] | None,
+    desired: dict[str, Any] | None,
+    timeout: float,
+) -> tuple[bool, str]:
     """(verified, what was seen). `applied` is the server's answer to the write (None for a deletion)."""
     deadline = time.monotonic() + timeout
     check = _stored if applied is None else _CHECKS.get(kind, _stored)
@@ -64,9 +78,12 @@ def _broken_new_pods(conn: Connection, dep: dict[str, Any]) -> str:
     revision = (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
     selector = ",".join(f"{k}={v}" for k, v in ((dep["spec"].get("selector") or {}).get("matchLabels") or {}).items())
     sets = conn.get(f"/apis/apps/v1/namespaces/{ns}/replicasets", labelSelector=selector).get("items", [])
-    new = [rs for rs in sets if (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-           == revision and any(o.get("uid") == dep["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences")
-                               or [])]
+    new = [
+        rs
+        for rs in sets
+        if (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision") == revision
+        and any(o.get("uid") == dep["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences") or [])
+    ]
     if not new:
         return ""
     template_hash = (new[0]["metadata"].get("labels") or {}).get("pod-template-hash")

@@ -363,7 +363,7 @@ async def resource_usage(
 ) -> Usage:
     """Live CPU and memory usage from metrics.k8s.io (metrics-server), heaviest first, like `kubectl top`.
     Says so clearly when the cluster does not serve metrics.k8s.io."""
-    from tools.quantity import cores, gib
+    from kube.quantity import cores, gib
 
     rt = current()
     validate.namespace(namespace)

@@ -7,8 +7,7 @@ from typing import Any
 
 from engines.diagnosis.model import Fix
 from engines.diagnosis.snapshot import Obj, Snapshot, meta, name_of, ns_of
-from tools.errors import InvalidInput
-from tools.quantity import parse_quantity
+from kube.quantity import QuantityError, parse_quantity
 
 MI = Decimal(2**20)
 
@@ -35,7 +34,7 @@ def quantity(value: Any) -> Decimal:
         return Decimal(0)
     try:
         return parse_quantity(value)
-    except InvalidInput:
+    except QuantityError:
         return Decimal(0)
 
 

@@ -32,10 +32,10 @@ from engines.diagnosis.snapshot import (
     meta,
     name_of,
     ns_of,
-    parse_time,
     selector_matches,
 )
-from tools.podstatus import pod_reason
+from kube.podstatus import pod_reason
+from kube.times import parse_time
 
 EXIT_CODES = {
     1: "application error",

@@ -68,15 +68,6 @@ def labels_of(obj: Obj) -> dict[str, str]:
     return meta(obj).get("labels") or {}
 
 
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def condition(obj: Obj, kind: str) -> Obj | None:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == kind:

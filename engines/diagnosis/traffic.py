@@ -19,7 +19,7 @@ from engines.diagnosis.snapshot import (
     pod_is_ready,
     selector_matches,
 )
-from tools.podstatus import pod_reason
+from kube.podstatus import pod_reason
 
 WORKLOAD_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet"))
 

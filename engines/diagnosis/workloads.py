@@ -11,7 +11,7 @@ from engines.diagnosis.common import event_summary, pod_template_labels, pod_tem
 from engines.diagnosis.cron import schedule_problem
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import Obj, Snapshot, condition, meta, name_of, ns_of
-from tools.podstatus import pod_reason
+from kube.podstatus import pod_reason
 
 
 def _pods_of(snap: Snapshot, workload: Obj, kind: str) -> list[Obj]:

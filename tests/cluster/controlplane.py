@@ -57,7 +57,8 @@ class FakeKubelet:
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.logs: dict[tuple[str, str, str, bool], str] = {}
-        logs = self.logs
+        self.stamped: dict[tuple[str, str, str], bool] = {}
+        logs, stamped = self.logs, self.stamped
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -72,6 +73,8 @@ class FakeKubelet:
                     self.send_error(404, "no such container log")
                     return
                 lines = text.splitlines(keepends=True)
+                if stamped.get((parts[1], parts[2], parts[3])) and q.get("timestamps") != "true":
+                    lines = [line.partition(" ")[2] for line in lines]  # stored stamped, as the runtime keeps them
                 if "tailLines" in q:
                     lines = lines[-int(q["tailLines"]) :] if int(q["tailLines"]) else []
                 body = "".join(lines).encode()
@@ -100,8 +103,13 @@ class FakeKubelet:
         self.server.shutdown()
         self.server.server_close()
 
-    def set_log(self, namespace: str, pod: str, container: str, text: str, previous: bool = False) -> None:
+    def set_log(
+        self, namespace: str, pod: str, container: str, text: str, previous: bool = False, stamped: bool = False
+    ) -> None:
+        """The container's log. `stamped`: every line starts with its RFC 3339 time and a space, shown only
+        when the request asks for `timestamps=true`, as a kubelet does."""
         self.logs[(namespace, pod, container, previous)] = text
+        self.stamped[(namespace, pod, container)] = stamped
 
 
 class ControlPlane:

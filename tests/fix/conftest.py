@@ -11,9 +11,11 @@ from settings import Settings
 
 @pytest.fixture
 def settings(tmp_path: Path, cluster) -> Settings:  # overrides tests/conftest.py: writes switched on
-    return Settings(k8s={"kubeconfig": cluster.kubeconfig, "context": None, "cache_ttl_seconds": 0},
-                    store={"path": tmp_path / "cloudpilot.db"},
-                    safety={"allow_write": True, "allow_destructive": True})
+    return Settings(
+        k8s={"kubeconfig": cluster.kubeconfig, "context": None, "cache_ttl_seconds": 0},
+        store={"path": tmp_path / "cloudpilot.db"},
+        safety={"allow_write": True, "allow_destructive": True},
+    )
 
 
 @pytest.fixture

@@ -45,11 +45,19 @@ def pods(api: Api, ns: str, selector: str = "app=web") -> list[Obj]:
     return api("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
 
 
-def container_status(pod: Obj, ready: bool, state: Obj | None = None, restarts: int = 0,
-                     last: Obj | None = None) -> Obj:
+def container_status(
+    pod: Obj, ready: bool, state: Obj | None = None, restarts: int = 0, last: Obj | None = None
+) -> Obj:
     c = pod["spec"]["containers"][0]
-    cs: Obj = {"name": c["name"], "image": c["image"], "imageID": "", "ready": ready, "started": ready,
-               "restartCount": restarts, "state": state or {"running": {"startedAt": now()}}}
+    cs: Obj = {
+        "name": c["name"],
+        "image": c["image"],
+        "imageID": "",
+        "ready": ready,
+        "started": ready,
+        "restartCount": restarts,
+        "state": state or {"running": {"startedAt": now()}},
+    }
     if last:
         cs["lastState"] = {"terminated": last}
     return cs
@@ -57,28 +65,57 @@ def container_status(pod: Obj, ready: bool, state: Obj | None = None, restarts: 
 
 def set_status(api: Api, ns: str, pod: Obj, ready: bool, phase: str = "Running", **cs: Any) -> None:
     flag = "True" if ready else "False"
-    status = {"phase": phase, "podIP": "10.244.0.10", "startTime": now(),
-              "containerStatuses": [container_status(pod, ready, **cs)],
-              "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
-                             {"type": "ContainersReady", "status": flag}, {"type": "Ready", "status": flag}]}
-    api("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status", {"status": status},
-        content_type=MERGE)
+    status = {
+        "phase": phase,
+        "podIP": "10.244.0.10",
+        "startTime": now(),
+        "containerStatuses": [container_status(pod, ready, **cs)],
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": flag},
+            {"type": "Ready", "status": flag},
+        ],
+    }
+    api(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status",
+        {"status": status},
+        content_type=MERGE,
+    )
 
 
 def crashing(pod: Obj, reason: str = "Error", code: int = 1, restarts: int = 5) -> Obj:
-    return {"state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed"}},
-            "restarts": restarts,
-            "last": {"reason": reason, "exitCode": code, "startedAt": now(), "finishedAt": now()}}
+    return {
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed"}},
+        "restarts": restarts,
+        "last": {"reason": reason, "exitCode": code, "startedAt": now(), "finishedAt": now()},
+    }
 
 
 def event(api: Api, ns: str, pod: str, reason: str, message: str, count: int = 5) -> None:
     stamp = now()
-    api("POST", f"/api/v1/namespaces/{ns}/events", {
-        "metadata": {"generateName": f"{pod}."},
-        "involvedObject": {"kind": "Pod", "namespace": ns, "name": pod, "apiVersion": "v1",
-                           "fieldPath": "spec.containers{app}"},
-        "reason": reason, "message": message, "type": "Warning", "count": count,
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": "kubelet"}})
+    api(
+        "POST",
+        f"/api/v1/namespaces/{ns}/events",
+        {
+            "metadata": {"generateName": f"{pod}."},
+            "involvedObject": {
+                "kind": "Pod",
+                "namespace": ns,
+                "name": pod,
+                "apiVersion": "v1",
+                "fieldPath": "spec.containers{app}",
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "count": count,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": "kubelet"},
+        },
+    )
 
 
 def newest_pods(api: Api, ns: str, name: str = "web") -> list[Obj]:
@@ -86,23 +123,42 @@ def newest_pods(api: Api, ns: str, name: str = "web") -> list[Obj]:
     dep = deployment(api, ns, name)
     revision = (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
     sets = api("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")["items"]
-    new = [rs for rs in sets if (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-           == revision and any(o["uid"] == dep["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences", []))]
+    new = [
+        rs
+        for rs in sets
+        if (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision") == revision
+        and any(o["uid"] == dep["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences", []))
+    ]
     if not new:
         return []
     template_hash = new[0]["metadata"]["labels"]["pod-template-hash"]
-    return [p for p in pods(api, ns, f"pod-template-hash={template_hash}")
-            if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")]
+    return [
+        p
+        for p in pods(api, ns, f"pod-template-hash={template_hash}")
+        if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
+    ]
 
 
 def deploy(api: Api, ns: str, container: Obj | None = None, replicas: int = 2, ready: bool = True) -> list[Obj]:
     """Deployment `web`; waits for its pods to be scheduled and, with `ready`, for it to be available."""
-    c = {"name": "app", "image": "shop/web:1.0", "ports": [{"containerPort": 8080, "name": "http"}],
-         **(container or {})}
-    api("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", {
-        "metadata": {"name": "web"},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [c]}}}})
+    c = {
+        "name": "app",
+        "image": "shop/web:1.0",
+        "ports": [{"containerPort": 8080, "name": "http"}],
+        **(container or {}),
+    }
+    api(
+        "POST",
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [c]}},
+            },
+        },
+    )
     if not ready:
         return []
     found = wait_for(lambda: len(newest_pods(api, ns)) >= replicas and newest_pods(api, ns), "web's pods")
@@ -154,26 +210,52 @@ def kubelet(api: Api, ns: str, mode: str = "ready") -> Iterator[Kubelet]:
 def bad_probe_path(api: Api, ns: str) -> None:
     probe = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10}
     for p in deploy(api, ns, {"livenessProbe": probe}):
-        set_status(api, ns, p, ready=True, restarts=4,
-                   last={"reason": "Error", "exitCode": 137, "startedAt": now(), "finishedAt": now()})
-        event(api, ns, p["metadata"]["name"], "Unhealthy",
-              "Liveness probe failed: HTTP probe failed with statuscode: 404", count=12)
+        set_status(
+            api,
+            ns,
+            p,
+            ready=True,
+            restarts=4,
+            last={"reason": "Error", "exitCode": 137, "startedAt": now(), "finishedAt": now()},
+        )
+        event(
+            api,
+            ns,
+            p["metadata"]["name"],
+            "Unhealthy",
+            "Liveness probe failed: HTTP probe failed with statuscode: 404",
+            count=12,
+        )
 
 
 def probe_too_frequent(api: Api, ns: str) -> None:
-    probe = {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1, "timeoutSeconds": 1,
-             "failureThreshold": 1}
+    probe = {
+        "httpGet": {"path": "/ready", "port": 8080},
+        "periodSeconds": 1,
+        "timeoutSeconds": 1,
+        "failureThreshold": 1,
+    }
     for p in deploy(api, ns, {"readinessProbe": probe}):
         set_status(api, ns, p, ready=False)
-        event(api, ns, p["metadata"]["name"], "Unhealthy",
-              'Readiness probe failed: Get "http://10.244.0.10:8080/ready": context deadline exceeded '
-              "(Client.Timeout exceeded while awaiting headers)", count=40)
+        event(
+            api,
+            ns,
+            p["metadata"]["name"],
+            "Unhealthy",
+            'Readiness probe failed: Get "http://10.244.0.10:8080/ready": context deadline exceeded '
+            "(Client.Timeout exceeded while awaiting headers)",
+            count=40,
+        )
 
 
 def requests_too_high(api: Api, ns: str) -> None:
     deploy(api, ns, {"resources": {"requests": {"cpu": "64", "memory": "64Mi"}}}, replicas=1, ready=False)
-    wait_for(lambda: any(c.get("reason") == "Unschedulable" for p in pods(api, ns)
-                         for c in p["status"].get("conditions", [])), "the scheduler to give up")
+    wait_for(
+        lambda: any(
+            c.get("reason") == "Unschedulable" for p in pods(api, ns) for c in p["status"].get("conditions", [])
+        ),
+        "the scheduler to give up",
+    )
 
 
 def oom_killed(api: Api, ns: str) -> None:
@@ -184,16 +266,33 @@ def oom_killed(api: Api, ns: str) -> None:
 def bad_image_after_rollout(api: Api, ns: str) -> None:
     deploy(api, ns)
     image = "shop/web:2.0-typo"
-    api("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/web",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}, content_type=MERGE)
-    new = wait_for(lambda: [p for p in newest_pods(api, ns) if p["spec"]["containers"][0]["image"] == image],
-                   "the new revision's pod")
+    api(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{ns}/deployments/web",
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}},
+        content_type=MERGE,
+    )
+    new = wait_for(
+        lambda: [p for p in newest_pods(api, ns) if p["spec"]["containers"][0]["image"] == image],
+        "the new revision's pod",
+    )
     for p in new:
-        set_status(api, ns, p, ready=False, phase="Pending",
-                   state={"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}})
-        event(api, ns, p["metadata"]["name"], "Failed",
-              f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to resolve reference: '
-              f"{image}: not found")
+        set_status(
+            api,
+            ns,
+            p,
+            ready=False,
+            phase="Pending",
+            state={"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}},
+        )
+        event(
+            api,
+            ns,
+            p["metadata"]["name"],
+            "Failed",
+            f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to resolve reference: '
+            f"{image}: not found",
+        )
 
 
 def multi_cause_crashloop(api: Api, ns: str) -> None:
@@ -201,8 +300,14 @@ def multi_cause_crashloop(api: Api, ns: str) -> None:
     container = {"livenessProbe": probe, "resources": {"limits": {"memory": "128Mi"}}}
     for p in deploy(api, ns, container):
         set_status(api, ns, p, ready=False, **crashing(p, "OOMKilled", 137, restarts=6))
-        event(api, ns, p["metadata"]["name"], "Unhealthy",
-              "Liveness probe failed: HTTP probe failed with statuscode: 404", count=9)
+        event(
+            api,
+            ns,
+            p["metadata"]["name"],
+            "Unhealthy",
+            "Liveness probe failed: HTTP probe failed with statuscode: 404",
+            count=9,
+        )
 
 
 def _app(dep: Obj) -> Obj:
@@ -220,28 +325,64 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("bad-probe-path", bad_probe_path, {"POD_PROBE_BAD_TARGET"}, ["set_probe"],
-             lambda d: _app(d)["livenessProbe"].get("tcpSocket") == {"port": 8080}
-             and "httpGet" not in _app(d)["livenessProbe"],
-             "Liveness probe failed: HTTP probe failed with statuscode: 404"),
-    Scenario("probe-too-frequent", probe_too_frequent, {"POD_PROBE_AGGRESSIVE"}, ["set_probe"],
-             lambda d: _app(d)["readinessProbe"]["periodSeconds"] >= 10
-             and _app(d)["readinessProbe"]["timeoutSeconds"] >= 3
-             and _app(d)["readinessProbe"]["failureThreshold"] >= 3,
-             "Readiness probe failed: context deadline exceeded"),
-    Scenario("requests-too-high", requests_too_high, {"POD_INSUFFICIENT_RESOURCES"}, ["set_resources"],
-             lambda d: _cores(_app(d)["resources"]["requests"]["cpu"]) <= 3.6,
-             "0/3 nodes are available: 3 Insufficient cpu"),
-    Scenario("oom-killed", oom_killed, {"POD_OOMKILLED"}, ["set_resources"],
-             lambda d: _app(d)["resources"]["limits"]["memory"] == "256Mi", "container app OOMKilled"),
-    Scenario("bad-image-after-rollout", bad_image_after_rollout, {"POD_IMAGE_NOT_FOUND"}, ["set_template"],
-             lambda d: _app(d)["image"] == "shop/web:1.0", "ImagePullBackOff after the 2.0 rollout"),
-    Scenario("multi-cause-crashloop", multi_cause_crashloop, {"POD_OOMKILLED", "POD_PROBE_BAD_TARGET"},
-             ["set_resources", "set_probe"],
-             lambda d: _app(d)["resources"]["limits"]["memory"] == "256Mi"
-             and _app(d)["livenessProbe"].get("tcpSocket") == {"port": 8080}
-             and _app(d)["livenessProbe"]["failureThreshold"] >= 3,
-             "CrashLoopBackOff: Back-off restarting failed container app"),
+    Scenario(
+        "bad-probe-path",
+        bad_probe_path,
+        {"POD_PROBE_BAD_TARGET"},
+        ["set_probe"],
+        lambda d: (
+            _app(d)["livenessProbe"].get("tcpSocket") == {"port": 8080} and "httpGet" not in _app(d)["livenessProbe"]
+        ),
+        "Liveness probe failed: HTTP probe failed with statuscode: 404",
+    ),
+    Scenario(
+        "probe-too-frequent",
+        probe_too_frequent,
+        {"POD_PROBE_AGGRESSIVE"},
+        ["set_probe"],
+        lambda d: (
+            _app(d)["readinessProbe"]["periodSeconds"] >= 10
+            and _app(d)["readinessProbe"]["timeoutSeconds"] >= 3
+            and _app(d)["readinessProbe"]["failureThreshold"] >= 3
+        ),
+        "Readiness probe failed: context deadline exceeded",
+    ),
+    Scenario(
+        "requests-too-high",
+        requests_too_high,
+        {"POD_INSUFFICIENT_RESOURCES"},
+        ["set_resources"],
+        lambda d: _cores(_app(d)["resources"]["requests"]["cpu"]) <= 3.6,
+        "0/3 nodes are available: 3 Insufficient cpu",
+    ),
+    Scenario(
+        "oom-killed",
+        oom_killed,
+        {"POD_OOMKILLED"},
+        ["set_resources"],
+        lambda d: _app(d)["resources"]["limits"]["memory"] == "256Mi",
+        "container app OOMKilled",
+    ),
+    Scenario(
+        "bad-image-after-rollout",
+        bad_image_after_rollout,
+        {"POD_IMAGE_NOT_FOUND"},
+        ["set_template"],
+        lambda d: _app(d)["image"] == "shop/web:1.0",
+        "ImagePullBackOff after the 2.0 rollout",
+    ),
+    Scenario(
+        "multi-cause-crashloop",
+        multi_cause_crashloop,
+        {"POD_OOMKILLED", "POD_PROBE_BAD_TARGET"},
+        ["set_resources", "set_probe"],
+        lambda d: (
+            _app(d)["resources"]["limits"]["memory"] == "256Mi"
+            and _app(d)["livenessProbe"].get("tcpSocket") == {"port": 8080}
+            and _app(d)["livenessProbe"]["failureThreshold"] >= 3
+        ),
+        "CrashLoopBackOff: Back-off restarting failed container app",
+    ),
 ]
 
 

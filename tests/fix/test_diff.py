@@ -6,11 +6,18 @@ from tools.fixloop import content, diff
 
 
 def test_diff_leaves_out_status_and_bookkeeping() -> None:
-    before = {"kind": "Deployment", "metadata": {"name": "web", "resourceVersion": "1", "generation": 1,
-                                                 "managedFields": [{"manager": "x"}]},
-              "spec": {"replicas": 2}, "status": {"replicas": 2}}
-    after = {**before, "metadata": {**before["metadata"], "resourceVersion": "2", "generation": 2},
-             "spec": {"replicas": 3}, "status": {"replicas": 3}}
+    before = {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "resourceVersion": "1", "generation": 1, "managedFields": [{"manager": "x"}]},
+        "spec": {"replicas": 2},
+        "status": {"replicas": 2},
+    }
+    after = {
+        **before,
+        "metadata": {**before["metadata"], "resourceVersion": "2", "generation": 2},
+        "spec": {"replicas": 3},
+        "status": {"replicas": 3},
+    }
     expected = "--- live\n+++ after\n@@ -3,3 +3,3 @@\n   name: web\n spec:\n-  replicas: 2\n+  replicas: 3"
     assert diff(before, after) == expected
     assert content(after)["metadata"] == {"name": "web"}
@@ -21,8 +28,11 @@ def test_diff_never_shows_secret_values() -> None:
     after = {"kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "bG9uZ2VyLXNlY3JldA=="}}
     text = diff(before, after)
     assert "c2VjcmV0" not in text and "bG9uZ2Vy" not in text and "<redacted: 20 chars>" in text
-    env_before = {"kind": "Deployment", "metadata": {"name": "web"},
-                  "spec": {"env": [{"name": "API_TOKEN", "value": "abc123456789"}]}}
+    env_before = {
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"env": [{"name": "API_TOKEN", "value": "abc123456789"}]},
+    }
     env_after = {**env_before, "spec": {"env": [{"name": "API_TOKEN", "value": "xyz987654321"}]}}
     text = diff(env_before, env_after)
     assert text == "# masked values (secret data or credential-like settings) change too"  # said, not shown

@@ -48,8 +48,12 @@ async def test_verification_timeout_rolls_back(api, namespace, call) -> None:
 async def test_conflict_aborts_and_makes_a_fresh_plan(api, namespace, call, runtime) -> None:
     deploy(api, namespace)
     plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
-    api("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
-        {"spec": {"template": {"metadata": {"labels": {"team": "other"}}}}}, content_type=MERGE)
+    api(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+        {"spec": {"template": {"metadata": {"labels": {"team": "other"}}}}},
+        content_type=MERGE,
+    )
     with pytest.raises(Conflict, match="changed by someone else") as caught:
         await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
     dep = deployment(api, namespace)
@@ -83,32 +87,45 @@ async def test_protected_namespace_is_refused_unless_overridden(api, namespace, 
     refused = AuditLog(runtime.store).entries(event="refused")[0]
     assert refused.object == f"Deployment {namespace}/web" and "is protected" in refused.result
     with pytest.raises(NotAllowed, match="does not allow overriding"):
-        await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3,
-                   override_protected=namespace)
+        await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3, override_protected=namespace)
     fix = runtime.settings.fix.model_copy(update={"allow_protected_override": True})
     runtime.settings = runtime.settings.model_copy(update={"fix": fix})
-    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3,
-                      override_protected=namespace)
+    plan = await call(
+        scale, kind="Deployment", name="web", namespace=namespace, replicas=3, override_protected=namespace
+    )
     assert plan.changes[0].actions == ["scale"]
     assert AuditLog(runtime.store).entries(plan_id=plan.plan_id)[0].event == "planned"
 
 
 async def test_restricted_identity_gets_a_clear_403_before_anything_is_applied(api, namespace, call, runtime):
     deploy(api, namespace, ready=False)
-    rules = [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "update", "patch"]},
-             {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list"]}]
-    api("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
-        {"metadata": {"name": "fixer"}, "rules": rules})
-    api("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
-        {"metadata": {"name": "fixer"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                                    "name": "fixer"},
-         "subjects": [{"kind": "User", "name": "auditor", "apiGroup": "rbac.authorization.k8s.io"}]})
+    rules = [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "update", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list"]},
+    ]
+    api(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+        {"metadata": {"name": "fixer"}, "rules": rules},
+    )
+    api(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        {
+            "metadata": {"name": "fixer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "fixer"},
+            "subjects": [{"kind": "User", "name": "auditor", "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    )
     with pytest.raises(Forbidden, match="viewer"):  # no rights at all: refused while planning
         await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3, cluster="viewer")
     plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3, cluster="auditor")
     rules[0]["verbs"] = ["get", "list"]  # the right to update is taken away before the plan is applied
-    api("PUT", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/fixer",
-        {"metadata": {"name": "fixer"}, "rules": rules})
+    api(
+        "PUT",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/fixer",
+        {"metadata": {"name": "fixer"}, "rules": rules},
+    )
     before = deployment(api, namespace)
     with pytest.raises(Forbidden) as caught:
         await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
@@ -118,8 +135,7 @@ async def test_restricted_identity_gets_a_clear_403_before_anything_is_applied(a
     assert _events(runtime, plan.plan_id) == ["planned", "refused"]
 
 
-async def test_plan_outlives_the_runtime_and_expired_plans_are_refused(api, namespace, settings, call,
-                                                                       runtime) -> None:
+async def test_plan_outlives_the_runtime_and_expired_plans_are_refused(api, namespace, settings, call, runtime) -> None:
     deploy(api, namespace, ready=False)
     plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=0)
     other = Runtime(settings)  # another server process would open the same SQLite file

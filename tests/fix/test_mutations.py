@@ -53,10 +53,23 @@ async def test_template_changes(api, namespace, call) -> None:
     before = deployment(api, namespace)
     plans = [
         await call(set_image, kind="Deployment", name="web", namespace=namespace, image="shop/web:1.1"),
-        await call(set_resources, kind="Deployment", name="web", namespace=namespace,
-                   requests={"cpu": "100m"}, limits={"memory": "256Mi"}),
-        await call(set_probe, kind="Deployment", name="web", namespace=namespace, probe="readiness",
-                   handler={"tcpSocket": {"port": 8080}}, timing={"periodSeconds": 10}),
+        await call(
+            set_resources,
+            kind="Deployment",
+            name="web",
+            namespace=namespace,
+            requests={"cpu": "100m"},
+            limits={"memory": "256Mi"},
+        ),
+        await call(
+            set_probe,
+            kind="Deployment",
+            name="web",
+            namespace=namespace,
+            probe="readiness",
+            handler={"tcpSocket": {"port": 8080}},
+            timing={"periodSeconds": 10},
+        ),
     ]
     assert "-      - image: shop/web:1.0\n+      - image: shop/web:1.1" in plans[0].changes[0].diff
     assert content(deployment(api, namespace)) == content(before)  # planning changes nothing
@@ -64,12 +77,25 @@ async def test_template_changes(api, namespace, call) -> None:
     assert _app(api, namespace)["image"] == "shop/web:1.1"
     with pytest.raises(Exception, match="changed by someone else"):  # planned on the version before
         await call(fix_apply, plan_id=plans[1].plan_id, confirm=plans[1].plan_id)
-    plan = await call(set_resources, kind="Deployment", name="web", namespace=namespace,
-                      requests={"cpu": "100m"}, limits={"memory": "256Mi"})
+    plan = await call(
+        set_resources,
+        kind="Deployment",
+        name="web",
+        namespace=namespace,
+        requests={"cpu": "100m"},
+        limits={"memory": "256Mi"},
+    )
     await _apply(call, api, namespace, plan)
     assert _app(api, namespace)["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
-    plan = await call(set_probe, kind="Deployment", name="web", namespace=namespace, probe="readiness",
-                      handler={"tcpSocket": {"port": 8080}}, timing={"periodSeconds": 10})
+    plan = await call(
+        set_probe,
+        kind="Deployment",
+        name="web",
+        namespace=namespace,
+        probe="readiness",
+        handler={"tcpSocket": {"port": 8080}},
+        timing={"periodSeconds": 10},
+    )
     await _apply(call, api, namespace, plan)
     assert _app(api, namespace)["readinessProbe"]["tcpSocket"] == {"port": 8080}
 
@@ -98,16 +124,21 @@ async def test_scale_and_patches(api, namespace, call) -> None:
         await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=0)
 
     api("POST", f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
-    for patch_type, patch in (("strategic", {"data": {"b": "2"}}), ("merge", {"data": {"a": None}}),
-                              ("json", [{"op": "add", "path": "/data/c", "value": "3"}])):
-        plan = await call(resource_patch, kind="configmaps", name="cfg", namespace=namespace, patch=patch,
-                          patch_type=patch_type)
+    for patch_type, patch in (
+        ("strategic", {"data": {"b": "2"}}),
+        ("merge", {"data": {"a": None}}),
+        ("json", [{"op": "add", "path": "/data/c", "value": "3"}]),
+    ):
+        plan = await call(
+            resource_patch, kind="configmaps", name="cfg", namespace=namespace, patch=patch, patch_type=patch_type
+        )
         assert plan.changes[0].actions == [f"patch_{patch_type}"]
         await _apply(call, api, namespace, plan, ready=False)
     assert api("GET", f"/api/v1/namespaces/{namespace}/configmaps/cfg")["data"] == {"b": "2", "c": "3"}
     with pytest.raises(InvalidInput, match="list of operations"):
-        await call(resource_patch, kind="configmaps", name="cfg", namespace=namespace, patch={"x": 1},
-                   patch_type="json")
+        await call(
+            resource_patch, kind="configmaps", name="cfg", namespace=namespace, patch={"x": 1}, patch_type="json"
+        )
 
     manifest = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: {namespace}\ndata:\n  k: v\n"
     plan = await call(resource_apply, manifest=manifest)

@@ -17,11 +17,21 @@ POD = ObjectRef(kind="Pod", name="web-5d9c7-abcde", namespace="shop")
 
 def deployment(container: dict | None = None, replicas: int = 4, **spec) -> dict:
     c = {"name": "app", "image": "shop/web:2.0", "ports": [{"containerPort": 8080}], **(container or {})}
-    return {"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop", "uid": "u1",
-                                               "annotations": {"deployment.kubernetes.io/revision": "2"}},
-            "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}},
-                                                        "spec": {"containers": [c]}}, **spec},
-            "status": {"availableReplicas": replicas}}
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "uid": "u1",
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [c]}},
+            **spec,
+        },
+        "status": {"availableReplicas": replicas},
+    }
 
 
 def node(name: str, cpu: str, memory: str, taint: bool = False) -> dict:
@@ -29,11 +39,19 @@ def node(name: str, cpu: str, memory: str, taint: bool = False) -> dict:
     return {"metadata": {"name": name}, "spec": spec, "status": {"allocatable": {"cpu": cpu, "memory": memory}}}
 
 
-def finding(code: str, action: str | None = None, container: str | None = "app", severity: str = "critical",
-            **params) -> Finding:
+def finding(
+    code: str, action: str | None = None, container: str | None = "app", severity: str = "critical", **params
+) -> Finding:
     fix = Fix(action=action, target=WEB, container=container, params=params) if action else None
-    return Finding(code=code, severity=severity, object=POD, summary=f"{code} summary", fix=fix,
-                   evidence={"container": "app"}, remediation=f"{code} remediation")
+    return Finding(
+        code=code,
+        severity=severity,
+        object=POD,
+        summary=f"{code} summary",
+        fix=fix,
+        evidence={"container": "app"},
+        remediation=f"{code} remediation",
+    )
 
 
 def ctx(dep: dict, **kw) -> Context:
@@ -105,11 +123,19 @@ def test_oom_without_a_limit_is_not_guessed() -> None:
 
 
 def _rs(revision: int, image: str) -> dict:
-    return {"metadata": {"name": f"web-{revision}", "annotations": {"deployment.kubernetes.io/revision": str(revision)},
-                         "ownerReferences": [{"uid": "u1", "kind": "Deployment", "name": "web"}]},
-            "spec": {"template": {"metadata": {"labels": {"app": "web", "pod-template-hash": f"h{revision}"}},
-                                  "spec": {"containers": [{"name": "app", "image": image,
-                                                           "ports": [{"containerPort": 8080}]}]}}}}
+    return {
+        "metadata": {
+            "name": f"web-{revision}",
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "ownerReferences": [{"uid": "u1", "kind": "Deployment", "name": "web"}],
+        },
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "web", "pod-template-hash": f"h{revision}"}},
+                "spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 8080}]}]},
+            }
+        },
+    }
 
 
 def test_bad_rollout_rolls_back_to_the_previous_revision_template() -> None:
@@ -128,9 +154,17 @@ def test_rollback_needs_a_revision_that_differs() -> None:
 
 
 def test_missing_config_is_reported_not_invented() -> None:
-    f = Finding(code="POD_CONFIG_MISSING", severity="critical", object=POD, summary="missing",
-                fix=Fix(action="create_missing", target=ObjectRef(kind="ConfigMap", name="app-config",
-                                                                  namespace="shop"), params={"key": "LOG_LEVEL"}))
+    f = Finding(
+        code="POD_CONFIG_MISSING",
+        severity="critical",
+        object=POD,
+        summary="missing",
+        fix=Fix(
+            action="create_missing",
+            target=ObjectRef(kind="ConfigMap", name="app-config", namespace="shop"),
+            params={"key": "LOG_LEVEL"},
+        ),
+    )
     plan = make_plan([f], ctx(deployment()))
     assert plan.changes == []
     assert "ConfigMap app-config key LOG_LEVEL is missing" in plan.refused[0].reason
@@ -143,8 +177,9 @@ def test_several_causes_make_one_change_and_symptoms_are_covered() -> None:
         finding("POD_PROBE_BAD_TARGET", "set_probe", probe="liveness", handler={"tcpSocket": {"port": 8080}}),
         Finding(code="DEPLOY_UNAVAILABLE", severity="critical", object=WEB, summary="0/4 available", tier=2),
     ]
-    dep = deployment({"resources": {"limits": {"memory": "128Mi"}},
-                      "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}})
+    dep = deployment(
+        {"resources": {"limits": {"memory": "128Mi"}}, "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}}
+    )
     plan = make_plan(findings, ctx(dep))
     change = only_change(plan)
     assert [e.action for e in change.edits] == ["set_resources", "set_probe"]
@@ -156,10 +191,15 @@ def test_blast_radius_of_a_rolling_update_with_pdb_and_hpa() -> None:
     dep = deployment(replicas=4)
     edit = Edit(action="set_resources", container="app", params={"requests": {"cpu": "1"}})
     change = Change(target=WEB, edits=[edit])
-    pdb = {"metadata": {"name": "web-pdb"}, "spec": {"selector": {"matchLabels": {"app": "web"}}},
-           "status": {"disruptionsAllowed": 0}}
-    hpa = {"metadata": {"name": "web-hpa"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"},
-                                                     "minReplicas": 2, "maxReplicas": 10}}
+    pdb = {
+        "metadata": {"name": "web-pdb"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}},
+        "status": {"disruptionsAllowed": 0},
+    }
+    hpa = {
+        "metadata": {"name": "web-hpa"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 2, "maxReplicas": 10},
+    }
     blast, risk = assess(change, dep, [pdb], [hpa])
     assert (blast.pods_restarted, blast.max_unavailable, risk) == (4, 1, "medium")
     assert any("web-pdb" in n and "allows 0" in n for n in blast.notes)
@@ -177,8 +217,10 @@ def test_edits_refuse_what_does_not_fit() -> None:
     with pytest.raises(EditError, match="cannot be scaled"):
         apply_edits({"kind": "DaemonSet", "spec": {}}, [Edit(action="scale", params={"replicas": 2})])
     with pytest.raises(EditError, match="exactly one of"):
-        apply_edits(deployment({"livenessProbe": {"exec": {"command": ["true"]}}}),
-                    [Edit(action="set_probe", params={"probe": "liveness", "handler": {"tcpSocket": {}, "exec": {}}})])
+        apply_edits(
+            deployment({"livenessProbe": {"exec": {"command": ["true"]}}}),
+            [Edit(action="set_probe", params={"probe": "liveness", "handler": {"tcpSocket": {}, "exec": {}}})],
+        )
 
 
 def test_operator_description_narrows_the_codes() -> None:

@@ -28,7 +28,8 @@ def kubelet_for(api, ns: str, selector: str) -> Iterator[None]:
                     if p["metadata"].get("deletionTimestamp"):
                         api("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}", {"gracePeriodSeconds": 0})
                     elif p["spec"].get("nodeName") and not any(
-                            c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])):
+                        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])
+                    ):
                         set_status(api, ns, p, ready=True)
                 except RuntimeError:  # gone between list and write
                     continue
@@ -44,16 +45,29 @@ def kubelet_for(api, ns: str, selector: str) -> Iterator[None]:
 
 
 def _template(app: str) -> dict:
-    return {"metadata": {"labels": {"app": app}},
-            "spec": {"containers": [{"name": "app", "image": f"shop/{app}:1", "ports": [{"containerPort": 80}]}],
-                     "tolerations": [{"operator": "Exists"}]}}
+    return {
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "containers": [{"name": "app", "image": f"shop/{app}:1", "ports": [{"containerPort": 80}]}],
+            "tolerations": [{"operator": "Exists"}],
+        },
+    }
 
 
 async def test_statefulset_rollout_is_verified(api, namespace, call) -> None:
-    api("POST", f"/apis/apps/v1/namespaces/{namespace}/statefulsets", {
-        "metadata": {"name": "db"},
-        "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-                 "template": _template("db")}})
+    api(
+        "POST",
+        f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 2,
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": _template("db"),
+            },
+        },
+    )
     with kubelet_for(api, namespace, "app=db"):
         plan = await call(set_image, kind="StatefulSet", name="db", namespace=namespace, image="shop/db:2")
         assert plan.changes[0].blast.max_unavailable == 1
@@ -63,9 +77,14 @@ async def test_statefulset_rollout_is_verified(api, namespace, call) -> None:
 
 
 async def test_daemonset_rollout_is_verified(api, namespace, call) -> None:
-    api("POST", f"/apis/apps/v1/namespaces/{namespace}/daemonsets", {
-        "metadata": {"name": "agent"},
-        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": _template("agent")}})
+    api(
+        "POST",
+        f"/apis/apps/v1/namespaces/{namespace}/daemonsets",
+        {
+            "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": _template("agent")},
+        },
+    )
     with kubelet_for(api, namespace, "app=agent"):
         path = f"/apis/apps/v1/namespaces/{namespace}/daemonsets/agent"
 

@@ -48,11 +48,18 @@ async def test_scenario_is_fixed_as_planned(scenario: Scenario, api, namespace, 
 async def test_missing_configmap_is_reported_and_nothing_is_invented(api, namespace, call) -> None:
     env = [{"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "LOG_LEVEL"}}}]
     for p in deploy(api, namespace, {"env": env}):
-        set_status(api, namespace, p, ready=False, phase="Pending", state={"waiting": {
-            "reason": "CreateContainerConfigError", "message": 'configmap "app-config" not found'}})
+        set_status(
+            api,
+            namespace,
+            p,
+            ready=False,
+            phase="Pending",
+            state={"waiting": {"reason": "CreateContainerConfigError", "message": 'configmap "app-config" not found'}},
+        )
     plan = await call(fix_plan, namespace=namespace, name="web")
     assert plan.changes == [] and plan.status == "empty"
-    assert any("ConfigMap app-config is missing" in r.reason and "does not invent" in r.reason
-               for r in plan.refused), plan.render()
+    assert any("ConfigMap app-config is missing" in r.reason and "does not invent" in r.reason for r in plan.refused), (
+        plan.render()
+    )
     with pytest.raises(InvalidInput, match="is empty"):
         await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)

@@ -11,8 +11,20 @@ from server import build_server
 from tests.fix.scenarios import deploy, deployment
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-CHANGE_TOOLS = {"fix_plan", "fix_apply", "scale", "rollout_restart", "rollout_undo", "set_image", "set_resources",
-                "set_probe", "resource_patch", "resource_apply", "node_cordon", "node_uncordon"}
+CHANGE_TOOLS = {
+    "fix_plan",
+    "fix_apply",
+    "scale",
+    "rollout_restart",
+    "rollout_undo",
+    "set_image",
+    "set_resources",
+    "set_probe",
+    "resource_patch",
+    "resource_apply",
+    "node_cordon",
+    "node_uncordon",
+}
 DELETE_TOOLS = {"pod_delete", "resource_delete"}
 READ_TOOLS = {"fix_plan_show", "audit_list", "audit_get"}
 
@@ -49,8 +61,9 @@ async def _call(client, tool_name: str, **args):
 
 async def test_elicitation_approves_or_declines(api, namespace, settings) -> None:
     deploy(api, namespace, ready=False)
-    answers = iter([types.ElicitResult(action="decline"),
-                    types.ElicitResult(action="accept", content={"approve": True})])
+    answers = iter(
+        [types.ElicitResult(action="decline"), types.ElicitResult(action="accept", content={"approve": True})]
+    )
     asked: list[str] = []
 
     async def elicit(context, params):
@@ -58,8 +71,9 @@ async def test_elicitation_approves_or_declines(api, namespace, settings) -> Non
         return next(answers)
 
     info = types.Implementation(name="test-client", version="9.9")
-    async with create_connected_server_and_client_session(build_server(settings), elicitation_callback=elicit,
-                                                          client_info=info) as client:
+    async with create_connected_server_and_client_session(
+        build_server(settings), elicitation_callback=elicit, client_info=info
+    ) as client:
         plan = await _call(client, "scale", kind="Deployment", name="web", namespace=namespace, replicas=0)
         plan_id = plan.structuredContent["plan_id"]
         declined = await _call(client, "fix_apply", plan_id=plan_id)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engines.forecast import Autoscaler, fit_horizon, forecast, recommend
-from engines.forecast.model import rolling_half_widths
+from engines.forecast.model import anchor_horizons, rolling_half_widths
 
 STEP = 1800.0
 
@@ -44,6 +44,24 @@ def test_forecast_path_shape_and_order() -> None:
     assert fc.times[0] == pytest.approx(t[-1] + STEP)
     truth = 200 + 80 * np.sin(2 * math.pi * (fc.times % 86_400) / 86_400)
     assert np.all(np.abs(fc.mean - truth) < 60)
+
+
+def test_anchor_horizons_double_and_end_at_the_horizon() -> None:
+    assert anchor_horizons(3) == [1, 2, 3]
+    assert anchor_horizons(12) == [1, 2, 3, 4, 8, 12]
+    assert anchor_horizons(1440) == [1, 2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1440]
+
+
+def test_a_day_ahead_follows_the_cycle_between_anchors() -> None:
+    t, y = seasonal(48 * 21)
+    fc = forecast(t, y, 48, 0.9)  # a day at 30-minute steps: 9 models, 39 steps in between
+    truth = 200 + 80 * np.sin(2 * math.pi * (fc.times % 86_400) / 86_400)
+    truth += ((fc.times // 86_400 + 3) % 7 >= 5) * -30.0
+    assert np.mean(np.abs(fc.mean - truth)) < 15  # the noise alone is 8
+    assert np.all(fc.lower <= fc.mean) and np.all(fc.mean <= fc.upper)
+    widths = fc.upper - fc.lower
+    assert widths[-1] >= widths[0]  # farther is less certain
+    assert np.mean((truth >= fc.lower) & (truth <= fc.upper)) >= 0.9
 
 
 def test_short_history_falls_back_to_recent_level() -> None:

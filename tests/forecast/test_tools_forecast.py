@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kubernetes import client as kclient
 
 from settings import Settings
+from tests.cluster import states
 from tests.forecast.conftest import daily_rate
 from tools import forecast as tools_forecast
-from tools.errors import InvalidInput
+from tools.errors import InvalidInput, NotFound
 from tools.rca import parse_when
 from tools.runtime import Runtime, use
 
@@ -61,3 +63,50 @@ def test_autoscaler_matched_by_target() -> None:
     found = tools_forecast._autoscaler(hpas, "web")
     assert found is not None and (found.name, found.min_replicas, found.max_replicas) == ("web-hpa", 2, 8)
     assert tools_forecast._autoscaler(hpas, "db") is None
+
+
+@pytest.mark.cluster
+async def test_recommend_replicas_reads_the_deployment_and_its_hpa(load_url, cluster, namespace, tmp_path) -> None:
+    cluster.apps.create_namespaced_deployment(namespace, states.deployment("web", replicas=2))
+    kclient.AutoscalingV2Api(cluster.api).create_namespaced_horizontal_pod_autoscaler(
+        namespace,
+        {
+            "metadata": {"name": "web-hpa"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 2,
+                "maxReplicas": 5,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                    }
+                ],
+            },
+        },
+    )
+    settings = Settings(
+        prometheus={"url": load_url},
+        k8s={"kubeconfig": cluster.kubeconfig, "context": None},
+        store={"path": tmp_path / "db.sqlite"},
+    )
+    with use(Runtime(settings)) as rt:
+        # over a whole day the load peaks near 150 requests/s: 8 replicas of 20/s, more than the HPA allows
+        result = await tools_forecast.recommend_replicas(
+            namespace,
+            "web",
+            per_replica=20,
+            query='shop_requests_rate{service="web"}',
+            horizon_minutes=1440,
+            history_days=3,
+        )
+        assert result.current == 2
+        assert result.hpa == "web-hpa 2-5"
+        assert 145 <= result.peak_mean <= 165 and result.peak_upper >= result.peak_mean
+        assert result.needed in (8, 9) and result.recommended == result.needed
+        assert any("caps at 5" in n and "raise maxReplicas" in n for n in result.notes)
+        with pytest.raises(NotFound, match=f'"ghost" in namespace "{namespace}"'):
+            await tools_forecast.recommend_replicas(
+                namespace, "ghost", per_replica=20, query='shop_requests_rate{service="web"}', history_days=1
+            )
+        rt.close()

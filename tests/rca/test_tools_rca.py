@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from settings import Settings
+from tests.cluster import states
+from tests.conftest import ClusterEnv
 from tests.prom.harness import free_port
-from tests.rca.conftest import Incident
+from tests.rca.conftest import PODS, Incident
 from tools import rca
 from tools.errors import InvalidInput, Unreachable, Unsupported
 from tools.prometheus import Prometheus, workload_of
@@ -117,3 +121,73 @@ async def test_rca_from_csv(tmp_path: Path) -> None:
             await rca.rca_from_csv("a_cpu\n1\n")
         with pytest.raises(InvalidInput, match="characters"):
             await rca.rca_from_csv("x" * (rca.MAX_CSV_CHARS + 1))
+
+
+def _stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.cluster
+@pytest.mark.anyio
+async def test_rca_namespace_adds_the_clusters_events_and_error_log_bursts(
+    incident: Incident, cluster: ClusterEnv, tmp_path: Path
+) -> None:
+    cp = cluster.require_control_plane()  # the fake kubelet serves the logs
+    core = cluster.core
+    core.create_namespace({"metadata": {"name": "shop"}})
+    try:
+        for workload, pod in PODS.items():
+            states.make_pod(core, "shop", pod, containers=[{"name": workload, "image": "x"}])
+        # cart: a Warning event a minute after the fault; a Normal one, and a Warning from before the window,
+        # that must not count
+        states.make_event(
+            core,
+            "shop",
+            "Pod",
+            PODS["cart"],
+            "Unhealthy",
+            "Readiness probe failed: HTTP 503",
+            when=_stamp(incident.fault + 60)[:19] + "Z",
+        )
+        states.make_event(
+            core,
+            "shop",
+            "Pod",
+            PODS["cart"],
+            "Pulled",
+            "image pulled",
+            type_="Normal",
+            when=_stamp(incident.fault + 90)[:19] + "Z",
+        )
+        states.make_event(
+            core, "shop", "Pod", PODS["cart"], "BackOff", "old trouble", when=_stamp(incident.start - 3600)[:19] + "Z"
+        )
+        # payment: quiet logs, then a burst of errors after the fault (its metrics stay flat)
+        quiet = [f"{_stamp(t)} GET /charge 200" for t in np.arange(incident.start, incident.end, 30.0)]
+        burst = [f"{_stamp(incident.fault + 20 + i)} ERROR charge failed: upstream timeout" for i in range(0, 400, 4)]
+        cp.kubelet.set_log("shop", PODS["payment"], "payment", "\n".join(sorted(quiet + burst)) + "\n", stamped=True)
+        cp.kubelet.set_log("shop", PODS["cart"], "cart", f"{_stamp(incident.start)} started\n", stamped=True)
+        cp.kubelet.set_log("shop", PODS["frontend"], "frontend", f"{_stamp(incident.start)} started\n", stamped=True)
+
+        settings = Settings(
+            prometheus={"url": incident.url},
+            k8s={"kubeconfig": cluster.kubeconfig, "context": None},
+            store={"path": tmp_path / "db.sqlite"},
+        )
+        with use(Runtime(settings)) as rt:
+            result = await rca.rca_namespace(
+                "shop", minutes=55, end=str(incident.end), anomaly_time=str(incident.fault)
+            )
+            rt.close()
+    finally:
+        core.delete_collection_namespaced_pod("shop", grace_period_seconds=0)
+        core.delete_namespace("shop")
+
+    assert not any("unavailable" in n for n in result.notes), result.notes
+    by_service = {c.service: c for c in result.candidates}
+    assert result.candidates[0].service == "cart"
+    assert by_service["cart"].events == ["Unhealthy: Readiness probe failed: HTTP 503"]
+    payment = by_service["payment"]
+    logs = next(m for m in payment.evidence if m.metric == "error_logs")
+    assert logs.baseline == 0 and logs.peak >= 3  # about 3.75 error lines per 15 s step during the burst
+    assert payment.evidence[0].metric == "error_logs"  # its strongest signal

@@ -4,9 +4,10 @@ from decimal import Decimal
 
 import pytest
 
-from tools import podstatus, validate
+from kube import podstatus
+from kube.quantity import QuantityError, cores, gib, parse_quantity
+from tools import validate
 from tools.errors import InvalidInput
-from tools.quantity import cores, gib, parse_quantity
 from tools.redact import MASK, mask_text, redact
 
 
@@ -41,7 +42,7 @@ def test_quantity_helpers_convert_units() -> None:
 
 @pytest.mark.parametrize("bad", ["", "1.2.3", "10 Mi", "Gi", "1Zi", "abc"])
 def test_bad_quantities_are_rejected_with_the_rule(bad: str) -> None:
-    with pytest.raises(InvalidInput, match="not a Kubernetes quantity"):
+    with pytest.raises(QuantityError, match="not a Kubernetes quantity"):
         parse_quantity(bad)
 
 

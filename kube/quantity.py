@@ -6,8 +6,6 @@ import functools
 import re
 from decimal import Decimal, InvalidOperation
 
-from tools.errors import InvalidInput
-
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
     "n": Decimal("1e-9"),
@@ -25,6 +23,10 @@ _FORM = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+|
 GIB = Decimal(2**30)
 
 
+class QuantityError(ValueError):
+    """Text that is not a Kubernetes quantity."""
+
+
 def parse_quantity(text: str | int | float) -> Decimal:
     """The exact value of a quantity: `parse_quantity("1.5Gi") == 1610612736`."""
     if isinstance(text, (int, float)):
@@ -36,12 +38,12 @@ def parse_quantity(text: str | int | float) -> Decimal:
 def _parse(text: str) -> Decimal:
     match = _FORM.match(text.strip())
     if not match:
-        raise InvalidInput(f"{text!r} is not a Kubernetes quantity (e.g. 250m, 1.5Gi, 2, 1e3).")
+        raise QuantityError(f"{text!r} is not a Kubernetes quantity (e.g. 250m, 1.5Gi, 2, 1e3).")
     number, suffix = match.group(1), match.group(2) or ""
     try:
         value = Decimal(number)
     except InvalidOperation as e:  # pragma: no cover - the regex admits only valid decimals
-        raise InvalidInput(f"{text!r} is not a Kubernetes quantity.") from e
+        raise QuantityError(f"{text!r} is not a Kubernetes quantity.") from e
     if suffix in _BINARY:
         return value * _BINARY[suffix]
     if suffix[:1] in ("e", "E") and len(suffix) > 1:
