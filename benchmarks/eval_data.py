@@ -28,6 +28,7 @@ class Case:
     service: str
     inject_time: float
     frame: Frame
+    calls: frozenset[tuple[str, str]] = frozenset()  # (caller, callee), where the data set publishes its call graph
 
 
 def _read_numeric_csv(path: Path) -> tuple[list[str], np.ndarray]:
@@ -81,14 +82,15 @@ def _by_minute(path: Path, time_field: str, skip: set[str]) -> dict[str, dict[in
     return out
 
 
-def nezha_day(day_dir: Path, edges: bool) -> tuple[Frame, list[tuple[float, str, str]]]:
+def nezha_day(day_dir: Path, edges: bool) -> tuple[Frame, list[tuple[float, str, str]], frozenset[tuple[str, str]]]:
     """One Nezha Online Boutique fault day as a frame (1 row per minute) and its (time, service, fault) labels.
 
     Pod metrics become `<service>_<metric>` (service = pod name before the first `-`); node-level metrics
     (`Node*`) describe the node, not the service, and are left out. With `edges`, the per-call latency
     medians become edge columns of the callee: `<callee>_latency_p50_source@<caller>` (measured by the
     caller) and `<callee>_latency_p50_destination@<caller>` (measured by the callee). Times come from the
-    `Time` text (one file's `TimeStamp` column is corrupt).
+    `Time` text (one file's `TimeStamp` column is corrupt). The call graph is `dependency.csv` (calls to
+    IP addresses, i.e. outside the mesh, left out) — what Istio's telemetry gives a live cluster.
     """
     metric_dir = next(day_dir.glob("rca_data/*/metric"))
     series: dict[str, dict[int, float]] = {}
@@ -111,7 +113,12 @@ def nezha_day(day_dir: Path, edges: bool) -> tuple[Frame, list[tuple[float, str,
         for fault in faults:
             moment = datetime.strptime(fault["inject_time"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
             labels.append((moment.timestamp(), fault["inject_pod"].split("-", 1)[0], fault["inject_type"]))
-    return Frame(np.array(minutes, dtype=float), columns, values), labels
+    services = {c.split("_", 1)[0] for c in columns}
+    with (metric_dir / "dependency.csv").open(newline="") as f:
+        calls = frozenset(
+            (row["Source"], row["Target"]) for row in csv.DictReader(f) if {row["Source"], row["Target"]} <= services
+        )
+    return Frame(np.array(minutes, dtype=float), columns, values), labels, calls
 
 
 def nezha_cases(edges: bool, root: Path | None = None) -> list[Case]:
@@ -119,10 +126,10 @@ def nezha_cases(edges: bool, root: Path | None = None) -> list[Case]:
     root = root or EVAL_DIR / "rca" / "nezha-ob"
     cases = []
     for day_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        frame, labels = nezha_day(day_dir, edges)
+        frame, labels, calls = nezha_day(day_dir, edges)
         for time, service, fault in sorted(labels):
             stamp = datetime.fromtimestamp(time, UTC).strftime("%Y-%m-%dT%H:%M")
-            cases.append(Case(f"{stamp} {service}", fault, service, time, frame))
+            cases.append(Case(f"{stamp} {service}", fault, service, time, frame, calls))
     return cases
 
 

@@ -45,7 +45,7 @@ PUBLISHED = {  # Sock Shop 1, Avg@5 (cpu, mem), from the RCAEval and BARO papers
     ("NSigma", "true + 60 s"): (0.15, 0.33),
 }
 
-Method = Callable[[Frame, float | None], list[str]]
+Method = Callable[[Frame, float | None, frozenset[tuple[str, str]]], list[str]]  # frame, given time, calls
 
 
 def services(ranked_columns: list[str]) -> list[str]:
@@ -53,8 +53,8 @@ def services(ranked_columns: list[str]) -> list[str]:
     return list(dict.fromkeys(service_of(c) for c in ranked_columns))
 
 
-def ours(frame: Frame, given: float | None, **options) -> list[str]:
-    return analyse(frame, given, **options).ranking()
+def ours(frame: Frame, given: float | None, calls: frozenset[tuple[str, str]] = frozenset(), **options) -> list[str]:
+    return analyse(frame, given, calls=set(calls), **options).ranking()
 
 
 def _dataframe(frame: Frame):
@@ -80,7 +80,7 @@ def _onset_row(frame: Frame) -> int:
 
 
 def _baro_style(scorer_name: str) -> Method:
-    def run(frame: Frame, given: float | None) -> list[str]:
+    def run(frame: Frame, given: float | None, calls: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
         from baro import root_cause_analysis as rca
 
         scorer = getattr(rca, scorer_name)
@@ -112,7 +112,7 @@ def evaluate(cases: list[Case], method: Method, offset: float | None) -> dict:
         centre = case.inject_time + (offset or 0.0)
         window = case.frame.between(centre - HALF_WINDOW, centre + HALF_WINDOW)
         started = time.perf_counter()
-        ranking = method(window, None if offset is None else centre)
+        ranking = method(window, None if offset is None else centre, case.calls)
         spent += time.perf_counter() - started
         rank = ranking.index(case.service) + 1 if case.service in ranking else 99
         ranks["all"].append(rank)
@@ -172,10 +172,10 @@ def run_ablation(cases: list[Case], title: str) -> None:
     """Our engine with one detector at a time, and without the call graph, at the true time."""
     variants: dict[str, Method] = {
         "ours (all detectors)": ours,
-        "ours, no call graph": lambda f, t: ours(f, t, use_graph=False),
+        "ours, no call graph": lambda f, t, c: ours(f, t, c, use_graph=False),
     }
     for name in ("robust", "zscore", "isolation", "dbscan"):
-        variants[f"ours, {name} only"] = lambda f, t, n=name: ours(f, t, detectors=(n,))
+        variants[f"ours, {name} only"] = lambda f, t, c, n=name: ours(f, t, c, detectors=(n,))
     faults = sorted({c.fault for c in cases})
     results = {(name, "true time"): evaluate(cases, method, 0.0) for name, method in variants.items()}
     print_table(f"Ablation, {title}", results, faults)
@@ -200,9 +200,10 @@ def main() -> None:
         if args.ablation:
             run_ablation(sock_shop_cases(), "Sock Shop 1")
     if "nezha-ob" in args.datasets:
-        run_dataset("Nezha Online Boutique, pod metrics only", nezha_cases(edges=False), args.methods)
+        run_dataset("Nezha Online Boutique, pod metrics + call graph", nezha_cases(edges=False), args.methods)
         run_dataset("Nezha Online Boutique, pod + per-call latency metrics", nezha_cases(edges=True), args.methods)
         if args.ablation:
+            run_ablation(nezha_cases(edges=False), "Nezha OB, pod metrics + call graph")
             run_ablation(nezha_cases(edges=True), "Nezha OB, pod + per-call latency")
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+import anyio
 from pydantic import BaseModel, Field
 
 from engines.diagnosis import Finding, ObjectRef, Snapshot, run
@@ -40,10 +41,11 @@ from tools.fixloop import (
     write,
 )
 from tools.results import Result, clip, table
-from tools.runtime import Runtime, ask_confirmation, client_name, current, validate_limit
-from tools.verify import verify
+from tools.runtime import Runtime, ask_confirmation, client_name, current, report_progress, validate_limit
+from tools.verify import ROLLOUT_KINDS, verify
 
 logger = logging.getLogger(__name__)
+FINDING_POLL_SECONDS = 0.5
 
 _KEYS = {kind: key for key, kind in KINDS.items() if key not in ("k8s_gateways",)}
 OverrideArg = Annotated[
@@ -231,8 +233,9 @@ async def fix_apply(
 ) -> ApplyResult:
     """Apply a reviewed plan: needs the user's approval (asked through the client when it can, otherwise
     confirm=<plan id>). Writes on the exact version the diff was made from (a conflicting change by someone
-    else aborts and yields a fresh plan), then watches the rollout until the pods are ready; if that fails
-    within the timeout, restores the previous spec automatically. Every step is audited."""
+    else aborts and yields a fresh plan), then watches the rollout until the pods are ready (for objects without
+    a rollout: until diagnosis no longer reports the findings the plan removes); if that fails within the
+    timeout, restores the previous spec automatically. Every step is audited."""
     rt = current()
     log = audit_log(rt)
     status, saved = load(rt, plan_id)
@@ -265,6 +268,8 @@ async def fix_apply(
     for item, obj in applied:
         try:
             ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout)
+            if ok and obj is not None and item.change.findings and item.change.target.kind not in ROLLOUT_KINDS:
+                ok, seen = await _findings_gone(rt, conn, item.change.target, item.change.findings, timeout)
         except CloudPilotError as e:  # cannot tell whether it worked: treat as failed, so it is rolled back
             ok, seen = False, f"verification failed: {e.message}"
         results.append((item, obj, ok, seen))
@@ -290,6 +295,26 @@ async def fix_apply(
         changes=views,
         seconds=round(time.monotonic() - started, 1),
     )
+
+
+async def _findings_gone(
+    rt: Runtime, conn: Connection, target: ObjectRef, codes: list[str], timeout: float
+) -> tuple[bool, str]:
+    """For a change with no rollout to watch (a Service, a Node, ...): wait until diagnosis of the object no
+    longer reports the findings the change was planned to remove."""
+    namespaces = [target.namespace] if target.namespace else None
+    focus = ObjectRef(kind=target.kind, name=target.name, namespace=target.namespace)
+    deadline = time.monotonic() + timeout
+    while True:
+        gathered, _ = await snapshot(rt, conn, namespaces, refresh=True)
+        report = await rt.call(run, gathered.snapshot, focus=focus)
+        left = sorted({f.code for f in report.findings if f.code in codes})
+        if not left:
+            return True, "stored as planned; diagnosis no longer reports " + ", ".join(sorted(set(codes)))
+        if time.monotonic() > deadline:
+            return False, f"diagnosis still reports {', '.join(left)} after {timeout:g}s"
+        await report_progress(round(timeout - (deadline - time.monotonic()), 1), timeout, f"still {', '.join(left)}")
+        await anyio.sleep(FINDING_POLL_SECONDS)
 
 
 async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dict[str, Any]) -> str:

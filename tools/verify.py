@@ -135,3 +135,4 @@ def _stored(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bo
 
 
 _CHECKS = {"Deployment": _deployment, "StatefulSet": _rolling, "DaemonSet": _rolling, "Node": _node}
+ROLLOUT_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})  # verified by their rollout, not by diagnosis

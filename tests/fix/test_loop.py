@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from store import AuditLog
+from tests.cluster import states
 from tests.fix.scenarios import bad_probe_path, deploy, deployment, kubelet, set_status, wait_for
 from tools.errors import Conflict, Forbidden, InvalidInput, NotAllowed
 from tools.fix import audit_get, audit_list, fix_apply, fix_plan, fix_plan_show
@@ -171,3 +172,27 @@ async def test_policy_pre_approves_named_low_risk_actions_only(api, namespace, r
     plan = await call(set_image, kind="Deployment", name="web", namespace=namespace, image="shop/web:1.1")
     with pytest.raises(NotAllowed, match="no confirmation"):
         await call(fix_apply, plan_id=plan.plan_id)
+
+
+async def test_a_change_without_rollout_is_verified_by_the_finding_going_away(cluster, namespace, call) -> None:
+    core = cluster.core
+    states.make_pod(
+        core,
+        namespace,
+        "api-0",
+        labels={"app": "api"},
+        containers=[{"name": "app", "image": "x", "ports": [{"containerPort": 8080}]}],
+    )
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "api"},
+            "spec": {"selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": 9090}]},
+        },
+    )
+    plan = await call(fix_plan, namespace=namespace, name="api", kind="Service")
+    assert [c.actions for c in plan.changes] == [["set_target_port"]], plan.render()
+    result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=20)
+    assert result.status == "verified", result.render()
+    assert "no longer reports SVC_TARGET_PORT_MISMATCH" in result.changes[0].verification
+    assert core.read_namespaced_service("api", namespace).spec.ports[0].target_port == 8080
