@@ -262,20 +262,24 @@ async def fix_apply(
         log.set_plan_status(plan_id, "planned")
         raise
     log.record("approved", **base, object=_objects(saved), result=f"approved by {approved_by}")
-    applied = await _write_all(rt, conn, saved, base)
+    with anyio.CancelScope(shield=True):  # a client that goes away mid-write must not leave half a plan written
+        applied = await _write_all(rt, conn, saved, base)
     timeout = verify_timeout_seconds or rt.settings.fix.verify_timeout_seconds
-    results = []
-    for item, obj in applied:
-        try:
-            ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout)
-            if ok and obj is not None and item.change.findings and item.change.target.kind not in ROLLOUT_KINDS:
-                ok, seen = await _findings_gone(rt, conn, item.change.target, item.change.findings, timeout)
-        except CloudPilotError as e:  # cannot tell whether it worked: treat as failed, so it is rolled back
-            ok, seen = False, f"verification failed: {e.message}"
-        results.append((item, obj, ok, seen))
-        log.record("verified" if ok else "failed", **base, object=item.label, result=seen)
-        if not ok:
-            break
+    try:
+        results = await _verify_all(rt, conn, applied, timeout, base)
+    except BaseException as e:  # cancelled (the client went away) or a bug: no change stays unverified
+        with anyio.CancelScope(shield=True):
+            for item, obj in applied:
+                undone = await rt.call(restore, conn, item, obj)
+                log.record(
+                    "rolled_back",
+                    **base,
+                    object=item.label,
+                    diff=item.diff,
+                    result=f"verification interrupted ({type(e).__name__}): {undone}",
+                )
+            log.set_plan_status(plan_id, "rolled_back")
+        raise
     outcome: Outcome = "verified" if all(r[2] for r in results) else "rolled_back"
     views = []
     for item, obj in applied:
@@ -295,6 +299,30 @@ async def fix_apply(
         changes=views,
         seconds=round(time.monotonic() - started, 1),
     )
+
+
+async def _verify_all(
+    rt: Runtime,
+    conn: Connection,
+    applied: list[tuple[Item, dict[str, Any] | None]],
+    timeout: float,
+    base: dict[str, Any],
+) -> list[tuple[Item, dict[str, Any] | None, bool, str]]:
+    """Verify the written changes in order, stopping at the first that fails."""
+    log = audit_log(rt)
+    results = []
+    for item, obj in applied:
+        try:
+            ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout)
+            if ok and obj is not None and item.change.findings and item.change.target.kind not in ROLLOUT_KINDS:
+                ok, seen = await _findings_gone(rt, conn, item.change.target, item.change.findings, timeout)
+        except CloudPilotError as e:  # cannot tell whether it worked: treat as failed, so it is rolled back
+            ok, seen = False, f"verification failed: {e.message}"
+        results.append((item, obj, ok, seen))
+        log.record("verified" if ok else "failed", **base, object=item.label, result=seen)
+        if not ok:
+            break
+    return results
 
 
 async def _findings_gone(

@@ -3,6 +3,7 @@ conflicts, protected namespaces, RBAC refusals before anything is applied, plans
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from store import AuditLog
@@ -44,6 +45,21 @@ async def test_verification_timeout_rolls_back(api, namespace, call) -> None:
     assert result.status == "rolled_back"
     assert "not complete after 1.5s" in result.changes[0].verification
     assert deployment(api, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.0"
+
+
+async def test_a_client_that_goes_away_during_verification_leaves_nothing_half_done(
+    api, namespace, call, runtime
+) -> None:
+    deploy(api, namespace)
+    plan = await call(set_image, kind="Deployment", name="web", namespace=namespace, image="shop/web:1.1")
+    with anyio.move_on_after(4) as scope:  # the new pods never get ready: still verifying when cancelled
+        await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=60)
+    assert scope.cancelled_caught
+    assert deployment(api, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.0"
+    assert _events(runtime, plan.plan_id) == ["planned", "approved", "applied", "rolled_back"]
+    entry = AuditLog(runtime.store).entries(plan_id=plan.plan_id)[0]
+    assert entry.result.startswith("verification interrupted (CancelledError)"), entry.result
+    assert (await call(fix_plan_show, plan_id=plan.plan_id)).status == "rolled_back"
 
 
 async def test_conflict_aborts_and_makes_a_fresh_plan(api, namespace, call, runtime) -> None:
