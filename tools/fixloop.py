@@ -475,19 +475,33 @@ def restore(conn: Connection, item: Item, applied: dict[str, Any] | None) -> str
             return "rolled back: the created object was deleted"
         if current is None:
             return "not rolled back: the object was deleted meanwhile"
+        previous, note = item.live, ""
         if applied is not None and content(current) != content(applied):
-            return "not rolled back: someone else changed the object after CloudPilot did; left as it is"
+            if not _replicas_only(current, applied):
+                return "not rolled back: someone else changed the object after CloudPilot did; left as it is"
+            keep = (current.get("spec") or {}).get("replicas")  # an autoscaler's choice is not undone
+            previous = copy.deepcopy(item.live)
+            previous.setdefault("spec", {})["replicas"] = keep
+            note = f" (replicas left at {keep}: changed meanwhile, e.g. by an autoscaler)"
         try:
             conn.request(
                 "PUT",
                 item.path,
                 query={"fieldManager": FIELD_MANAGER},
-                body=_for_write(item.live, current["metadata"]["resourceVersion"]),
+                body=_for_write(previous, current["metadata"]["resourceVersion"]),
             )
         except Conflict:
             continue
-        return "rolled back to the saved previous spec"
+        return "rolled back to the saved previous spec" + note
     return "not rolled back: the object kept changing"
+
+
+def _replicas_only(current: dict[str, Any], applied: dict[str, Any]) -> bool:
+    """Whether the object differs from what CloudPilot wrote in spec.replicas alone (an HPA scaled it)."""
+    a, b = content(current) or {}, content(applied) or {}
+    for obj in (a, b):
+        (obj.get("spec") or {}).pop("replicas", None)
+    return a == b
 
 
 Outcome = Literal["verified", "rolled_back", "failed", "refused"]

@@ -62,6 +62,26 @@ async def test_a_client_that_goes_away_during_verification_leaves_nothing_half_d
     assert (await call(fix_plan_show, plan_id=plan.plan_id)).status == "rolled_back"
 
 
+async def test_rollback_keeps_an_autoscalers_replicas(api, namespace, call, runtime) -> None:
+    deploy(api, namespace)
+    plan = await call(set_image, kind="Deployment", name="web", namespace=namespace, image="shop/web:1.1")
+
+    async def autoscaler() -> None:  # scales the Deployment while the new image is being verified
+        while "applied" not in _events(runtime, plan.plan_id):
+            await anyio.sleep(0.1)
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale"
+        api("PATCH", path, {"spec": {"replicas": 3}}, content_type=MERGE)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(autoscaler)
+        result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=4)
+    assert result.status == "rolled_back"
+    assert result.changes[0].rollback.startswith("rolled back to the saved previous spec (replicas left at 3")
+    after = deployment(api, namespace)
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.0"
+    assert after["spec"]["replicas"] == 3
+
+
 async def test_conflict_aborts_and_makes_a_fresh_plan(api, namespace, call, runtime) -> None:
     deploy(api, namespace)
     plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
