@@ -289,6 +289,8 @@ async def fix_apply(
             view_.rollback = await rt.call(restore, conn, item, obj)
             log.record("rolled_back", **base, object=item.label, diff=item.diff, result=view_.rollback)
         views.append(view_)
+    if any((v.rollback or "").startswith("not rolled back") for v in views):
+        outcome = "failed"  # verification failed and at least one change could not be undone safely
     log.set_plan_status(plan_id, outcome)
     logger.info("cluster=%s plan %s %s", conn.name, plan_id, outcome)
     return ApplyResult(

@@ -82,6 +82,29 @@ async def test_rollback_keeps_an_autoscalers_replicas(api, namespace, call, runt
     assert after["spec"]["replicas"] == 3
 
 
+async def test_rollback_never_overwrites_a_change_made_by_someone_else(api, namespace, call, runtime) -> None:
+    deploy(api, namespace)
+    plan = await call(set_image, kind="Deployment", name="web", namespace=namespace, image="shop/web:1.1")
+
+    async def colleague() -> None:  # ships their own image while CloudPilot's is being verified
+        while "applied" not in _events(runtime, plan.plan_id):
+            await anyio.sleep(0.1)
+        body = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/web:2.0"}]}}}}
+        api(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+            body,
+            content_type="application/strategic-merge-patch+json",
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(colleague)
+        result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=4)
+    assert result.status == "failed", result.render()
+    assert result.changes[0].rollback.startswith("not rolled back: someone else changed the object")
+    assert deployment(api, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:2.0"
+
+
 async def test_conflict_aborts_and_makes_a_fresh_plan(api, namespace, call, runtime) -> None:
     deploy(api, namespace)
     plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
