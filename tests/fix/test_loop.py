@@ -126,6 +126,37 @@ async def test_conflict_aborts_and_makes_a_fresh_plan(api, namespace, call, runt
         await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
 
 
+async def test_a_conflict_on_the_second_object_undoes_the_first(cluster, api, namespace, call, runtime) -> None:
+    bad_probe_path(api, namespace)  # Deployment web: a liveness probe on a path the app does not serve
+    states.make_pod(
+        cluster.core,
+        namespace,
+        "api-0",
+        labels={"app": "api"},
+        containers=[{"name": "app", "image": "x", "ports": [{"containerPort": 8080}]}],
+    )
+    service = {
+        "metadata": {"name": "api"},
+        "spec": {"selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": 9090}]},
+    }
+    api("POST", f"/api/v1/namespaces/{namespace}/services", service)
+    plan = await call(fix_plan, namespace=namespace)  # both problems: one plan, two objects
+    labels = [c.object for c in plan.changes]
+    assert len(labels) == 2 and any("Service" in x for x in labels) and any("Deployment" in x for x in labels)
+    paths = {
+        "Service": f"/api/v1/namespaces/{namespace}/services/api",
+        "Deployment": f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+    }
+    first, second = ("Service", "Deployment") if "Service" in labels[0] else ("Deployment", "Service")
+    before = content(api("GET", paths[first]))
+    api("PATCH", paths[second], {"metadata": {"labels": {"owner": "someone-else"}}}, content_type=MERGE)
+    with pytest.raises(Conflict, match="nothing was overwritten; undone: "):
+        await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
+    after = content(api("GET", paths[first]))
+    assert {k: v for k, v in after.items() if k != "metadata"} == {k: v for k, v in before.items() if k != "metadata"}
+    assert _events(runtime, plan.plan_id)[-3:] == ["applied", "rolled_back", "conflict"]
+
+
 async def test_status_updates_alone_are_not_a_conflict(api, namespace, call) -> None:
     pods = deploy(api, namespace)
     plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
