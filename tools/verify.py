@@ -87,7 +87,12 @@ def _broken_new_pods(conn: Connection, dep: dict[str, Any]) -> str:
     if not new:
         return ""
     template_hash = (new[0]["metadata"].get("labels") or {}).get("pod-template-hash")
-    pods = conn.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=f"pod-template-hash={template_hash}")
+    return _broken_pods(conn, ns, f"pod-template-hash={template_hash}")
+
+
+def _broken_pods(conn: Connection, ns: str, selector: str) -> str:
+    """'pod: reason' of the selected pods that a kubelet reports as broken (at most three)."""
+    pods = conn.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=selector)
     found = []
     for pod in pods.get("items", []):
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -96,6 +101,20 @@ def _broken_new_pods(conn: Connection, dep: dict[str, Any]) -> str:
             if reason in BROKEN or last == "OOMKilled":
                 found.append(f"{pod['metadata']['name']} {reason or last}")
     return ", ".join(found[:3])
+
+
+def _update_revision(conn: Connection, obj: dict[str, Any]) -> str | None:
+    """The controller-revision-hash of a StatefulSet's or DaemonSet's newest pods."""
+    if obj["kind"] == "StatefulSet":
+        return (obj.get("status") or {}).get("updateRevision")
+    ns, uid = obj["metadata"]["namespace"], obj["metadata"]["uid"]
+    selector = ",".join(f"{k}={v}" for k, v in ((obj["spec"].get("selector") or {}).get("matchLabels") or {}).items())
+    revisions = conn.get(f"/apis/apps/v1/namespaces/{ns}/controllerrevisions", labelSelector=selector).get("items", [])
+    owned = [r for r in revisions if any(o.get("uid") == uid for o in r["metadata"].get("ownerReferences") or [])]
+    if not owned:
+        return None
+    newest = max(owned, key=lambda r: r.get("revision", 0))
+    return (newest["metadata"].get("labels") or {}).get("controller-revision-hash")
 
 
 def _rolling(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bool, bool, str]:
@@ -111,7 +130,13 @@ def _rolling(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[b
         want = (obj.get("spec") or {}).get("replicas", 1)
         updated, ready = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
     message = f"{updated}/{want} updated, {ready}/{want} ready"
-    return (updated >= want and ready >= want), (updated >= want and ready >= want), message
+    if updated >= want and ready >= want:
+        return True, True, f"rollout complete: {message}"
+    revision = _update_revision(conn, obj)
+    broken = revision and _broken_pods(conn, obj["metadata"]["namespace"], f"controller-revision-hash={revision}")
+    if broken:
+        return True, False, f"new pods are failing: {broken}"
+    return False, False, message
 
 
 def _node(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bool, bool, str]:

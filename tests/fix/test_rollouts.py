@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.fix.scenarios import pods, set_status, wait_for
+from tests.fix.scenarios import crashing, pods, set_status, wait_for
 from tools.fix import fix_apply
 from tools.mutations import rollout_restart, set_image
 
@@ -17,8 +17,10 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 
 @contextmanager
-def kubelet_for(api, ns: str, selector: str) -> Iterator[None]:
+def kubelet_for(api, ns: str, selector: str, crash_image: str | None = None) -> Iterator[None]:
+    """Pods become Ready once scheduled; those running `crash_image` crash-loop instead."""
     stop = threading.Event()
+    crashed: set[str] = set()
 
     def run() -> None:
         while not stop.is_set():
@@ -27,7 +29,12 @@ def kubelet_for(api, ns: str, selector: str) -> Iterator[None]:
                 try:
                     if p["metadata"].get("deletionTimestamp"):
                         api("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}", {"gracePeriodSeconds": 0})
-                    elif p["spec"].get("nodeName") and not any(
+                    elif not p["spec"].get("nodeName") or p["metadata"]["uid"] in crashed:
+                        continue
+                    elif p["spec"]["containers"][0]["image"] == crash_image:
+                        set_status(api, ns, p, ready=False, **crashing(p))
+                        crashed.add(p["metadata"]["uid"])
+                    elif not any(
                         c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])
                     ):
                         set_status(api, ns, p, ready=True)
@@ -98,3 +105,29 @@ async def test_daemonset_rollout_is_verified(api, namespace, call) -> None:
         assert plan.changes[0].blast.pods_restarted == nodes >= 3
         result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=40)
     assert result.status == "verified", result.render()
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+async def test_crashing_new_pods_fail_verification_early_and_roll_back(api, namespace, call, kind) -> None:
+    plural, spec = (
+        ("statefulsets", {"replicas": 2, "serviceName": "db"}) if kind == "StatefulSet" else ("daemonsets", {})
+    )
+    path = f"/apis/apps/v1/namespaces/{namespace}/{plural}/db"
+    body = {
+        "metadata": {"name": "db"},
+        "spec": {**spec, "selector": {"matchLabels": {"app": "db"}}, "template": _template("db")},
+    }
+    api("POST", f"/apis/apps/v1/namespaces/{namespace}/{plural}", body)
+    with kubelet_for(api, namespace, "app=db", crash_image="shop/db:broken"):
+        wait_for(
+            lambda: api("GET", path).get("status", {}).get("readyReplicas" if kind == "StatefulSet" else "numberReady"),
+            "db ready",
+        )
+        plan = await call(set_image, kind=kind, name="db", namespace=namespace, image="shop/db:broken")
+        result = await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id, verify_timeout_seconds=60)
+    assert result.status == "rolled_back", result.render()
+    assert (
+        "new pods are failing" in result.changes[0].verification
+        and "CrashLoopBackOff" in result.changes[0].verification
+    )
+    assert api("GET", path)["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/db:1"
