@@ -243,8 +243,12 @@ def namespace_frame(
 def cluster_evidence(
     conn: Any, namespace: str, start: float, end: float, step: float, services: list[str]
 ) -> tuple[list[Event], dict[str, np.ndarray]]:
-    """Warning events of the window and per-minute error-log line counts of the namespace's pods."""
-    items, _ = conn.list_items(f"/api/v1/namespaces/{namespace}/events", {})
+    """Warning events and pod state changes of the window, and per-step error-log line counts of the
+    namespace's pods."""
+    with ThreadPoolExecutor(max_workers=2) as pool:  # independent lists
+        listed_events = pool.submit(conn.list_items, f"/api/v1/namespaces/{namespace}/events", {})
+        listed_pods = pool.submit(conn.list_items, f"/api/v1/namespaces/{namespace}/pods", {})
+        items, pods = listed_events.result()[0], listed_pods.result()[0]
     events = []
     for e in items:
         moment = parse_when(event_time(e) or None)
@@ -256,7 +260,7 @@ def cluster_evidence(
                 moment, workload_of(involved.get("name") or ""), e.get("reason") or "", (e.get("message") or "").strip()
             )
         )
-    pods, _ = conn.list_items(f"/api/v1/namespaces/{namespace}/pods", {})
+    events += pod_state_changes(pods, start, end)
     grid = _grid(start, end, step)
     counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(grid)))
     wanted = [p for p in pods if workload_of(p["metadata"]["name"]) in services][:LOG_PODS]
@@ -281,6 +285,32 @@ def cluster_evidence(
             if moment is not None and start <= moment <= end and _ERROR_LINE.search(text):
                 counts[workload_of(name)][int((moment - start) // step)] += 1
     return events, dict(counts)
+
+
+def pod_state_changes(pods: list[dict[str, Any]], start: float, end: float) -> list[Event]:
+    """Container terminations (OOMKilled, Error, ...) and pods turning unready within the window."""
+    changes = []
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            ended = (cs.get("lastState") or {}).get("terminated") or {}
+            moment = parse_when(ended.get("finishedAt"))
+            if moment is not None and start <= moment <= end:
+                changes.append(
+                    Event(
+                        moment,
+                        workload_of(name),
+                        ended.get("reason") or "Terminated",
+                        f"pod {name} container {cs.get('name')} exited with code {ended.get('exitCode')}",
+                    )
+                )
+        for cond in status.get("conditions") or []:
+            moment = parse_when(cond.get("lastTransitionTime"))
+            if cond.get("type") == "Ready" and cond.get("status") == "False" and moment and start <= moment <= end:
+                why = cond.get("reason") or "containers not ready"
+                changes.append(Event(moment, workload_of(name), "NotReady", f"pod {name} became unready: {why}"))
+    return changes
 
 
 # --- tools -----------------------------------------------------------------------------------------------
@@ -308,7 +338,8 @@ async def rca_namespace(
 ) -> RcaResult:
     """Rank the likely root-cause workloads of a namespace's incident from Prometheus metrics (CPU, memory,
     restarts, network, Istio request/error rate and latency, per-call latency), plus the cluster's Warning
-    events and error-log bursts. Use when something in a namespace misbehaves and you need where it started.
+    events, pod state changes (OOM kills, crashes, pods turning unready) and error-log bursts. Use when
+    something in a namespace misbehaves and you need where it started.
     Returns candidates with score, confidence, onset, evidence and the propagation chain."""
     rt = current()
     rt.check_namespace(namespace)

@@ -138,6 +138,11 @@ async def test_rca_namespace_adds_the_clusters_events_and_error_log_bursts(
     try:
         for workload, pod in PODS.items():
             states.make_pod(core, "shop", pod, containers=[{"name": workload, "image": "x"}])
+        # cart's container was OOM-killed two minutes after the fault (a pod state change, not an event)
+        oom = {"reason": "OOMKilled", "exitCode": 137, "finishedAt": _stamp(incident.fault + 120)[:19] + "Z"}
+        states.set_pod_status(
+            core, "shop", PODS["cart"], containers=[states.running(restarts=1, lastState={"terminated": oom})]
+        )
         # cart: a Warning event a minute after the fault; a Normal one, and a Warning from before the window,
         # that must not count
         states.make_event(
@@ -186,7 +191,10 @@ async def test_rca_namespace_adds_the_clusters_events_and_error_log_bursts(
     assert not any("unavailable" in n for n in result.notes), result.notes
     by_service = {c.service: c for c in result.candidates}
     assert result.candidates[0].service == "cart"
-    assert by_service["cart"].events == ["Unhealthy: Readiness probe failed: HTTP 503"]
+    assert by_service["cart"].events == [
+        "Unhealthy: Readiness probe failed: HTTP 503",
+        f"OOMKilled: pod {PODS['cart']} container cart exited with code 137",
+    ]
     payment = by_service["payment"]
     logs = next(m for m in payment.evidence if m.metric == "error_logs")
     assert logs.baseline == 0 and logs.peak >= 3  # about 3.75 error lines per 15 s step during the burst
