@@ -199,3 +199,36 @@ async def test_rca_namespace_adds_the_clusters_events_and_error_log_bursts(
     logs = next(m for m in payment.evidence if m.metric == "error_logs")
     assert logs.baseline == 0 and logs.peak >= 3  # about 3.75 error lines per 15 s step during the burst
     assert payment.evidence[0].metric == "error_logs"  # its strongest signal
+
+
+def test_pod_state_changes_inside_the_window_only() -> None:
+    pod = {
+        "metadata": {"name": "cart-5b7c9d8f6b-q9w8z"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "cart",
+                    "lastState": {
+                        "terminated": {"reason": "Error", "exitCode": 2, "finishedAt": "2026-01-01T00:10:00Z"}
+                    },
+                }
+            ],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "ContainersNotReady",
+                    "lastTransitionTime": "2026-01-01T00:05:00Z",
+                },
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:06:00Z"},
+            ],
+        },
+    }
+    start = rca.parse_when("2026-01-01T00:00:00Z")
+    changes = rca.pod_state_changes([pod], start, start + 900)
+    assert [(c.service, c.reason, c.time - start) for c in changes] == [
+        ("cart", "Error", 600.0),
+        ("cart", "NotReady", 300.0),
+    ]
+    assert "exited with code 2" in changes[0].message and "ContainersNotReady" in changes[1].message
+    assert rca.pod_state_changes([pod], start, start + 200) == []
