@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from store.sqlite import Store
@@ -38,7 +38,17 @@ CREATE TABLE IF NOT EXISTS plans (
     body TEXT NOT NULL
 );
 """
-EVENTS = ("planned", "approved", "refused", "applied", "conflict", "verified", "failed", "rolled_back")
+EVENTS = (
+    "planned",
+    "approved",
+    "refused",
+    "applied",
+    "conflict",
+    "verified",
+    "failed",
+    "rolled_back",
+    "interrupted",
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,32 @@ class AuditLog:
         """(status, body) of a saved plan."""
         rows = self.store.execute("SELECT status, body FROM plans WHERE id = ?", (plan_id,))
         return (rows[0]["status"], json.loads(rows[0]["body"])) if rows else None
+
+    def interrupt_stale(self, older_than_seconds: float) -> list[str]:
+        """Plans still 'applying' with no audit activity for longer than any apply can last belong to a process
+        that died mid-apply: mark them 'interrupted' and record what had been written, for a person to check.
+        Returns their ids."""
+        cutoff = (datetime.now(UTC) - timedelta(seconds=older_than_seconds)).isoformat(timespec="seconds")
+        stale = self.store.execute(
+            "SELECT p.id, p.cluster FROM plans p WHERE p.status = 'applying' AND NOT EXISTS "
+            "(SELECT 1 FROM audit a WHERE a.plan_id = p.id AND a.at > ?)",
+            (cutoff,),
+        )
+        ids = []
+        for row in stale:
+            if not self.set_plan_status(row["id"], "interrupted", expect="applying"):
+                continue  # someone else got there first
+            written = [e.object for e in self.entries(plan_id=row["id"], event="applied")]
+            self.record(
+                "interrupted",
+                plan_id=row["id"],
+                cluster=row["cluster"],
+                object=", ".join(written),
+                result="the process applying this plan stopped before verifying it; "
+                + (f"written and not verified: {', '.join(written)}" if written else "nothing was written"),
+            )
+            ids.append(row["id"])
+        return ids
 
     def set_plan_status(self, plan_id: str, status: str, expect: str | None = None) -> bool:
         """Move a plan to `status`; with `expect`, only from that status (so two callers cannot both apply)."""

@@ -26,6 +26,7 @@ from tools.clusters import ClusterArg
 from tools.diagnose import snapshot
 from tools.errors import CloudPilotError, Conflict, Forbidden, InvalidInput, NotAllowed, NotFound, Unsupported
 from tools.fixloop import (
+    STALE_APPLY_SECONDS,
     Item,
     Outcome,
     PlanView,
@@ -314,10 +315,12 @@ async def _verify_all(
     log = audit_log(rt)
     results = []
     for item, obj in applied:
+        deadline = time.monotonic() + timeout  # one timeout per change, whatever it takes to verify it
         try:
             ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout)
             if ok and obj is not None and item.change.findings and item.change.target.kind not in ROLLOUT_KINDS:
-                ok, seen = await _findings_gone(rt, conn, item.change.target, item.change.findings, timeout)
+                left = max(1.0, deadline - time.monotonic())
+                ok, seen = await _findings_gone(rt, conn, item.change.target, item.change.findings, left)
         except CloudPilotError as e:  # cannot tell whether it worked: treat as failed, so it is rolled back
             ok, seen = False, f"verification failed: {e.message}"
         results.append((item, obj, ok, seen))
@@ -472,7 +475,10 @@ async def audit_list(
         str | None, Field(description="Only records whose object contains this text, e.g. 'Deployment shop/web'.")
     ] = None,
     event: Annotated[
-        str | None, Field(description="planned, approved, refused, applied, conflict, verified, failed or rolled_back.")
+        str | None,
+        Field(
+            description="planned, approved, refused, applied, conflict, verified, failed, rolled_back or interrupted."
+        ),
     ] = None,
     limit: Annotated[int | None, Field(description="Most records returned (default 50).")] = None,
     before: Annotated[int | None, Field(description="Only records older than this id (paging).")] = None,
@@ -481,7 +487,9 @@ async def audit_list(
     to make: when, which client and cluster identity, which object, and the outcome. Newest first."""
     rt = current()
     limit = validate_limit(limit, rt.settings.output.default_limit)
-    entries = audit_log(rt).entries(plan_id=plan_id, object=object, event=event, limit=limit + 1, before=before)
+    log = audit_log(rt)
+    log.interrupt_stale(STALE_APPLY_SECONDS)
+    entries = log.entries(plan_id=plan_id, object=object, event=event, limit=limit + 1, before=before)
     rows = [AuditRow(**{k: v for k, v in e.__dict__.items() if k != "diff"}) for e in entries[:limit]]
     return AuditList(entries=rows, next_before=rows[-1].id if len(entries) > limit else None)
 

@@ -363,8 +363,14 @@ def _for_write(obj: dict[str, Any], resource_version: str | None = None) -> dict
 
 
 # -- applying --------------------------------------------------------------------------------------------------
+# An apply writes, then verifies for at most an hour (fix_apply's cap); no audit row for longer means its process died.
+STALE_APPLY_SECONDS = 3600 + 600
+
+
 def load(rt: Runtime, plan_id: str) -> tuple[str, SavedPlan]:
-    found = audit_log(rt).plan(plan_id)
+    log = audit_log(rt)
+    log.interrupt_stale(STALE_APPLY_SECONDS)
+    found = log.plan(plan_id)
     if found is None:
         raise NotFound(
             f"No plan {plan_id!r}.",

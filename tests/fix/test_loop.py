@@ -251,6 +251,28 @@ async def test_plan_outlives_the_runtime_and_expired_plans_are_refused(api, name
         await call(fix_apply, plan_id=expired.plan_id, confirm=expired.plan_id)
 
 
+async def test_an_apply_whose_process_died_is_reported_interrupted(api, namespace, call, runtime) -> None:
+    deploy(api, namespace, ready=False)
+    plan = await call(scale, kind="Deployment", name="web", namespace=namespace, replicas=3)
+    log = AuditLog(runtime.store)
+    # what a process killed during verification leaves behind: the plan 'applying', its writes audited
+    assert log.set_plan_status(plan.plan_id, "applying", expect="planned")
+    log.record("approved", plan_id=plan.plan_id, object=plan.changes[0].object)
+    log.record("applied", plan_id=plan.plan_id, object=plan.changes[0].object)
+    live = await call(fix_plan_show, plan_id=plan.plan_id)
+    assert live.status == "applying"  # recent activity: another process may still be verifying it
+    runtime.store.execute("UPDATE audit SET at = '2000-01-01T00:00:00+00:00' WHERE plan_id = ?", (plan.plan_id,))
+    shown = await call(fix_plan_show, plan_id=plan.plan_id)
+    assert shown.status == "interrupted"
+    listed = await call(audit_list, plan_id=plan.plan_id)
+    assert listed.entries[0].event == "interrupted"
+    assert f"written and not verified: {plan.changes[0].object}" in listed.entries[0].result
+    with pytest.raises(InvalidInput, match="is interrupted"):
+        await call(fix_apply, plan_id=plan.plan_id, confirm=plan.plan_id)
+    await call(audit_list, plan_id=plan.plan_id)
+    assert [e.event for e in log.entries(plan_id=plan.plan_id)].count("interrupted") == 1  # recorded once
+
+
 async def test_policy_pre_approves_named_low_risk_actions_only(api, namespace, runtime, call) -> None:
     deploy(api, namespace, ready=False)
     fix = runtime.settings.fix.model_copy(update={"auto_approve": ["scale"]})
