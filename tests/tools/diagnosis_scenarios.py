@@ -452,6 +452,17 @@ def config_missing(kube: Kube, ns: str, broken: bool) -> None:
         )
 
 
+def _wait_unschedulable(kube: Kube, ns: str, selector: str = "app=web") -> None:
+    wait_for(
+        lambda: any(
+            c.get("reason") == "Unschedulable"
+            for p in kube.pods(ns, selector)
+            for c in p["status"].get("conditions", [])
+        ),
+        "the scheduler to give up",
+    )
+
+
 def insufficient_cpu(kube: Kube, ns: str, broken: bool) -> None:
     cpu = "64" if broken else "100m"
     kube.deploy(
@@ -463,28 +474,14 @@ def insufficient_cpu(kube: Kube, ns: str, broken: bool) -> None:
         container={"resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}},
     )
     if broken:
-        wait_for(
-            lambda: any(
-                c.get("reason") == "Unschedulable"
-                for p in kube.pods(ns, "app=web")
-                for c in p["status"].get("conditions", [])
-            ),
-            "the scheduler to give up",
-        )
+        _wait_unschedulable(kube, ns)
 
 
 def node_selector(kube: Kube, ns: str, broken: bool) -> None:
     selector = {"disktype": "nvme"} if broken else {"kubernetes.io/os": "linux"}
     kube.deploy(ns, "web", ready=not broken, wait=not broken, pod_spec={"nodeSelector": selector})
     if broken:
-        wait_for(
-            lambda: any(
-                c.get("reason") == "Unschedulable"
-                for p in kube.pods(ns, "app=web")
-                for c in p["status"].get("conditions", [])
-            ),
-            "the scheduler to give up",
-        )
+        _wait_unschedulable(kube, ns)
 
 
 def taint(kube: Kube, ns: str, broken: bool) -> None:
@@ -501,14 +498,27 @@ def taint(kube: Kube, ns: str, broken: bool) -> None:
         pod_spec={"nodeSelector": {"node-role.kubernetes.io/control-plane": ""}, "tolerations": tolerations},
     )
     if broken:
-        wait_for(
-            lambda: any(
-                c.get("reason") == "Unschedulable"
-                for p in kube.pods(ns, "app=web")
-                for c in p["status"].get("conditions", [])
-            ),
-            "the scheduler to give up",
-        )
+        _wait_unschedulable(kube, ns)
+
+
+def topology_spread(kube: Kube, ns: str, broken: bool) -> None:
+    # a node agent that tolerates every taint, spread over zones on a cluster whose nodes carry no zone label
+    spread = {
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone" if broken else "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}},
+    }
+    kube.deploy(
+        ns,
+        "web",
+        replicas=1,
+        ready=not broken,
+        wait=not broken,
+        pod_spec={"tolerations": [{"operator": "Exists"}], "topologySpreadConstraints": [spread]},
+    )
+    if broken:
+        _wait_unschedulable(kube, ns)
 
 
 def liveness_404(kube: Kube, ns: str, broken: bool) -> None:
@@ -567,6 +577,13 @@ def stuck_terminating(kube: Kube, ns: str, broken: bool) -> None:
         kube.api("DELETE", f"/api/v1/namespaces/{ns}/pods/worker", {"gracePeriodSeconds": 0})
 
 
+def pod_restarting(kube: Kube, ns: str, broken: bool) -> None:
+    pods = _web(kube, ns)
+    for p in pods if broken else []:  # Ready again, but its container has exited 7 times, last just now
+        last = {"reason": "Error", "exitCode": 2, "startedAt": now(), "finishedAt": now()}
+        kube.make_ready(ns, p, restarts=7, last=last)
+
+
 def rollout_stuck(kube: Kube, ns: str, broken: bool) -> None:
     kube.deploy(ns, "web", replicas=1, wait=True, progressDeadlineSeconds=2 if broken else 600, ready=not broken)
     if broken:
@@ -602,13 +619,28 @@ def quota(kube: Kube, ns: str, broken: bool) -> None:
         )
 
 
-def sts_service(kube: Kube, ns: str, broken: bool) -> None:
-    if not broken:
+def _stuck_creating(kube: Kube, ns: str, pod: dict[str, Any]) -> None:
+    """The pod sits in ContainerCreating: the node's network plugin cannot set up its sandbox."""
+    name = pod["metadata"]["name"]
+    kube.set_pod_status(ns, name, waiting_status(pod, "ContainerCreating", phase="Pending"))
+    kube.event(
+        ns,
+        name,
+        "FailedCreatePodSandBox",
+        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox: plugin "
+        'type="calico" failed (add): stat /var/lib/calico/nodename: no such file or directory',
+    )
+
+
+def _db(kube: Kube, ns: str, service: dict[str, Any] | None, ready: bool = True) -> None:
+    """StatefulSet db (one pod, Ready or stuck creating) and, when given, its governing Service with `service`
+    merged into the spec."""
+    if service is not None:
         kube.create(
             f"/api/v1/namespaces/{ns}/services",
             {
                 "metadata": {"name": "db"},
-                "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"name": "tcp-pg", "port": 5432}]},
+                "spec": {"selector": {"app": "db"}, "ports": [{"name": "tcp-pg", "port": 5432}], **service},
             },
         )
     kube.create(
@@ -629,70 +661,218 @@ def sts_service(kube: Kube, ns: str, broken: bool) -> None:
         },
     )
     pod = kube.wait_pods(ns, "app=db", 1)[0]
-    kube.make_ready(ns, pod)
+    if ready:
+        kube.make_ready(ns, pod)
+    else:
+        _stuck_creating(kube, ns, pod)
+    wanted = {"replicas": 1, "readyReplicas": 1 if ready else None}
     wait_for(
-        lambda: kube.api("GET", f"/apis/apps/v1/namespaces/{ns}/statefulsets/db")["status"].get("readyReplicas") == 1,
-        "statefulset ready",
+        lambda: all(
+            kube.api("GET", f"/apis/apps/v1/namespaces/{ns}/statefulsets/db")["status"].get(k) == v
+            for k, v in wanted.items()
+        ),
+        "statefulset status",
     )
 
 
-def job_failed(kube: Kube, ns: str, broken: bool) -> None:
+def sts_service(kube: Kube, ns: str, broken: bool) -> None:
+    _db(kube, ns, None if broken else {"clusterIP": "None"})
+
+
+def sts_not_headless(kube: Kube, ns: str, broken: bool) -> None:
+    _db(kube, ns, {} if broken else {"clusterIP": "None"})
+
+
+def sts_unavailable(kube: Kube, ns: str, broken: bool) -> None:
+    _db(kube, ns, {"clusterIP": "None"}, ready=not broken)
+
+
+def _daemon(kube: Kube, ns: str) -> tuple[str, dict[str, Any]]:
+    """DaemonSet agent pinned to the scenario's own node, which the controller and the scheduler fill."""
+    node = _scenario_node(kube, ns)
+    kube.create(
+        f"/apis/apps/v1/namespaces/{ns}/daemonsets",
+        {
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {
+                        "nodeSelector": {"kubernetes.io/hostname": node},
+                        "tolerations": [{"key": "scenario", "operator": "Equal", "value": ns, "effect": "NoSchedule"}],
+                        "containers": [{"name": "agent", "image": "shop/agent:1.0"}],
+                    },
+                },
+            },
+        },
+    )
+    return node, kube.wait_pods(ns, "app=agent", 1)[0]
+
+
+def _daemon_status(kube: Kube, ns: str, **wanted: int) -> None:
+    wait_for(
+        lambda: all(
+            kube.api("GET", f"/apis/apps/v1/namespaces/{ns}/daemonsets/agent")["status"].get(k, 0) == v
+            for k, v in wanted.items()
+        ),
+        f"daemonset status {wanted}",
+    )
+
+
+def ds_unavailable(kube: Kube, ns: str, broken: bool) -> None:
+    _, pod = _daemon(kube, ns)
+    if broken:
+        _stuck_creating(kube, ns, pod)
+        _daemon_status(kube, ns, desiredNumberScheduled=1, numberUnavailable=1)
+    else:
+        kube.make_ready(ns, pod)
+        _daemon_status(kube, ns, desiredNumberScheduled=1, numberAvailable=1)
+
+
+def ds_misscheduled(kube: Kube, ns: str, broken: bool) -> None:
+    node, pod = _daemon(kube, ns)
+    if broken:  # the node is handed to another team: a NoSchedule taint the daemon pods do not tolerate
+        taints = [
+            {"key": "scenario", "value": ns, "effect": "NoSchedule"},
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+        ]
+        kube.patch(f"/api/v1/nodes/{node}", {"spec": {"taints": taints}})
+        # The controller does not resync on a NoSchedule taint: it recounts on the pod's next status report.
+        # The kubelet reports Ready until the count changes (a report per second: the start time moves), in
+        # case the controller sees the pod's update before the node's.
+
+        def recounted() -> bool:
+            kube.make_ready(ns, pod)
+            status = kube.api("GET", f"/apis/apps/v1/namespaces/{ns}/daemonsets/agent")["status"]
+            return status.get("numberMisscheduled") == 1 and not status.get("desiredNumberScheduled")
+
+        wait_for(recounted, "the daemon pod counted as misscheduled")
+    else:
+        kube.make_ready(ns, pod)
+        _daemon_status(kube, ns, desiredNumberScheduled=1, numberAvailable=1)
+
+
+def _end_job_pod(kube: Kube, ns: str, pod: dict[str, Any], failed: bool) -> None:
+    """What the kubelet writes when the job's container exits: 3 (Failed) or 0 (Succeeded)."""
+    term = {
+        "reason": "Error" if failed else "Completed",
+        "exitCode": 3 if failed else 0,
+        "startedAt": now(),
+        "finishedAt": now(),
+    }
+    status = {
+        "phase": "Failed" if failed else "Succeeded",
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": term},
+            }
+            for c in pod["spec"]["containers"]
+        ],
+    }
+    kube.set_pod_status(ns, pod["metadata"]["name"], status)
+
+
+def _job_condition(kube: Kube, ns: str, name: str, wanted: str) -> None:
+    wait_for(
+        lambda: any(
+            c["type"] == wanted and c["status"] == "True"
+            for c in kube.api("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/{name}")["status"].get("conditions", [])
+        ),
+        f"job {wanted}",
+    )
+
+
+def _report_job(kube: Kube, ns: str, backoff_limit: int) -> dict[str, Any]:
     kube.create(
         f"/apis/batch/v1/namespaces/{ns}/jobs",
         {
             "metadata": {"name": "report"},
             "spec": {
-                "backoffLimit": 0,
+                "backoffLimit": backoff_limit,
                 "template": {
                     "spec": {"restartPolicy": "Never", "containers": [{"name": "report", "image": "shop/report:1"}]}
                 },
             },
         },
     )
-    pod = kube.wait_pods(ns, "job-name=report", 1)[0]
-    code = 3 if broken else 0
-    term = {"reason": "Error" if broken else "Completed", "exitCode": code, "startedAt": now(), "finishedAt": now()}
-    status = {
-        "phase": "Failed" if broken else "Succeeded",
-        "containerStatuses": [
-            {
-                "name": "report",
-                "image": "shop/report:1",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"terminated": term},
-            }
-        ],
-    }
-    kube.set_pod_status(ns, pod["metadata"]["name"], status)
-    wanted = "Failed" if broken else "Complete"
-    wait_for(
-        lambda: any(
-            c["type"] == wanted and c["status"] == "True"
-            for c in kube.api("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/report")["status"].get("conditions", [])
-        ),
-        f"job {wanted}",
-    )
+    return kube.wait_pods(ns, "job-name=report", 1)[0]
 
 
-def cron_schedule(kube: Kube, ns: str, broken: bool) -> None:
-    kube.create(
+def job_failed(kube: Kube, ns: str, broken: bool) -> None:
+    _end_job_pod(kube, ns, _report_job(kube, ns, backoff_limit=0), failed=broken)
+    _job_condition(kube, ns, "report", "Failed" if broken else "Complete")
+
+
+def job_backoff(kube: Kube, ns: str, broken: bool) -> None:
+    _end_job_pod(kube, ns, _report_job(kube, ns, backoff_limit=4), failed=broken)
+    if broken:  # one failed pod; the controller retries after its back-off (the new pod never runs: no kubelet)
+        wait_for(
+            lambda: kube.api("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/report")["status"].get("failed") == 1,
+            "the job to count the failure",
+        )
+    else:
+        _job_condition(kube, ns, "report", "Complete")
+
+
+def _cronjob(kube: Kube, ns: str, schedule: str = "0 3 * * *", **spec: Any) -> dict[str, Any]:
+    return kube.create(
         f"/apis/batch/v1/namespaces/{ns}/cronjobs",
         {
             "metadata": {"name": "nightly"},
             "spec": {
-                "schedule": "0 0 30 2 *" if broken else "0 0 28 2 *",
+                "schedule": schedule,
                 "jobTemplate": {
                     "spec": {
+                        "backoffLimit": 0,
                         "template": {
                             "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
-                        }
+                        },
                     }
                 },
+                **spec,
             },
         },
     )
+
+
+def cron_schedule(kube: Kube, ns: str, broken: bool) -> None:
+    _cronjob(kube, ns, "0 0 30 2 *" if broken else "0 0 28 2 *")
+
+
+def cron_last_failed(kube: Kube, ns: str, broken: bool) -> None:
+    cj = _cronjob(kube, ns)
+    # `kubectl create job nightly-manual --from=cronjob/nightly`: a run now, controlled by the CronJob
+    kube.create(
+        f"/apis/batch/v1/namespaces/{ns}/jobs",
+        {
+            "metadata": {
+                "name": "nightly-manual",
+                "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "CronJob",
+                        "name": "nightly",
+                        "uid": cj["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": cj["spec"]["jobTemplate"]["spec"],
+        },
+    )
+    _end_job_pod(kube, ns, kube.wait_pods(ns, "job-name=nightly-manual", 1)[0], failed=broken)
+    _job_condition(kube, ns, "nightly-manual", "Failed" if broken else "Complete")
+
+
+def cron_suspended(kube: Kube, ns: str, broken: bool) -> None:
+    _cronjob(kube, ns, suspend=broken)
 
 
 def selector_typo(kube: Kube, ns: str, broken: bool) -> None:
@@ -705,33 +885,40 @@ def target_port(kube: Kube, ns: str, broken: bool) -> None:
     kube.service(ns, "web", target="metrics" if broken else "http")
 
 
-def ingress_backend(kube: Kube, ns: str, broken: bool) -> None:
-    _web(kube, ns)
+def _ingress(kube: Kube, ns: str, service: str = "web", port: dict[str, Any] | None = None, **spec: Any) -> None:
+    """Ingress shop: shop.example.com/ to `service` (port 80 by default), class nginx unless `spec` says."""
+    backend = {"service": {"name": service, "port": port or {"number": 80}}}
     kube.create(
         f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
         {
             "metadata": {"name": "shop"},
             "spec": {
                 "ingressClassName": INGRESS_CLASS,
+                **spec,
                 "rules": [
                     {
                         "host": "shop.example.com",
-                        "http": {
-                            "paths": [
-                                {
-                                    "path": "/",
-                                    "pathType": "Prefix",
-                                    "backend": {
-                                        "service": {"name": "web-frontend" if broken else "web", "port": {"number": 80}}
-                                    },
-                                }
-                            ]
-                        },
+                        "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
                     }
                 ],
             },
         },
     )
+
+
+def ingress_backend(kube: Kube, ns: str, broken: bool) -> None:
+    _web(kube, ns)
+    _ingress(kube, ns, "web-frontend" if broken else "web")
+
+
+def ingress_port(kube: Kube, ns: str, broken: bool) -> None:
+    _web(kube, ns)
+    _ingress(kube, ns, port={"number": 8080 if broken else 80})  # 8080: the container's port, not the Service's
+
+
+def ingress_class(kube: Kube, ns: str, broken: bool) -> None:
+    _web(kube, ns)
+    _ingress(kube, ns, ingressClassName="nginx-internal" if broken else INGRESS_CLASS)
 
 
 def ingress_tls(kube: Kube, ns: str, broken: bool) -> None:
@@ -740,30 +927,7 @@ def ingress_tls(kube: Kube, ns: str, broken: bool) -> None:
         kube.create(
             f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": "shop-tls"}, "type": "Opaque", "data": {}}
         )
-    kube.create(
-        f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
-        {
-            "metadata": {"name": "shop"},
-            "spec": {
-                "ingressClassName": INGRESS_CLASS,
-                "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
-                "rules": [
-                    {
-                        "host": "shop.example.com",
-                        "http": {
-                            "paths": [
-                                {
-                                    "path": "/",
-                                    "pathType": "Prefix",
-                                    "backend": {"service": {"name": "web", "port": {"number": 80}}},
-                                }
-                            ]
-                        },
-                    }
-                ],
-            },
-        },
-    )
+    _ingress(kube, ns, tls=[{"hosts": ["shop.example.com"], "secretName": "shop-tls"}])
 
 
 def deny_all(kube: Kube, ns: str, broken: bool) -> None:
@@ -775,44 +939,32 @@ def deny_all(kube: Kube, ns: str, broken: bool) -> None:
     )
 
 
-def pvc_class(kube: Kube, ns: str, broken: bool) -> None:
-    cls = "fast-ssd" if broken else ""
-    if not broken:
-        kube.create(
-            "/api/v1/persistentvolumes",
-            {
-                "metadata": {"name": f"pv-{ns}"},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "",
-                    "hostPath": {"path": "/tmp/x"},
-                    "claimRef": {"namespace": ns, "name": "data"},
-                },
-            },
-        )
+def netpol_no_pods(kube: Kube, ns: str, broken: bool) -> None:
+    _web(kube, ns)
+    selector = {"matchLabels": {"app": "wbe" if broken else "web"}}
     kube.create(
-        f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+        f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
         {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": cls,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
+            "metadata": {"name": "web-ingress"},
+            "spec": {"podSelector": selector, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 8080}]}]},
         },
     )
-    if not broken:
-        wait_for(
-            lambda: (
-                kube.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")["status"].get("phase")
-                == "Bound"
-            ),
-            "claim bound",
-        )
 
 
-def pvc_no_pv(kube: Kube, ns: str, broken: bool) -> None:
+def _storage_class(kube: Kube, ns: str, name: str, provisioner: str, binding: str = "Immediate") -> None:
+    """A StorageClass; cluster-scoped, so labelled with the scenario's namespace for `cleanup`."""
+    kube.create(
+        "/apis/storage.k8s.io/v1/storageclasses",
+        {
+            "metadata": {"name": name, "labels": {"scenario": ns}},
+            "provisioner": provisioner,
+            "volumeBindingMode": binding,
+        },
+    )
+
+
+def _pv(kube: Kube, ns: str, cls: str, source: dict[str, Any] | None = None, **spec: Any) -> None:
+    """PersistentVolume pv-<ns> of 1Gi in class `cls`, on a host path unless `source` says otherwise."""
     kube.create(
         "/api/v1/persistentvolumes",
         {
@@ -820,23 +972,28 @@ def pvc_no_pv(kube: Kube, ns: str, broken: bool) -> None:
             "spec": {
                 "capacity": {"storage": "1Gi"},
                 "accessModes": ["ReadWriteOnce"],
-                "storageClassName": f"manual-{ns}",
-                "hostPath": {"path": "/tmp/x"},
+                "storageClassName": cls,
+                **(source or {"hostPath": {"path": "/tmp/x"}}),
+                **spec,
             },
         },
     )
+
+
+def _claim(kube: Kube, ns: str, cls: str, size: str = "1Gi", bound: bool = False) -> None:
+    """PersistentVolumeClaim data; with `bound`, wait for the PV controller to bind it."""
     kube.create(
         f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
         {
             "metadata": {"name": "data"},
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
-                "storageClassName": f"manual-{ns}",
-                "resources": {"requests": {"storage": "10Gi" if broken else "1Gi"}},
+                "storageClassName": cls,
+                "resources": {"requests": {"storage": size}},
             },
         },
     )
-    if not broken:
+    if bound:
         wait_for(
             lambda: (
                 kube.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")["status"].get("phase")
@@ -844,6 +1001,45 @@ def pvc_no_pv(kube: Kube, ns: str, broken: bool) -> None:
             ),
             "claim bound",
         )
+
+
+def pvc_class(kube: Kube, ns: str, broken: bool) -> None:
+    if not broken:
+        _pv(kube, ns, "", claimRef={"namespace": ns, "name": "data"})
+    _claim(kube, ns, "fast-ssd" if broken else "", bound=not broken)
+
+
+def pvc_no_pv(kube: Kube, ns: str, broken: bool) -> None:
+    _pv(kube, ns, f"manual-{ns}")
+    _claim(kube, ns, f"manual-{ns}", "10Gi" if broken else "1Gi", bound=not broken)
+
+
+def pvc_provisioning(kube: Kube, ns: str, broken: bool) -> None:
+    # local volumes are never provisioned: their class must wait for the first consumer (then the scheduler
+    # picks a PV); with Immediate binding the PV controller tries to provision and has no plugin for it
+    binding = "Immediate" if broken else "WaitForFirstConsumer"
+    _storage_class(kube, ns, "local-storage", "kubernetes.io/no-provisioner", binding)
+    _claim(kube, ns, "local-storage")
+    wanted = "ProvisioningFailed" if broken else "WaitForFirstConsumer"
+    wait_for(
+        lambda: any(
+            e["reason"] == wanted and e["involvedObject"]["name"] == "data"
+            for e in kube.api("GET", f"/api/v1/namespaces/{ns}/events")["items"]
+        ),
+        f"the PV controller's {wanted} event",
+    )
+
+
+def pod_pvc_unbound(kube: Kube, ns: str, broken: bool) -> None:
+    # the class names an external provisioner that is not installed: nothing ever creates the volume
+    _storage_class(kube, ns, "nfs-client", "cluster.local/nfs-subdir-external-provisioner")
+    if not broken:  # the volume the provisioner would have created
+        _pv(kube, ns, "nfs-client", claimRef={"namespace": ns, "name": "data"})
+    _claim(kube, ns, "nfs-client", bound=not broken)
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    kube.deploy(ns, "web", replicas=1, ready=not broken, wait=not broken, pod_spec={"volumes": volumes})
+    if broken:
+        _wait_unschedulable(kube, ns)
 
 
 def pv_released(kube: Kube, ns: str, broken: bool) -> None:
@@ -856,10 +1052,29 @@ def pv_released(kube: Kube, ns: str, broken: bool) -> None:
         )
 
 
-def node_not_ready(kube: Kube, ns: str, broken: bool) -> None:
+def pv_failed(kube: Kube, ns: str, broken: bool) -> None:
+    # a static NFS volume with reclaimPolicy Delete: once its claim is gone, no volume plugin can delete it
+    nfs = {"nfs": {"server": "nfs.example.com", "path": "/exports/shop"}}
+    _pv(kube, ns, f"manual-{ns}", nfs, persistentVolumeReclaimPolicy="Delete")
+    _claim(kube, ns, f"manual-{ns}", bound=True)
+    if broken:
+        kube.api("DELETE", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
+        wait_for(
+            lambda: kube.api("GET", f"/api/v1/persistentvolumes/pv-{ns}")["status"].get("phase") == "Failed",
+            "volume reclamation failed",
+        )
+
+
+def _scenario_node(kube: Kube, ns: str, ready: bool = True) -> str:
+    """A fake node of the scenario's own, tainted so no other pod lands there; `cleanup` deletes it."""
     node = f"n-{ns}"
     taints = [{"key": "scenario", "value": ns, "effect": "NoSchedule"}]
-    kube.control_plane.add_node(node, ready=not broken, taints=taints)
+    kube.control_plane.add_node(node, ready=ready, taints=taints)
+    return node
+
+
+def _agent_on(kube: Kube, ns: str, node: str) -> None:
+    """Pod agent, bound to `node` and Ready."""
     kube.create(
         f"/api/v1/namespaces/{ns}/pods",
         {
@@ -870,20 +1085,27 @@ def node_not_ready(kube: Kube, ns: str, broken: bool) -> None:
     kube.make_ready(ns, kube.api("GET", f"/api/v1/namespaces/{ns}/pods/agent"))
 
 
-def hpa_target(kube: Kube, ns: str, broken: bool) -> None:
-    kube.deploy(ns, "web", container={"resources": {"requests": {"cpu": "100m"}}})
+def node_not_ready(kube: Kube, ns: str, broken: bool) -> None:
+    _agent_on(kube, ns, _scenario_node(kube, ns, ready=not broken))
+
+
+def node_cordoned(kube: Kube, ns: str, broken: bool) -> None:
+    node = _scenario_node(kube, ns)
+    _agent_on(kube, ns, node)
+    if broken:  # `kubectl cordon`, and nobody uncordoned it after the maintenance
+        kube.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": True}})
+
+
+def _hpa(kube: Kube, ns: str, target: str = "web", max_replicas: int = 5) -> None:
+    """HPA web: Deployment `target`, 1..max_replicas, 70% CPU."""
     kube.create(
         f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
         {
             "metadata": {"name": "web"},
             "spec": {
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": "webapp" if broken else "web",
-                },
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
                 "minReplicas": 1,
-                "maxReplicas": 5,
+                "maxReplicas": max_replicas,
                 "metrics": [
                     {
                         "type": "Resource",
@@ -893,48 +1115,120 @@ def hpa_target(kube: Kube, ns: str, broken: bool) -> None:
             },
         },
     )
+
+
+def _hpa_status(kube: Kube, ns: str, replicas: int, desired: int, utilization: int, limited: bool) -> None:
+    """The status the HPA controller writes when metrics-server answers. This control plane has none, so its
+    first sync (15 s after the HPA's creation) replaces the ScalingActive condition with a failure: diagnose
+    before that."""
+
+    def cond(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
+        return {"type": kind, "status": status, "lastTransitionTime": now(), "reason": reason, "message": message}
+
+    kube.patch(
+        f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web/status",
+        {
+            "status": {
+                "currentReplicas": replicas,
+                "desiredReplicas": desired,
+                "currentMetrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "current": {"averageUtilization": utilization, "averageValue": f"{utilization}m"},
+                        },
+                    }
+                ],
+                "conditions": [
+                    cond("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size"),
+                    cond(
+                        "ScalingActive",
+                        "True",
+                        "ValidMetricFound",
+                        "the HPA was able to successfully calculate a replica count from cpu resource utilization "
+                        "(percentage of request)",
+                    ),
+                    cond(
+                        "ScalingLimited",
+                        "True",
+                        "TooManyReplicas",
+                        "the desired replica count is more than the maximum replica count",
+                    )
+                    if limited
+                    else cond(
+                        "ScalingLimited",
+                        "False",
+                        "DesiredWithinRange",
+                        "the desired count is within the acceptable range",
+                    ),
+                ],
+            }
+        },
+    )
+
+
+def hpa_target(kube: Kube, ns: str, broken: bool) -> None:
+    kube.deploy(ns, "web", container={"resources": {"requests": {"cpu": "100m"}}})
+    _hpa(kube, ns, "webapp" if broken else "web")
 
 
 def hpa_requests(kube: Kube, ns: str, broken: bool) -> None:
     resources = {} if broken else {"requests": {"cpu": "100m"}}
     kube.deploy(ns, "web", container={"resources": resources})
-    kube.create(
-        f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "minReplicas": 1,
-                "maxReplicas": 5,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-                    }
-                ],
-            },
-        },
-    )
+    _hpa(kube, ns)
 
 
-def pdb_zero(kube: Kube, ns: str, broken: bool) -> None:
-    kube.deploy(ns, "web", replicas=2)
+def hpa_metrics(kube: Kube, ns: str, broken: bool) -> None:
+    kube.deploy(ns, "web", container={"resources": {"requests": {"cpu": "100m"}}})
+    _hpa(kube, ns)
+    if broken:  # no metrics-server: the controller's first sync, 15 s after creation, gets no pod metrics
+        wait_for(
+            lambda: any(
+                c["type"] == "ScalingActive" and c["status"] == "False"
+                for c in kube.api("GET", f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web")
+                .get("status", {})
+                .get("conditions", [])
+            ),
+            "the HPA controller to report the missing metrics",
+            timeout=60,
+        )
+    else:
+        _hpa_status(kube, ns, replicas=1, desired=1, utilization=40, limited=False)
+
+
+def hpa_at_max(kube: Kube, ns: str, broken: bool) -> None:
+    kube.deploy(ns, "web", replicas=3, container={"resources": {"requests": {"cpu": "100m"}}})
+    _hpa(kube, ns, max_replicas=3 if broken else 6)
+    # 180% of the request wants 8 replicas, held at 3; 65% wants 3, within range
+    _hpa_status(kube, ns, replicas=3, desired=3, utilization=180 if broken else 65, limited=broken)
+
+
+def _pdb(kube: Kube, ns: str, app: str, min_available: int, expected_pods: int) -> None:
+    """PDB web selecting app=`app`, once the disruption controller has counted its pods."""
     kube.create(
         f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
         {
             "metadata": {"name": "web"},
-            "spec": {"minAvailable": 2 if broken else 1, "selector": {"matchLabels": {"app": "web"}}},
+            "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": app}}},
         },
     )
-    wait_for(
-        lambda: (
-            kube.api("GET", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/web")
-            .get("status", {})
-            .get("expectedPods")
-            == 2
-        ),
-        "PDB status",
-    )
+
+    def counted() -> bool:
+        status = kube.api("GET", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/web").get("status", {})
+        return status.get("observedGeneration") == 1 and status.get("expectedPods") == expected_pods
+
+    wait_for(counted, "PDB status")
+
+
+def pdb_zero(kube: Kube, ns: str, broken: bool) -> None:
+    kube.deploy(ns, "web", replicas=2)
+    _pdb(kube, ns, "web", 2 if broken else 1, expected_pods=2)
+
+
+def pdb_no_pods(kube: Kube, ns: str, broken: bool) -> None:
+    kube.deploy(ns, "web", replicas=2)
+    _pdb(kube, ns, "wbe" if broken else "web", 1, expected_pods=0 if broken else 2)
 
 
 # -- Istio scenarios ---------------------------------------------------------------------------------------
@@ -1107,26 +1401,81 @@ SCENARIOS: list[Scenario] = [
     Scenario("insufficient-cpu", "POD_INSUFFICIENT_RESOURCES", insufficient_cpu, {"requests": {"cpu": "64"}}),
     Scenario("node-selector", "POD_NODE_AFFINITY_MISMATCH", node_selector, {"node_selector": {"disktype": "nvme"}}),
     Scenario("taint", "POD_TAINT_NOT_TOLERATED", taint),
+    Scenario("topology-spread", "POD_UNSCHEDULABLE", topology_spread, {"pod_status": "Pending"}),
+    Scenario("pod-pvc-unbound", "POD_PVC_UNBOUND", pod_pvc_unbound, {"claims": ["data"]}),
     Scenario("liveness-404", "POD_PROBE_BAD_TARGET", liveness_404, {"probe": "liveness", "container_ports": [8080]}),
     Scenario("readiness-aggressive", "POD_PROBE_AGGRESSIVE", readiness_aggressive, {"probe": "readiness"}),
     Scenario("stuck-terminating", "POD_STUCK_TERMINATING", stuck_terminating, {"finalizers": ["example.com/cleanup"]}),
+    Scenario("pod-restarting", "POD_RESTARTING", pod_restarting, {"restarts": 7, "last_termination": "Error (exit 2)"}),
     Scenario("rollout-stuck", "DEPLOY_ROLLOUT_STUCK", rollout_stuck),
     Scenario("quota", "WORKLOAD_FAILED_CREATE", quota, summary_has="ResourceQuota"),
     Scenario("sts-service", "STS_SERVICE_MISSING", sts_service, {"serviceName": "db"}),
+    Scenario("sts-not-headless", "STS_SERVICE_NOT_HEADLESS", sts_not_headless, {"serviceName": "db"}),
+    Scenario(
+        "sts-unavailable",
+        "STS_UNAVAILABLE",
+        sts_unavailable,
+        {"desired": 1, "ready": 0, "pod_states": {"ContainerCreating": 1}},
+    ),
+    Scenario(
+        "ds-unavailable",
+        "DS_UNAVAILABLE",
+        ds_unavailable,
+        {"numberUnavailable": 1, "pod_states": {"ContainerCreating": 1}},
+    ),
+    Scenario(
+        "ds-misscheduled", "DS_MISSCHEDULED", ds_misscheduled, {"numberMisscheduled": 1, "desiredNumberScheduled": 0}
+    ),
     Scenario("job-failed", "JOB_FAILED", job_failed, {"reason": "BackoffLimitExceeded"}),
+    Scenario("job-backoff", "JOB_BACKOFF", job_backoff, {"failed": 1, "backoffLimit": 4}),
     Scenario("cron-schedule", "CRONJOB_INVALID_SCHEDULE", cron_schedule, {"schedule": "0 0 30 2 *"}),
+    Scenario(
+        "cron-last-failed",
+        "CRONJOB_LAST_FAILED",
+        cron_last_failed,
+        {"job": "nightly-manual", "reason": "BackoffLimitExceeded"},
+    ),
+    Scenario("cron-suspended", "CRONJOB_SUSPENDED", cron_suspended, {"suspend": True}),
     Scenario("selector-typo", "SVC_SELECTOR_NO_PODS", selector_typo, {"selector": {"app": "wbe"}}),
     Scenario("target-port", "SVC_TARGET_PORT_MISMATCH", target_port, {"targetPort": "metrics"}),
     Scenario("ingress-backend", "INGRESS_BACKEND_MISSING", ingress_backend, {"service": "web-frontend"}),
+    Scenario(
+        "ingress-port",
+        "INGRESS_BACKEND_PORT_MISSING",
+        ingress_port,
+        {"service": "web", "port": 8080, "service_ports": ["http"]},
+    ),
+    Scenario("ingress-class", "INGRESS_CLASS_MISSING", ingress_class, {"ingressClassName": "nginx-internal"}),
     Scenario("ingress-tls", "INGRESS_TLS_SECRET_MISSING", ingress_tls, {"secretName": "shop-tls"}),
     Scenario("deny-all", "NETPOL_DENIES_SERVICE", deny_all, {"policies": ["lockdown"]}),
+    Scenario("netpol-no-pods", "NETPOL_NO_PODS", netpol_no_pods, {"podSelector": {"matchLabels": {"app": "wbe"}}}),
     Scenario("pvc-class", "PVC_STORAGECLASS_MISSING", pvc_class, {"storageClassName": "fast-ssd"}),
     Scenario("pvc-no-pv", "PVC_NO_MATCHING_PV", pvc_no_pv, summary_has="no StorageClass"),
+    Scenario(
+        "pvc-provisioning",
+        "PVC_PROVISIONING_FAILED",
+        pvc_provisioning,
+        {"storageClassName": "local-storage"},
+        summary_has="kubernetes.io/no-provisioner",
+    ),
     Scenario("pv-released", "PV_RELEASED", pv_released),
+    Scenario(
+        "pv-failed",
+        "PV_FAILED",
+        pv_failed,
+        {"phase": "Failed", "reclaimPolicy": "Delete"},
+        summary_has="no deletable volume plugin matched",
+    ),
     Scenario("node-not-ready", "NODE_NOT_READY", node_not_ready, {"pods": 1}),
+    Scenario("node-cordoned", "NODE_CORDONED", node_cordoned, {"unschedulable": True, "pods": 1}),
     Scenario("hpa-target", "HPA_TARGET_MISSING", hpa_target),
     Scenario("hpa-requests", "HPA_MISSING_REQUESTS", hpa_requests, {"missing": {"app": ["cpu"]}}),
+    Scenario("hpa-metrics", "HPA_METRICS_UNAVAILABLE", hpa_metrics, {"reason": "FailedGetResourceMetric"}),
+    Scenario("hpa-at-max", "HPA_AT_MAX", hpa_at_max, {"maxReplicas": 3, "desired": 3, "limited": "TooManyReplicas"}),
     Scenario("pdb-zero", "PDB_BLOCKS_DISRUPTIONS", pdb_zero, {"disruptionsAllowed": 0}),
+    Scenario(
+        "pdb-no-pods", "PDB_NO_PODS", pdb_no_pods, {"expectedPods": 0, "selector": {"matchLabels": {"app": "wbe"}}}
+    ),
     Scenario("vs-gateway", "IST0101", vs_gateway, summary_has="Referenced gateway not found", mesh=True),
     Scenario("vs-host", "IST0101", vs_host, summary_has="Referenced host not found: web-v2", mesh=True),
     Scenario("vs-subset", "IST0101", vs_subset, summary_has="web+v2", mesh=True),
@@ -1149,7 +1498,8 @@ SCENARIOS: list[Scenario] = [
 
 
 def cleanup(kube: Kube, ns: str) -> None:
-    """What a namespace deletion leaves behind: finalizers, cluster-scoped PVs, scenario nodes."""
+    """What a namespace deletion leaves behind: finalizers, cluster-scoped PVs, scenario nodes and storage
+    classes."""
     for name in ("worker",):
         path = f"/api/v1/namespaces/{ns}/pods/{name}"
         if kube.exists(path):
@@ -1158,3 +1508,5 @@ def cleanup(kube: Kube, ns: str) -> None:
         kube.api("DELETE", f"/api/v1/persistentvolumes/pv-{ns}")
     if kube.exists(f"/api/v1/nodes/n-{ns}"):
         kube.api("DELETE", f"/api/v1/nodes/n-{ns}")
+    for sc in kube.api("GET", f"/apis/storage.k8s.io/v1/storageclasses?labelSelector=scenario={ns}")["items"]:
+        kube.api("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{sc['metadata']['name']}")
