@@ -7,7 +7,7 @@ precision and recall of the top finding; findings on the noise (should be none);
 all-namespace diagnosis: cold (new runtime), re-read (force_refresh on a warm connection) and warm (cached
 snapshot).
 
-    .venv/bin/python -m benchmarks.diagnosis_scenarios [--pods 5000] [--runs 3]
+    .venv/bin/python benchmarks/diagnosis_scenarios.py [--pods 5000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from settings import Settings
 from tests.cluster.controlplane import ControlPlane

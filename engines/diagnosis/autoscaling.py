@@ -41,7 +41,8 @@ def hpas(snap: Snapshot) -> Iterator[Finding]:
             )
         else:
             active = condition(hpa, "ScalingActive")
-            if active and active.get("status") == "False":
+            # ScalingDisabled: the target was scaled to zero on purpose, which pauses the autoscaler
+            if active and active.get("status") == "False" and active.get("reason") != "ScalingDisabled":
                 yield Finding(
                     code="HPA_METRICS_UNAVAILABLE",
                     severity="warning",
@@ -92,8 +93,8 @@ def _missing_requests(spec: Obj, target: Obj) -> dict[str, list[str]]:
 def pdbs(snap: Snapshot) -> Iterator[Finding]:
     for pdb in snap.items("poddisruptionbudgets"):
         status, spec = pdb.get("status") or {}, pdb.get("spec") or {}
-        if "disruptionsAllowed" not in status:
-            continue
+        if status.get("observedGeneration", 0) < (pdb.get("metadata") or {}).get("generation", 1):
+            continue  # the disruption controller has not looked at it yet: its status is all zeros
         expected = status.get("expectedPods", 0)
         evidence = {
             "minAvailable": spec.get("minAvailable"),

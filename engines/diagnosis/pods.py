@@ -317,7 +317,16 @@ def _config_refs(pod_spec: Obj) -> Iterator[tuple[str, str, bool]]:
 
 # -- scheduling ------------------------------------------------------------------------------------------
 _COUNTED = re.compile(r"^(\d+) (.+)$")
+_TOTAL = re.compile(r"\d+/(\d+) nodes are available")
+# the node's own affinity/selector, not pod (anti-)affinity and not a volume's node affinity (its zone)
+_NODE_AFFINITY = re.compile(r"^(?!.*volume).*(node affinity|node selector|affinity/selector)", re.I)
 _SEPARATOR = re.compile(r"[,.]\s+")
+
+
+def _node_total(message: str) -> int | None:
+    """N of '0/N nodes are available', the first one (before any preemption note)."""
+    m = _TOTAL.search(message)
+    return int(m.group(1)) if m else None
 
 
 def scheduler_reasons(message: str) -> dict[str, int]:
@@ -369,9 +378,13 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
         )
     if insufficient:
         return _insufficient(snap, pod, insufficient, evidence)
+    total = _node_total(message)
+    tainted = sum(n for r, n in reasons.items() if "taint" in r)
     if _selected_nodes_all_tainted(snap, spec):
         reasons = {"untolerated taint": 1}
-    if any("affinity" in r or "selector" in r for r in reasons):
+    elif total is not None and 0 < tainted < total and not any(_NODE_AFFINITY.search(r) for r in reasons):
+        reasons = {r: n for r, n in reasons.items() if "taint" not in r}  # taints explain only some nodes
+    if any(_NODE_AFFINITY.search(r) for r in reasons):
         evidence["node_selector"] = spec.get("nodeSelector")
         if (spec.get("affinity") or {}).get("nodeAffinity"):
             evidence["node_affinity"] = spec["affinity"]["nodeAffinity"]
@@ -403,6 +416,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
             evidence=evidence,
             remediation="Add a toleration for the taint, or remove the taint from the nodes meant to run this pod.",
         )
+    evidence["reasons"] = scheduler_reasons(message)
     return _pod_finding(
         snap,
         pod,
@@ -410,7 +424,8 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
         severity="critical",
         summary="pending: the scheduler finds no node",
         evidence=evidence,
-        remediation="Read the scheduler's message in the evidence for each node's reason.",
+        remediation="Read the scheduler's reasons in the evidence (nodes per reason): each group of nodes "
+        "needs its own change (topology spread, pod (anti-)affinity, volume zone, taints).",
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from engines.diagnosis.common import event_summary, quantity
 from engines.diagnosis.model import Finding
-from engines.diagnosis.snapshot import Obj, Snapshot, label_selector_matches, labels_of, name_of, ns_of
+from engines.diagnosis.snapshot import Obj, Snapshot, label_selector_matches, labels_of, meta, name_of, ns_of
 
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 
@@ -42,8 +42,9 @@ def claims(snap: Snapshot) -> Iterator[Finding]:
             )
             continue
         sc = classes.get(cls) if cls else None  # None: bound statically, by class name, to a PersistentVolume
-        if sc and sc.get("volumeBindingMode") == "WaitForFirstConsumer":
-            continue  # binds when a pod uses it
+        selected = (meta(pvc).get("annotations") or {}).get("volume.kubernetes.io/selected-node")
+        if sc and sc.get("volumeBindingMode") == "WaitForFirstConsumer" and not selected:
+            continue  # binds when a pod that uses it is scheduled; once a node is chosen, provisioning may fail
         if sc is None:
             if not snap.covers("persistentvolumes") or _matching_pv(snap, pvc):
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.diagnosis.world import (
     codes,
     cond,
@@ -170,6 +172,26 @@ def test_taint_not_tolerated() -> None:
     w = _pending(fresh(), "0/2 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}. preemption: x")
     w["nodes"][0]["spec"]["taints"] = [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
     assert "dedicated=gpu:NoSchedule" in only(w, "POD_TAINT_NOT_TOLERATED").evidence["node_taints"]
+
+
+def test_taints_on_some_nodes_do_not_hide_the_other_reasons() -> None:
+    msg = (
+        "0/7 nodes are available: 2 node(s) didn't match pod topology spread constraints (missing required "
+        "label), 5 node(s) had untolerated taint(s). preemption: 0/7 nodes are available: 7 Preemption is not helpful"
+    )
+    f = only(_pending(fresh(), msg), "POD_UNSCHEDULABLE")
+    assert f.evidence["reasons"] == {
+        "node(s) didn't match pod topology spread constraints (missing required label)": 2,
+        "node(s) had untolerated taint(s)": 5,
+    }
+
+
+@pytest.mark.parametrize(
+    "reason", ["node(s) didn't match pod anti-affinity rules", "node(s) had volume node affinity conflict"]
+)
+def test_pod_and_volume_affinity_are_not_the_pods_node_selector(reason: str) -> None:
+    f = only(_pending(fresh(), f"0/3 nodes are available: 3 {reason}."), "POD_UNSCHEDULABLE")
+    assert f.evidence["reasons"] == {reason: 3}
 
 
 def test_unbound_pvc_is_a_pod_symptom() -> None:

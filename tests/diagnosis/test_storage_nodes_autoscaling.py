@@ -157,12 +157,13 @@ def test_hpa_pinned_at_max() -> None:
     assert only(w, "HPA_AT_MAX").evidence["maxReplicas"] == 5
 
 
-def _pdb(min_available, expected=2, healthy=2, allowed=0):
+def _pdb(min_available, expected=2, healthy=2, allowed=0, observed=1):
     return {
         "kind": "PodDisruptionBudget",
-        "metadata": meta("web"),
+        "metadata": {**meta("web"), "generation": 1},
         "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "web"}}},
         "status": {
+            "observedGeneration": observed,
             "expectedPods": expected,
             "currentHealthy": healthy,
             "desiredHealthy": min_available,
@@ -183,3 +184,37 @@ def test_pdb_selecting_no_pod() -> None:
     w = fresh()
     w["poddisruptionbudgets"] = [_pdb(1, expected=0, healthy=0)]
     assert only(w, "PDB_NO_PODS").severity == "info"
+
+
+def test_pdb_not_yet_seen_by_its_controller_is_not_judged() -> None:
+    w = fresh()
+    w["poddisruptionbudgets"] = [_pdb(1, expected=0, healthy=0, observed=0)]  # the API server's all-zero status
+    assert codes(w) == []
+
+
+def test_hpa_paused_by_a_target_scaled_to_zero_is_not_a_metrics_problem() -> None:
+    w = fresh()
+    _cpu_requests(w)
+    w["horizontalpodautoscalers"] = [
+        _hpa(
+            conds=[
+                cond(
+                    "ScalingActive",
+                    "False",
+                    "ScalingDisabled",
+                    "scaling is disabled since the replica count of the target is zero",
+                )
+            ]
+        )
+    ]
+    assert "HPA_METRICS_UNAVAILABLE" not in codes(w)
+
+
+def test_wait_for_first_consumer_claim_failing_after_a_node_was_chosen() -> None:
+    w = fresh()
+    w["storageclasses"][0]["volumeBindingMode"] = "WaitForFirstConsumer"
+    w["persistentvolumeclaims"] = [_pvc()]
+    w["events"] = [event("PersistentVolumeClaim", "data", "ProvisioningFailed", "no capacity in zone b")]
+    assert codes(w) == []  # no node chosen yet: nothing has been tried
+    w["persistentvolumeclaims"][0]["metadata"]["annotations"] = {"volume.kubernetes.io/selected-node": "node-1"}
+    assert only(w, "PVC_PROVISIONING_FAILED").evidence["events"][0].startswith("ProvisioningFailed")

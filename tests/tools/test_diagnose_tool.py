@@ -116,3 +116,28 @@ def test_collector_pause_nests_and_restores() -> None:
         assert not gc.isenabled()  # switched off by someone else: left off
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("request_cpu, exhausted", [("950m", True), ("200m", False)])
+async def test_node_whose_allocatable_is_used_up_by_requests(
+    kube: Kube,  # noqa: F811
+    namespace: str,
+    call,
+    request_cpu: str,
+    exhausted: bool,
+) -> None:
+    # judged only with every namespace's pods in view: a node focus diagnoses the whole cluster's pods
+    node = f"n-{namespace}"
+    kube.control_plane.add_node(node, cpu="1", taints=[{"key": "scenario", "value": namespace, "effect": "NoSchedule"}])
+    container = {"name": "app", "image": "busybox", "resources": {"requests": {"cpu": request_cpu}}}
+    kube.create(
+        f"/api/v1/namespaces/{namespace}/pods",
+        {"metadata": {"name": "big"}, "spec": {"nodeName": node, "containers": [container]}},
+    )
+    result = await call(diagnose, kind="Node", name=node, force_refresh=True)
+    mine = [f for f in result.findings if f.object.kind == "Node" and f.object.name == node]
+    if exhausted:
+        assert [f.code for f in mine] == ["NODE_REQUESTS_EXHAUSTED"], result.render()
+        assert mine[0].evidence["requested"] == {"cpu": "950m of 1 (95%)"}
+    else:
+        assert mine == [], result.render()
