@@ -1,8 +1,8 @@
 """Root-cause ranking: which service (and which of its metrics) most likely started the trouble.
 
 Steps:
-1. Split the window at the anomaly time (or at the onset found by change-point detection when none is
-   given): baseline before, anomalous after.
+1. Split the window at the anomaly time: baseline before, anomalous after. When none is given, the three
+   strongest change points are each analysed, and every service keeps its best result.
 2. Score every metric with the detectors (median/IQR, Z-score, Isolation Forest, DBSCAN), averaged.
 3. When the call graph is known (edge columns `<callee>_<metric>@<caller>`, or `calls`), a caller's latency
    and error anomalies are discounted by how anomalous its callees are: slowness travels up the call chain,
@@ -23,7 +23,7 @@ from engines.rca import detectors as det
 from engines.rca.chain import Link, propagation_chain
 from engines.rca.frame import Frame, FrameError, caller_of, metric_of, service_of
 from engines.rca.kinds import direction, kind_of, propagates
-from engines.rca.onset import cusum_statistics, detect_onset
+from engines.rca.onset import cusum_statistics, detect_onsets
 from engines.rca.trend import Trend, trend
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 EVENT_WEIGHT = 0.5  # a Warning event of the service in the window counts like a 3-sigma move
 EVIDENCE_PER_CANDIDATE = 3
 CHAIN_SERVICES = 6
+ONSET_CANDIDATES = 3  # change points analysed when no anomaly time is given
 
 
 @dataclass(frozen=True)
@@ -126,12 +127,58 @@ def analyse(
     dropped = len(frame.columns) - len(cleaned.columns)
     if not cleaned.columns:
         raise FrameError("every metric is constant or empty in this window; nothing moved to analyse")
+    options = Options(threshold, calls or set(), events or [], detectors, use_graph, dropped)
+    if anomaly_time is not None:
+        return _analyse_at(cleaned, anomaly_time, options, onset_detected=False)
+    # No time given: the strongest few separated change points are each a hypothesis; every service keeps
+    # its best evidence across them (a small code-level fault may not be the window's largest change).
+    times = [float(cleaned.time[o.index]) for o in detect_onsets(cleaned.values, ONSET_CANDIDATES)]
+    reports = [_analyse_at(cleaned, t, options, onset_detected=True) for t in times]
+    return _merge(reports, times, threshold)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every analysis of one call shares."""
+
+    threshold: float
+    calls: set[tuple[str, str]]
+    events: list[Event]
+    detectors: tuple[str, ...]
+    use_graph: bool
+    dropped: int
+
+
+def _merge(reports: list[Report], times: list[float], threshold: float) -> Report:
+    """One report from analyses at several candidate onsets: each service at its best."""
+    best: dict[str, Candidate] = {}
+    for report in reports:
+        for c in report.candidates:
+            if c.service not in best or c.score > best[c.service].score:
+                best[c.service] = c
+    candidates = _with_confidence(sorted(best.values(), key=lambda c: (-c.score, -_tail(c))))
+    top = candidates[0].service if candidates else None
+    winner = next((r for r in reports if r.candidates and r.candidates[0].service == top), reports[0])
+    listed = ", ".join(f"t={t:g}" for t in times)
+    notes = [f"no anomaly time given: candidate onsets {listed}; the strongest evidence at t={winner.anomaly_time:g}"]
+    notes += [n for n in winner.notes if not n.startswith("no service reaches")]
+    if not any(c.score >= threshold for c in candidates):
+        notes.append(f"no service reaches the threshold {threshold:g}; the top ones are listed anyway")
+    return Report(
+        winner.anomaly_time,
+        True,
+        threshold,
+        candidates,
+        winner.chain,
+        winner.analysed_metrics,
+        winner.dropped_metrics,
+        notes,
+    )
+
+
+def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detected: bool) -> Report:
+    """The analysis with the split at `anomaly_time`."""
     notes: list[str] = []
-    onset_detected = anomaly_time is None
-    if anomaly_time is None:
-        found = detect_onset(cleaned.values)
-        anomaly_time = float(cleaned.time[found.index])
-        notes.append(f"no anomaly time given: onset detected at t={anomaly_time:g}")
     split = int(np.searchsorted(cleaned.time, anomaly_time, side="left"))
     if split < 2 or split >= len(cleaned):
         raise FrameError(
@@ -142,9 +189,9 @@ def analyse(
     baseline, anomalous = cleaned.values[:split], cleaned.values[split:]
     columns = cleaned.columns
     directions = np.array([direction(metric_of(c)) for c in columns])
-    combined, per_detector = det.combine(baseline, anomalous, directions, detectors)
+    combined, per_detector = det.combine(baseline, anomalous, directions, o.detectors)
     moved = det.shift(baseline, anomalous, directions)
-    graph = (cleaned.calls() | (calls or set())) if use_graph else set()
+    graph = (cleaned.calls() | o.calls) if o.use_graph else set()
     adjusted, explained_by = _discount(columns, combined, graph)
 
     onsets = _metric_onsets(cleaned)
@@ -157,7 +204,7 @@ def analyse(
         idx = sorted(idx, key=lambda j: -adjusted[j])
         best = float(adjusted[idx[0]])
         score = best
-        own_events = _events_for(service, events or [], cleaned.time[0], cleaned.time[-1])
+        own_events = _events_for(service, o.events, cleaned.time[0], cleaned.time[-1])
         for _ in (e for e in own_events if e.warning):
             score = 1.0 - (1.0 - score) * (1.0 - EVENT_WEIGHT)
         evidence = [
@@ -170,12 +217,12 @@ def analyse(
         )
     candidates = _with_confidence(sorted(candidates, key=lambda c: (-c.score, -_tail(c))))
 
-    chain_services = [c.service for c in candidates if c.score >= threshold][:CHAIN_SERVICES]
+    chain_services = [c.service for c in candidates if c.score >= o.threshold][:CHAIN_SERVICES]
     series = {c.service: _standardised(cleaned, c.metrics[0].column) for c in candidates if c.service in chain_services}
     chain = propagation_chain(chain_services, series, {c.service: c.onset for c in candidates}, cleaned.step, graph)
-    if not any(c.score >= threshold for c in candidates):
-        notes.append(f"no service reaches the threshold {threshold:g}; the top ones are listed anyway")
-    return Report(anomaly_time, onset_detected, threshold, candidates, chain, len(columns), dropped, notes)
+    if not any(c.score >= o.threshold for c in candidates):
+        notes.append(f"no service reaches the threshold {o.threshold:g}; the top ones are listed anyway")
+    return Report(anomaly_time, onset_detected, o.threshold, candidates, chain, len(columns), o.dropped, notes)
 
 
 def _discount(columns: list[str], scores: np.ndarray, calls: set[tuple[str, str]]) -> tuple[np.ndarray, dict[str, str]]:

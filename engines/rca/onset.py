@@ -46,10 +46,19 @@ def cusum_statistics(values: np.ndarray, min_segment: int) -> np.ndarray:
 
 
 def detect_onset(values: np.ndarray, min_segment: int | None = None) -> Onset:
-    """Find the single most likely change point of a multivariate series.
+    """The single most likely change point of a multivariate series (see `detect_onsets`)."""
+    return detect_onsets(values, 1, min_segment)[0]
+
+
+def detect_onsets(values: np.ndarray, count: int, min_segment: int | None = None) -> list[Onset]:
+    """Candidate change points of a multivariate series: the `count` strongest splits at least `min_segment`
+    rows apart (mostly the strongest change and splits near it: where a change starts is uncertain in coarse
+    data), then up to `count - 1` other distinct change points (local maxima of the strength), each group
+    strongest first.
 
     Args:
         values: shape (n, m), rows in time order, no NaN.
+        count: see above; 1 gives the single strongest split.
         min_segment: fewest rows on either side; default max(2, n // 20).
 
     Raises:
@@ -62,8 +71,26 @@ def detect_onset(values: np.ndarray, min_segment: int | None = None) -> Onset:
     min_segment = min(min_segment, n // 2)
     stats = cusum_statistics(values, min_segment)
     top = max(3, m // 10)
-    ranked = -np.sort(-stats, axis=1)[:, :top]
-    strength = ranked.mean(axis=1)
-    index = int(np.argmax(strength))
-    voters = np.argsort(-stats[index])[:top]
-    return Onset(index=index, strength=float(strength[index]), columns=[int(j) for j in voters])
+    strength = (-np.sort(-stats, axis=1)[:, :top]).mean(axis=1)
+    ranked = [int(i) for i in np.argsort(-strength, kind="stable")]
+    # the strongest splits, a little way apart...
+    picked: list[int] = []
+    for index in ranked:
+        if len(picked) == count or (picked and strength[index] <= 0):
+            break
+        if all(abs(index - j) >= min_segment for j in picked):
+            picked.append(index)
+    # ...and the other distinct change points (local maxima), strongest first
+    peaks = [
+        i
+        for i in ranked
+        if strength[i] > 0
+        and strength[i] >= strength[max(0, i - min_segment) : i + min_segment + 1].max()
+        and all(abs(i - j) > 2 * min_segment for j in picked)
+    ]
+    picked += peaks[: max(0, count - 1)]
+    onsets = []
+    for index in picked:
+        voters = np.argsort(-stats[index])[:top]
+        onsets.append(Onset(index=index, strength=float(strength[index]), columns=[int(j) for j in voters]))
+    return onsets

@@ -7,6 +7,7 @@ import pytest
 
 from engines.rca import Event, Frame, FrameError, analyse, from_csv, service_of
 from engines.rca.frame import caller_of, metric_of
+from engines.rca.onset import detect_onset
 
 rng = np.random.default_rng(3)
 N, FAULT = 240, 160
@@ -98,3 +99,21 @@ def test_csv_round_trip_and_errors() -> None:
         from_csv("time,a_cpu\n1,abc\n")
     with pytest.raises(FrameError, match="rows"):
         from_csv("time,a_cpu\n" + "1,2\n" * 5, max_rows=3)
+
+
+def test_with_no_time_a_louder_later_change_does_not_hide_the_fault() -> None:
+    """db's CPU saturates at 80; at 160 a batch tier's CPU drops sharply (load moved away: not bad, but the
+    window's strongest change). Every distinct change point is a hypothesis, so db is still found."""
+    columns = ["db_cpu", "db_latency", "web_latency", *(f"batch_cpu{i}" for i in range(10))]
+    values = np.random.default_rng(3).normal(1.0, 0.02, size=(240, len(columns)))
+    values[80:, 0] += 0.6
+    values[80:, 1] += 0.3
+    values[160:, 3:] *= 0.01
+    frame = Frame(np.arange(240, dtype=float) * 15.0, columns, values)
+    loudest = detect_onset(values).index
+    assert abs(loudest - 160) <= 1  # a single onset splits there, with db's fault in the baseline
+    assert analyse(frame, loudest * 15.0).ranking()[0] != "db"
+    report = analyse(frame, None)
+    assert report.ranking()[0] == "db"
+    assert report.anomaly_time == pytest.approx(80 * 15.0, abs=15)
+    assert report.notes[0].startswith("no anomaly time given: candidate onsets t=")

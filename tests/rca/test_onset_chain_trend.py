@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engines.rca.chain import correlation, correlation_matrix, lagged, propagation_chain
-from engines.rca.onset import detect_onset
+from engines.rca.onset import detect_onset, detect_onsets
 from engines.rca.trend import trend
 
 rng = np.random.default_rng(2)
@@ -26,6 +26,17 @@ def test_onset_ignores_a_lone_spike() -> None:
     values[50, 4] += 500.0
     values[120:, :2] += 6.0
     assert abs(detect_onset(values).index - 120) <= 1
+
+
+def test_several_onsets_cover_both_changes() -> None:
+    values = rng.normal(0, 1, size=(300, 20))
+    values[80:, :3] += 4.0
+    values[200:, 3:6] += 9.0
+    found = detect_onsets(values, 3)
+    indexes = [o.index for o in found]
+    assert all(any(abs(i - change) <= 1 for i in indexes) for change in (80, 200))
+    assert found[0].strength == max(o.strength for o in found)
+    assert [o.index for o in detect_onsets(values, 1)] == [detect_onset(values).index] == indexes[:1]
 
 
 def test_onset_needs_four_samples() -> None:
