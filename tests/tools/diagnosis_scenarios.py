@@ -1366,6 +1366,35 @@ def mtls_conflict(kube: Kube, ns: str, broken: bool) -> None:
     _istio(kube, ns, "destinationrules", _dr(tls="DISABLE" if broken else "ISTIO_MUTUAL"))
 
 
+def dr_without_host(kube: Kube, ns: str, broken: bool) -> None:
+    _mesh_app(kube, ns)
+    rule = _dr()
+    if broken:  # the CRD schema accepts it; istiod's validation (and so its analyzer) does not
+        del rule["spec"]["host"]
+    _istio(kube, ns, "destinationrules", rule)
+
+
+def dr_tls_unverified(kube: Kube, ns: str, broken: bool) -> None:
+    _mesh_app(kube, ns)
+    rule = _dr(tls="SIMPLE")
+    if not broken:
+        rule["spec"]["trafficPolicy"]["tls"]["caCertificates"] = "/etc/certs/upstream-ca.pem"
+    _istio(kube, ns, "destinationrules", rule)
+
+
+def policy_selects_nothing(kube: Kube, ns: str, broken: bool) -> None:
+    _mesh_app(kube, ns)
+    policy = {
+        "metadata": {"name": "web-allow"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "wbe" if broken else "web"}},
+            "action": "ALLOW",
+            "rules": [{"from": [{"source": {"namespaces": [ns]}}]}],
+        },
+    }
+    _istio(kube, ns, "authorizationpolicies", policy, group="security.istio.io")
+
+
 def namespace_not_injected(kube: Kube, ns: str, broken: bool) -> None:
     _mesh_app(kube, ns, inject=not broken, sidecars=not broken)
     _istio(kube, ns, "destinationrules", _dr())
@@ -1491,6 +1520,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("gateway-selector", "IST0101", gateway_selector, summary_has="selector", mesh=True),
     Scenario("vs-conflict", "IST0109", vs_conflict, mesh=True),
     Scenario("mtls-conflict", "IST0113", mtls_conflict, {"mtls_mode": "STRICT"}, mesh=True),
+    Scenario("dr-without-host", "IST0106", dr_without_host, {"spec.host": None}, mesh=True),
+    Scenario("dr-tls-unverified", "IST0128", dr_tls_unverified, {"tls": {"mode": "SIMPLE"}}, mesh=True),
+    Scenario("policy-selects-nothing", "IST0127", policy_selects_nothing, {"selector": {"app": "wbe"}}, mesh=True),
     Scenario("namespace-not-injected", "IST0102", namespace_not_injected, mesh=True),
     Scenario("pod-missing-proxy", "IST0103", pod_missing_proxy, mesh=True),
     Scenario("port-name", "IST0118", port_name, mesh=True),
