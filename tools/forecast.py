@@ -24,6 +24,8 @@ from tools.results import Result, table
 from tools.runtime import current
 
 logger = logging.getLogger(__name__)
+HISTORY_STEP_SECONDS = 300
+HISTORY_POINTS = 4_000
 
 MAX_ROWS = 12  # forecast rows shown; longer horizons are thinned evenly
 MAX_VALUES = 20_000
@@ -89,7 +91,9 @@ async def _history(query: str, days: int | None, step: int | None) -> tuple[np.n
     rt = current()
     stop = time.time()
     start = stop - 86_400 * (days or rt.settings.forecast.history_days)
-    step_s = float(step or max(60, math.ceil((stop - start) / 10_000)))
+    # load follows the day and the week: 5-minute samples (coarser past ~2 weeks) carry the pattern, and keep
+    # the fit to a few thousand rows per model
+    step_s = float(step or max(HISTORY_STEP_SECONDS, math.ceil((stop - start) / HISTORY_POINTS)))
 
     def fetch() -> tuple[np.ndarray, np.ndarray]:
         with Prometheus(rt.settings.prometheus) as prom:

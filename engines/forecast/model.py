@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +159,16 @@ def fit_horizon(
     cut = int(len(origins) * (1 - CALIBRATION_SHARE))
     usable = np.isfinite(x[:cut]).any(axis=0)
     x = x[:, usable]
-    calibration = _regressor().fit(x[:cut], y[:cut])
-    residuals = np.abs(y[cut:] - calibration.predict(x[cut:]))
+    # One OpenMP thread: the fits are small, and on a busy machine (a server next to its cluster) OpenMP's
+    # spinning threads made them ten times slower than one thread.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        calibration = _regressor().fit(x[:cut], y[:cut])
+        residuals = np.abs(y[cut:] - calibration.predict(x[cut:]))
+        final = _regressor().fit(x, y)
     # Split-conformal quantile with the finite-sample correction.
     k = min(len(residuals), math.ceil((len(residuals) + 1) * level))
     half_width = float(np.sort(residuals)[k - 1])
-    return HorizonModel(horizon, step, _regressor().fit(x, y), half_width, usable)
+    return HorizonModel(horizon, step, final, half_width, usable)
 
 
 def forecast(times: np.ndarray, values: np.ndarray, horizon_steps: int, level: float = 0.9) -> Forecast:
