@@ -81,6 +81,15 @@ class Kube:
 
         return wait_for(ready, f"{count} pod(s) {selector} in {ns}")
 
+    def wait_available(self, ns: str, deployment: str, count: int) -> None:
+        """Until the Deployment controller has counted `count` available replicas (as it would have long before
+        anyone looks at a broken workload)."""
+        path = f"/apis/apps/v1/namespaces/{ns}/deployments/{deployment}"
+        wait_for(
+            lambda: self.api("GET", path).get("status", {}).get("availableReplicas", 0) == count,
+            f"{deployment} with {count} available replica(s)",
+        )
+
     def set_pod_status(self, ns: str, pod: str, status: dict[str, Any]) -> None:
         self.patch(f"/api/v1/namespaces/{ns}/pods/{pod}/status", {"status": status})
 
@@ -348,6 +357,7 @@ def crashloop(kube: Kube, ns: str, broken: bool) -> None:
                     p, "CrashLoopBackOff", "back-off 5m0s restarting failed container", restarts=5, last=last
                 ),
             )
+        kube.wait_available(ns, "web", 0)
 
 
 def oomkilled(kube: Kube, ns: str, broken: bool) -> None:
@@ -356,6 +366,7 @@ def oomkilled(kube: Kube, ns: str, broken: bool) -> None:
         last = {"reason": "OOMKilled", "exitCode": 137, "startedAt": now(), "finishedAt": now()}
         for p in pods:
             kube.set_pod_status(ns, p["metadata"]["name"], waiting_status(p, "CrashLoopBackOff", restarts=3, last=last))
+        kube.wait_available(ns, "web", 0)
 
 
 def bad_image_rollout(kube: Kube, ns: str, broken: bool) -> None:
