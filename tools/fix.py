@@ -42,11 +42,10 @@ from tools.fixloop import (
     write,
 )
 from tools.results import Result, clip, table
-from tools.runtime import Runtime, ask_confirmation, client_name, current, report_progress, validate_limit
-from tools.verify import ROLLOUT_KINDS, verify
+from tools.runtime import Runtime, ask_confirmation, client_name, current, validate_limit
+from tools.verify import verify
 
 logger = logging.getLogger(__name__)
-FINDING_POLL_SECONDS = 0.5
 
 _KEYS = {kind: key for key, kind in KINDS.items() if key not in ("k8s_gateways",)}
 OverrideArg = Annotated[
@@ -315,12 +314,9 @@ async def _verify_all(
     log = audit_log(rt)
     results = []
     for item, obj in applied:
-        deadline = time.monotonic() + timeout  # one timeout per change, whatever it takes to verify it
         try:
-            ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout)
-            if ok and obj is not None and item.change.findings and item.change.target.kind not in ROLLOUT_KINDS:
-                left = max(1.0, deadline - time.monotonic())
-                ok, seen = await _findings_gone(rt, conn, item.change.target, item.change.findings, left)
+            findings = (item.change.target, item.change.findings)
+            ok, seen = await verify(rt, conn, item.change.target.kind, item.path, obj, item.desired, timeout, findings)
         except CloudPilotError as e:  # cannot tell whether it worked: treat as failed, so it is rolled back
             ok, seen = False, f"verification failed: {e.message}"
         results.append((item, obj, ok, seen))
@@ -328,26 +324,6 @@ async def _verify_all(
         if not ok:
             break
     return results
-
-
-async def _findings_gone(
-    rt: Runtime, conn: Connection, target: ObjectRef, codes: list[str], timeout: float
-) -> tuple[bool, str]:
-    """For a change with no rollout to watch (a Service, a Node, ...): wait until diagnosis of the object no
-    longer reports the findings the change was planned to remove."""
-    namespaces = [target.namespace] if target.namespace else None
-    focus = ObjectRef(kind=target.kind, name=target.name, namespace=target.namespace)
-    deadline = time.monotonic() + timeout
-    while True:
-        gathered, _ = await snapshot(rt, conn, namespaces, refresh=True)
-        report = await rt.call(run, gathered.snapshot, focus=focus)
-        left = sorted({f.code for f in report.findings if f.code in codes})
-        if not left:
-            return True, "stored as planned; diagnosis no longer reports " + ", ".join(sorted(set(codes)))
-        if time.monotonic() > deadline:
-            return False, f"diagnosis still reports {', '.join(left)} after {timeout:g}s"
-        await report_progress(round(timeout - (deadline - time.monotonic()), 1), timeout, f"still {', '.join(left)}")
-        await anyio.sleep(FINDING_POLL_SECONDS)
 
 
 async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dict[str, Any]) -> str:

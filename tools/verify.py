@@ -1,15 +1,19 @@
 """Verification after a change: wait until the rollout is complete and its pods are ready, within a timeout,
-reporting progress; fail early when the new pods are clearly broken (crash loop, image pull, config error)."""
+reporting progress; fail early when the new pods are clearly broken (crash loop, image pull, config error).
+A change with no rollout is verified by the diagnosis findings it was planned to remove going away."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
+from engines.diagnosis import ObjectRef, run
 from tools._kube import Connection
+from tools.diagnose import snapshot
 from tools.errors import NotFound
 from tools.fixloop import content
 from tools.runtime import Runtime, report_progress
@@ -36,19 +40,45 @@ async def verify(
     applied: dict[str, Any] | None,
     desired: dict[str, Any] | None,
     timeout: float,
+    findings: tuple[ObjectRef, list[str]] | None = None,
 ) -> tuple[bool, str]:
-    """(verified, what was seen). `applied` is the server's answer to the write (None for a deletion)."""
+    """(verified, what was seen). `applied` is the server's answer to the write (None for a deletion).
+
+    `findings`: the object and the codes of the diagnosis findings the change was planned to remove. A change
+    with no rollout to watch (a Service, a Node, ...) is verified only once diagnosis no longer reports them;
+    one timeout covers both waits.
+    """
     deadline = time.monotonic() + timeout
     check = _stored if applied is None else _CHECKS.get(kind, _stored)
-    started = time.monotonic()
+    ok, message = await _poll(kind, lambda: rt.call(check, conn, path, applied, desired), deadline, timeout)
+    if ok and applied is not None and findings and findings[1] and kind not in ROLLOUT_KINDS:
+        target, codes = findings
+        ok, message = await _poll(kind, lambda: _findings_gone(rt, conn, target, codes), deadline, timeout)
+    return ok, message
+
+
+async def _poll(
+    kind: str, check: Callable[[], Awaitable[tuple[bool, bool, str]]], deadline: float, timeout: float
+) -> tuple[bool, str]:
+    """Call `check` () -> (done, ok, message) until done or the deadline, reporting progress."""
     while True:
-        done, ok, message = await rt.call(check, conn, path, applied, desired)
-        await report_progress(round(time.monotonic() - started, 1), timeout, f"{kind}: {message}")
+        done, ok, message = await check()
+        elapsed = round(timeout - (deadline - time.monotonic()), 1)
+        await report_progress(elapsed, timeout, f"{kind}: {message}")
         if done:
             return ok, message
         if time.monotonic() > deadline:
             return False, f"not complete after {timeout:g}s: {message}"
         await anyio.sleep(POLL_SECONDS)
+
+
+async def _findings_gone(rt: Runtime, conn: Connection, target: ObjectRef, codes: list[str]) -> tuple[bool, bool, str]:
+    gathered, _ = await snapshot(rt, conn, [target.namespace] if target.namespace else None, refresh=True)
+    report = await rt.call(run, gathered.snapshot, focus=target)
+    left = sorted({f.code for f in report.findings if f.code in codes})
+    if left:
+        return False, False, "diagnosis still reports " + ", ".join(left)
+    return True, True, "stored as planned; diagnosis no longer reports " + ", ".join(sorted(set(codes)))
 
 
 def _deployment(conn: Connection, path: str, applied: Any, desired: Any) -> tuple[bool, bool, str]:
