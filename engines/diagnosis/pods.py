@@ -378,7 +378,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
         )
     if insufficient:
         return _insufficient(snap, pod, insufficient, evidence)
-    total = _node_total(message)
+    every_reason, total = reasons, _node_total(message)
     tainted = sum(n for r, n in reasons.items() if "taint" in r)
     if _selected_nodes_all_tainted(snap, spec):
         reasons = {"untolerated taint": 1}
@@ -416,7 +416,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
             evidence=evidence,
             remediation="Add a toleration for the taint, or remove the taint from the nodes meant to run this pod.",
         )
-    evidence["reasons"] = scheduler_reasons(message)
+    evidence["reasons"] = every_reason
     return _pod_finding(
         snap,
         pod,

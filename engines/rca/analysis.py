@@ -127,7 +127,15 @@ def analyse(
     dropped = len(frame.columns) - len(cleaned.columns)
     if not cleaned.columns:
         raise FrameError("every metric is constant or empty in this window; nothing moved to analyse")
-    options = Options(threshold, calls or set(), events or [], detectors, use_graph, dropped)
+    options = Options(  # what does not depend on where the window is split: computed once
+        threshold,
+        events or [],
+        detectors,
+        dropped,
+        directions=np.array([direction(metric_of(c)) for c in cleaned.columns]),
+        graph=(cleaned.calls() | (calls or set())) if use_graph else set(),
+        onsets=_metric_onsets(cleaned),
+    )
     if anomaly_time is not None:
         return _analyse_at(cleaned, anomaly_time, options, onset_detected=False)
     # No time given: the strongest few separated change points are each a hypothesis; every service keeps
@@ -139,14 +147,15 @@ def analyse(
 
 @dataclass(frozen=True)
 class Options:
-    """What every analysis of one call shares."""
+    """What every analysis of one window shares, whatever the split."""
 
     threshold: float
-    calls: set[tuple[str, str]]
     events: list[Event]
     detectors: tuple[str, ...]
-    use_graph: bool
     dropped: int
+    directions: np.ndarray  # each column's bad direction
+    graph: set[tuple[str, str]]  # (caller, callee) used for discounting; empty without the graph
+    onsets: np.ndarray  # each column's own change time
 
 
 def _merge(reports: list[Report], times: list[float], threshold: float) -> Report:
@@ -161,7 +170,6 @@ def _merge(reports: list[Report], times: list[float], threshold: float) -> Repor
     winner = next((r for r in reports if r.candidates and r.candidates[0].service == top), reports[0])
     listed = ", ".join(f"t={t:g}" for t in times)
     notes = [f"no anomaly time given: candidate onsets {listed}; the strongest evidence at t={winner.anomaly_time:g}"]
-    notes += [n for n in winner.notes if not n.startswith("no service reaches")]
     if not any(c.score >= threshold for c in candidates):
         notes.append(f"no service reaches the threshold {threshold:g}; the top ones are listed anyway")
     return Report(
@@ -188,13 +196,9 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
         )
     baseline, anomalous = cleaned.values[:split], cleaned.values[split:]
     columns = cleaned.columns
-    directions = np.array([direction(metric_of(c)) for c in columns])
-    combined, per_detector = det.combine(baseline, anomalous, directions, o.detectors)
-    moved = det.shift(baseline, anomalous, directions)
-    graph = (cleaned.calls() | o.calls) if o.use_graph else set()
-    adjusted, explained_by = _discount(columns, combined, graph)
-
-    onsets = _metric_onsets(cleaned)
+    combined, per_detector = det.combine(baseline, anomalous, o.directions, o.detectors)
+    moved = det.shift(baseline, anomalous, o.directions)
+    adjusted, explained_by = _discount(columns, combined, o.graph)
     by_service: dict[str, list[int]] = defaultdict(list)
     for j, column in enumerate(columns):
         by_service[service_of(column)].append(j)
@@ -208,7 +212,7 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
         for _ in (e for e in own_events if e.warning):
             score = 1.0 - (1.0 - score) * (1.0 - EVENT_WEIGHT)
         evidence = [
-            _evidence(j, cleaned, split, combined, adjusted, moved, per_detector, onsets)
+            _evidence(j, cleaned, split, combined, adjusted, moved, per_detector, o.onsets)
             for j in idx[:EVIDENCE_PER_CANDIDATE]
         ]
         onset = min(e.onset for e in evidence if e.score >= 0.5 * best)
@@ -219,7 +223,7 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
 
     chain_services = [c.service for c in candidates if c.score >= o.threshold][:CHAIN_SERVICES]
     series = {c.service: _standardised(cleaned, c.metrics[0].column) for c in candidates if c.service in chain_services}
-    chain = propagation_chain(chain_services, series, {c.service: c.onset for c in candidates}, cleaned.step, graph)
+    chain = propagation_chain(chain_services, series, {c.service: c.onset for c in candidates}, cleaned.step, o.graph)
     if not any(c.score >= o.threshold for c in candidates):
         notes.append(f"no service reaches the threshold {o.threshold:g}; the top ones are listed anyway")
     return Report(anomaly_time, onset_detected, o.threshold, candidates, chain, len(columns), o.dropped, notes)
