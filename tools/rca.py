@@ -90,7 +90,7 @@ class RcaResult(Result):
                 c.service,
                 f"{c.score:.2f}",
                 f"{c.confidence:.2f}",
-                c.onset[11:19],
+                c.onset[11:19] if "T" in c.onset else c.onset,  # clock time of an ISO stamp, else as given
                 "; ".join(_move_text(m) for m in c.evidence[:2]),
                 c.explained_by and f"callee {c.explained_by}",
             ]

@@ -117,6 +117,8 @@ async def test_rca_from_csv(tmp_path: Path) -> None:
         result = await rca.rca_from_csv("\n".join(lines), anomaly_time=80)
         assert result.candidates[0].service in {"db", "web"}
         assert result.candidates[-1].service == "cache"
+        top_row = result.render().splitlines()[2].split()
+        assert top_row[3] == result.candidates[0].onset != "-"  # times of uploaded series are shown as given
         with pytest.raises(InvalidInput, match="no `time` column"):
             await rca.rca_from_csv("a_cpu\n1\n")
         with pytest.raises(InvalidInput, match="characters"):
