@@ -20,12 +20,13 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+import cli
 import prompts
+from errors import CloudPilotError
+from runtime import Runtime, bind, caller, progress_to
 from settings import Settings, load_settings
 from tools.catalogue import ToolSpec, enabled_tools
-from tools.errors import CloudPilotError
 from tools.results import Result, clip
-from tools.runtime import Runtime, bind, caller, progress_to
 
 logger = logging.getLogger("cloudpilot")
 
@@ -200,6 +201,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    code = cli.dispatch(argv)
+    if code is not None:
+        sys.exit(code)
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)

@@ -38,6 +38,9 @@ class KubeSettings(BaseModel):
         30.0, ge=0, description="How long overview and snapshot data are reused (0 disables caching)."
     )
     discovery_ttl_seconds: float = Field(300.0, ge=0, description="How long API discovery is reused.")
+    max_connections: int = Field(
+        32, ge=1, le=512, description="HTTP connections kept per cluster (size it to the concurrent calls expected)."
+    )
 
 
 class StoreSettings(BaseModel):
@@ -72,6 +75,26 @@ class OutputSettings(BaseModel):
         60_000, ge=1_000, description="Text renderings longer than this are cut, with a note saying so."
     )
     log_max_bytes: int = Field(64_000, ge=1_000, description="Byte cap on returned log text.")
+    max_structured_bytes: int = Field(
+        256_000,
+        ge=10_000,
+        description="Structured results larger than this (as JSON) are cut to fit, marked truncated: true.",
+    )
+
+
+class LimitSettings(BaseModel):
+    """Caps on every input that sizes work. Each breach is a clear error naming the argument and the cap."""
+
+    argument_chars: int = Field(1_000_000, ge=1_000, description="Longest string accepted in any one tool argument.")
+    arguments_bytes: int = Field(2_000_000, ge=10_000, description="Largest tool call, all arguments as JSON.")
+    manifest_bytes: int = Field(512_000, ge=1_000, description="Largest manifest accepted by resource_apply.")
+    patch_bytes: int = Field(256_000, ge=1_000, description="Largest patch accepted by resource_patch.")
+    yaml_aliases: int = Field(64, ge=0, description="Most YAML aliases (*ref) in one document.")
+    yaml_depth: int = Field(64, ge=2, description="Deepest nesting of a YAML/JSON document.")
+    forecast_points: int = Field(20_000, ge=100, description="Most points a forecast reads or predicts.")
+    mask_chars: int = Field(
+        8_000_000, ge=100_000, description="Longest text masked; longer output is cut before masking."
+    )
 
 
 class PrometheusSettings(BaseModel):
@@ -114,6 +137,12 @@ class FixSettings(BaseModel):
         300.0, gt=0, description="How long fix_apply waits for a rollout to complete before rolling back."
     )
     plan_ttl_minutes: int = Field(60, ge=1, description="A plan not applied within this time expires.")
+    approval: list[Literal["elicitation", "confirm", "policy"]] | None = Field(
+        None,
+        description="How a plan may be approved: elicitation (the client asks its user), confirm (the "
+        "confirm=<plan id> argument), policy (fix.auto_approve). Default: all three over stdio; elicitation "
+        "and policy over HTTP, where a remote model could otherwise approve its own plans.",
+    )
 
 
 class ServerSettings(BaseModel):
@@ -124,6 +153,19 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     toolsets: list[str] = Field(
         default_factory=lambda: list(TOOLSETS), description=f"Tool groups to expose, of {TOOLSETS}."
+    )
+    insecure_no_auth: bool = Field(
+        False,
+        description="Serve HTTP on a non-loopback address without bearer tokens (logged as a warning). Never in "
+        "production.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers accepted over HTTP besides localhost/127.0.0.1/[::1] (e.g. the Service name). "
+        "Entries may end in :* for any port.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Browser Origins accepted over HTTP (requests without Origin are fine)."
     )
 
     @field_validator("toolsets")
@@ -151,6 +193,7 @@ class Settings(BaseSettings):
     rca: RcaSettings = Field(default_factory=RcaSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     fix: FixSettings = Field(default_factory=FixSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logs go to stderr.")
 
     @classmethod

@@ -10,10 +10,10 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 
+from errors import CloudPilotError
+from runtime import Runtime, bind
 from tools.catalogue import ToolSpec, enabled_tools
-from tools.errors import CloudPilotError
 from tools.results import Result, clip
-from tools.runtime import Runtime, bind
 
 
 def langchain_tools(runtime: Runtime) -> list[BaseTool]:

@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
+from runtime import Runtime, use  # noqa: E402
 from settings import Settings  # noqa: E402
 from tests.cluster.controlplane import ControlPlane  # noqa: E402
 from tools import overview, pods  # noqa: E402
-from tools.runtime import Runtime, use  # noqa: E402
 
 NAMESPACES, PODS_PER_NS = 50, 100
 BAD = {7: "CrashLoopBackOff", 13: "ImagePullBackOff", 29: "OOMKilled", 41: "Pending", 53: "CrashLoopBackOff"}

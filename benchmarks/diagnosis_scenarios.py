@@ -24,11 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runtime import Runtime, use
 from settings import Settings
 from tests.cluster.controlplane import ControlPlane
 from tests.tools.diagnosis_scenarios import SCENARIOS, Kube, install_mesh, running_status, wait_for
 from tools.diagnose import diagnose
-from tools.runtime import Runtime, use
 
 DEPLOYMENTS_PER_NAMESPACE = 5
 REPLICAS = 20

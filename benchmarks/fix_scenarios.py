@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from runtime import Runtime, use  # noqa: E402
 from settings import Settings  # noqa: E402
 from store import AuditLog  # noqa: E402
 from tests.cluster.controlplane import ControlPlane  # noqa: E402
@@ -33,7 +34,6 @@ from tests.fix.scenarios import SCENARIOS, Scenario, deployment, kubelet  # noqa
 from tools.diagnose import diagnose  # noqa: E402
 from tools.fix import fix_apply, fix_plan  # noqa: E402
 from tools.fixloop import content, load  # noqa: E402
-from tools.runtime import Runtime, use  # noqa: E402
 
 
 async def run_one(cp: ControlPlane, rt: Runtime, scenario: Scenario, ns: str) -> dict[str, object]:

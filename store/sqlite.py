@@ -1,7 +1,7 @@
 """One SQLite file, created private (0600), shared by the cluster registry and the audit log.
 
 Secrets (tokens, kubeconfigs, CA data) are stored here so that registered clusters survive restarts;
-they are read only by `tools._kube` to connect and are never part of any tool result.
+they are read only by `connections.kube` to connect and are never part of any tool result.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
+from runtime import Runtime, use
 from settings import Settings
 from tests.cluster.controlplane import ControlPlane
-from tools.runtime import Runtime, use
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -2,10 +2,10 @@
 
 import pytest
 
+from connections.kube import Clusters
+from errors import NotFound
 from server import parse_args, settings_from_args
 from settings import load_settings
-from tools._kube import Clusters
-from tools.errors import NotFound
 
 
 def test_env_yaml_and_flags_layer_in_order(tmp_path, monkeypatch):

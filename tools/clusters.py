@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from connections.kube import IN_CLUSTER, Connection, in_pod
+from errors import CloudPilotError, InvalidInput, NotFound
+from guard import validate
+from runtime import attempt, current
 from store import ClusterRecord
-from tools import validate
-from tools._kube import IN_CLUSTER, Connection, in_pod
 from tools.catalogue import tool
-from tools.errors import CloudPilotError, InvalidInput, NotFound
 from tools.results import Result, table
-from tools.runtime import attempt, current
 
 ClusterArg = Annotated[str | None, Field(description="Registry name or kubeconfig context; default: current.")]
 

@@ -20,16 +20,16 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import Field
 
+from connections.kube import METADATA_LIST, Connection
 from engines.diagnosis import Finding, ObjectRef, Snapshot, run
 from engines.diagnosis.model import SEVERITY_RANK
-from tools import validate
-from tools._kube import METADATA_LIST, Connection
+from errors import Forbidden, InvalidInput, NotFound, Unsupported
+from guard import validate
+from guard.mask import redact
+from runtime import Runtime, current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import Forbidden, InvalidInput, NotFound, Unsupported
-from tools.redact import redact
 from tools.results import Result
-from tools.runtime import Runtime, current, validate_limit
 
 logger = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from tools import validate
+from guard import validate
+from guard.mask import mask_text
+from runtime import current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.redact import mask_text
 from tools.results import Page, Result, age, paginate, table
-from tools.runtime import current, validate_limit
 
 Namespace = Annotated[str | None, Field(description="Namespace; omit for all namespaces.")]
 

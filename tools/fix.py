@@ -14,17 +14,18 @@ from typing import Annotated, Any
 import anyio
 from pydantic import BaseModel, Field
 
+from connections.kube import Connection
 from engines.diagnosis import Finding, ObjectRef, Snapshot, run
 from engines.diagnosis.common import pod_requests, quantity
 from engines.diagnosis.snapshot import KINDS
 from engines.remediation import Context, Plan, make_plan
 from engines.remediation.describe import codes_for_text
-from tools import validate
-from tools._kube import Connection
+from errors import CloudPilotError, Conflict, Forbidden, InvalidInput, NotAllowed, NotFound, Unsupported
+from guard import validate
+from runtime import Runtime, ask_confirmation, client_name, current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.diagnose import snapshot
-from tools.errors import CloudPilotError, Conflict, Forbidden, InvalidInput, NotAllowed, NotFound, Unsupported
 from tools.fixloop import (
     STALE_APPLY_SECONDS,
     Item,
@@ -42,7 +43,6 @@ from tools.fixloop import (
     write,
 )
 from tools.results import Result, clip, table
-from tools.runtime import Runtime, ask_confirmation, client_name, current, validate_limit
 from tools.verify import verify
 
 logger = logging.getLogger(__name__)

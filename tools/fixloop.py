@@ -18,14 +18,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from connections.kube import Connection
 from engines.remediation import Blast, Change, EditError, Plan, Refusal, apply_edits
+from errors import Conflict, Forbidden, InvalidInput, NotAllowed, NotFound
+from guard.mask import redact
+from runtime import Runtime, client_name
 from settings import Settings
 from store import AuditLog
-from tools._kube import Connection
-from tools.errors import Conflict, Forbidden, InvalidInput, NotAllowed, NotFound
-from tools.redact import redact
 from tools.results import Result
-from tools.runtime import Runtime, client_name
 
 logger = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from connections.prometheus import Prometheus, render
 from engines.forecast import Autoscaler, Forecast, forecast, recommend
+from errors import InvalidInput
+from runtime import current
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import InvalidInput
-from tools.prometheus import Prometheus, render
 from tools.rca import _iso
 from tools.results import Result, table
-from tools.runtime import current
 
 logger = logging.getLogger(__name__)
 HISTORY_STEP_SECONDS = 300

@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from connections.kube import METADATA_LIST, Connection, ResourceInfo
 from engines.diagnosis.istio import ROOT_NAMESPACE, injection
-from tools import validate
-from tools._kube import METADATA_LIST, Connection, ResourceInfo
+from errors import Unsupported
+from guard import validate
+from guard.mask import redact
+from runtime import current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import Unsupported
-from tools.redact import redact
 from tools.results import Page, Result, age, table
-from tools.runtime import current, validate_limit
 
 logger = logging.getLogger(__name__)
 

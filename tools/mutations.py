@@ -12,18 +12,18 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field
 
+from connections.kube import Connection
 from engines.diagnosis import ObjectRef
 from engines.remediation import Change, Edit, Patch, Plan
 from engines.remediation.blast import assess
 from engines.remediation.planner import revision_template
-from tools import validate
-from tools._kube import Connection
+from errors import Forbidden, InvalidInput, NotFound
+from guard import validate
+from runtime import Runtime, current
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import Forbidden, InvalidInput, NotFound
 from tools.fix import OverrideArg
 from tools.fixloop import PlanView, propose
-from tools.runtime import Runtime, current
 
 logger = logging.getLogger(__name__)
 

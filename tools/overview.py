@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from errors import CloudPilotError, NotFound
 from kube.quantity import GIB, cores, gib
+from runtime import attempt, current, validate_limit
 from tools import snapshot
 from tools.catalogue import tool
 from tools.clusters import ClusterArg, node_ready
-from tools.errors import CloudPilotError, NotFound
 from tools.results import Page, Result, age, paginate, table
-from tools.runtime import attempt, current, validate_limit
 
 Refresh = Annotated[bool, Field(description="Ignore the cache and fetch fresh data.")]
 ContinueToken = Annotated[str | None, Field(description="continue_token from the previous page.")]

@@ -9,15 +9,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from errors import InvalidInput
+from guard import validate
+from guard.mask import mask_text, redact
 from kube.podstatus import pod_reason
-from tools import snapshot, validate
+from runtime import current, validate_limit
+from tools import snapshot
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import InvalidInput
 from tools.events import EventLine, events_table, object_events
-from tools.redact import mask_text, redact
 from tools.results import ALIGN_MAX_ROWS, Page, Result, age, clip, paginate, render_object, table
-from tools.runtime import current, validate_limit
 from tools.snapshot import PodRow
 
 Namespace = Annotated[str | None, Field(description="Namespace; omit for all namespaces.")]

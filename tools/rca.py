@@ -15,19 +15,19 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from connections.prometheus import EDGE_TEMPLATES, TEMPLATES, Prometheus, Series, render, workload_of
 from engines.rca import Event, Frame, FrameError, Report, analyse, from_csv
 from engines.rca import detectors as det
 from engines.rca.chain import lagged
 from engines.rca.onset import detect_onset
 from engines.rca.trend import trend
+from errors import InvalidInput
+from runtime import current
 from settings import Settings
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import InvalidInput
 from tools.events import event_time
-from tools.prometheus import EDGE_TEMPLATES, TEMPLATES, Prometheus, Series, render, workload_of
 from tools.results import Result, clip, table
-from tools.runtime import current
 
 logger = logging.getLogger(__name__)
 

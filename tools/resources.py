@@ -7,15 +7,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tools import validate
-from tools._kube import TABLE, ResourceInfo
+from connections.kube import TABLE, ResourceInfo
+from errors import InvalidInput
+from guard import validate
+from guard.mask import redact
+from runtime import current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import InvalidInput
 from tools.events import EventLine, events_table, object_events
-from tools.redact import redact
 from tools.results import Page, Result, clip, render_object, select_fields, strip_managed, table
-from tools.runtime import current, validate_limit
 
 Kind = Annotated[
     str, Field(description="Kind, plural or short name: Deployment, pods, svc, virtualservices.networking.istio.io")

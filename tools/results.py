@@ -9,8 +9,8 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from errors import InvalidInput
 from kube.times import parse_time
-from tools.errors import InvalidInput
 
 T = TypeVar("T")
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from connections.kube import METADATA_LIST, Connection
 from kube import podstatus
 from kube.quantity import parse_quantity
-from tools._kube import METADATA_LIST, Connection
+from runtime import Runtime
 from tools.podschema import decode_pods
-from tools.runtime import Runtime
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import anyio
 
+from connections.kube import Connection
 from engines.diagnosis import ObjectRef, run
-from tools._kube import Connection
+from errors import NotFound
+from runtime import Runtime, report_progress
 from tools.diagnose import snapshot
-from tools.errors import NotFound
 from tools.fixloop import content
-from tools.runtime import Runtime, report_progress
 
 logger = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tools import validate
+from errors import CloudPilotError, Unsupported
+from guard import validate
+from runtime import attempt, current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
-from tools.errors import CloudPilotError, Unsupported
 from tools.results import Page, Result, age, paginate, table
-from tools.runtime import attempt, current, validate_limit
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"]
 RolloutKind = Literal["Deployment", "StatefulSet", "DaemonSet"]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from errors import Conflict, Forbidden, InvalidInput, NotAllowed
+from runtime import Runtime, use
 from store import AuditLog
 from tests.cluster import states
 from tests.fix.scenarios import bad_probe_path, deploy, deployment, kubelet, set_status, wait_for
-from tools.errors import Conflict, Forbidden, InvalidInput, NotAllowed
 from tools.fix import audit_get, audit_list, fix_apply, fix_plan, fix_plan_show
 from tools.fixloop import content
 from tools.mutations import scale, set_image
-from tools.runtime import Runtime, use
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 MERGE = "application/merge-patch+json"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from errors import InvalidInput, NotAllowed
 from tests.fix.scenarios import deploy, deployment, kubelet, newest_pods, wait_for
-from tools.errors import InvalidInput, NotAllowed
 from tools.fix import fix_apply
 from tools.fixloop import content
 from tools.mutations import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from errors import InvalidInput, NotAllowed
 from store import AuditLog
 from tests.fix.scenarios import SCENARIOS, Scenario, deploy, deployment, kubelet, set_status
-from tools.errors import InvalidInput, NotAllowed
 from tools.fix import fix_apply, fix_plan
 from tools.fixloop import content, load
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime import Runtime, use
 from settings import Settings
 from tests.prom.harness import PrometheusServer, openmetrics
-from tools.runtime import Runtime, use
 
 STEP = 300.0
 DAYS = 3

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from kubernetes import client as kclient
 
+from errors import InvalidInput, NotFound
+from runtime import Runtime, use
 from settings import Settings
 from tests.cluster import states
 from tests.forecast.conftest import daily_rate
 from tools import forecast as tools_forecast
-from tools.errors import InvalidInput, NotFound
 from tools.rca import parse_when
-from tools.runtime import Runtime, use
 
 
 async def test_forecast_from_prometheus_follows_the_cycle(runtime: Runtime) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime import Runtime, use
 from settings import Settings
 from tests.prom.harness import PrometheusServer, openmetrics
-from tools.runtime import Runtime, use
 
 STEP = 15.0
 LENGTH = 220  # samples: 55 minutes

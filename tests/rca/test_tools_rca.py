@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from connections.prometheus import Prometheus, workload_of
+from errors import InvalidInput, Unreachable, Unsupported
+from runtime import Runtime, use
 from settings import Settings
 from tests.cluster import states
 from tests.conftest import ClusterEnv
 from tests.prom.harness import free_port
 from tests.rca.conftest import PODS, Incident
 from tools import rca
-from tools.errors import InvalidInput, Unreachable, Unsupported
-from tools.prometheus import Prometheus, workload_of
-from tools.runtime import Runtime, use
 
 CPU = 'sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="shop"}[1m]))'
 

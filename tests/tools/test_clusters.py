@@ -2,10 +2,10 @@
 
 import pytest
 
+from errors import Forbidden, InvalidInput, NotFound, Unreachable
 from tests.cluster import states
 from tests.cluster.controlplane import ADMIN_TOKEN, VIEWER_TOKEN
 from tools import clusters, overview, pods
-from tools.errors import Forbidden, InvalidInput, NotFound, Unreachable
 
 
 async def test_kubeconfig_contexts_are_listed_with_the_current_default(call):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from errors import InvalidInput, NotAllowed, NotFound
+from runtime import Runtime, use
 from tests.tools.conftest_istio import kube, mesh  # noqa: F401 - fixtures
 from tests.tools.diagnosis_scenarios import Kube, crashloop, selector_typo
 from tools.diagnose import diagnose
-from tools.errors import InvalidInput, NotAllowed, NotFound
-from tools.runtime import Runtime, use
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

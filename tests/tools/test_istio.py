@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from errors import Unsupported
 from tests.tools.conftest_istio import kube, mesh  # noqa: F401 - fixtures
 from tests.tools.diagnosis_scenarios import MESH_NAMESPACE, Kube, _istio, _mesh_app, vs_subset
 from tools import istio as istio_tools
 from tools.diagnose import diagnose, istio_analyze
-from tools.errors import Unsupported
 from tools.istio import istio_get, istio_list, mesh_overview
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

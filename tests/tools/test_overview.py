@@ -2,11 +2,11 @@
 
 import pytest
 
+from runtime import Runtime, use
 from settings import Settings
 from tests.cluster import states
 from tests.cluster.controlplane import AUDITOR_TOKEN
 from tools import overview
-from tools.runtime import Runtime, use
 
 
 @pytest.fixture

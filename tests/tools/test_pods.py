@@ -2,9 +2,9 @@
 
 import pytest
 
+from errors import InvalidInput, NotFound
 from tests.cluster import states
 from tools import pods
-from tools.errors import InvalidInput, NotFound
 
 
 @pytest.fixture

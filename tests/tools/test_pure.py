@@ -4,11 +4,11 @@ from decimal import Decimal
 
 import pytest
 
+from errors import InvalidInput
+from guard import validate
+from guard.mask import MASK, mask_text, redact
 from kube import podstatus
 from kube.quantity import QuantityError, cores, gib, parse_quantity
-from tools import validate
-from tools.errors import InvalidInput
-from tools.redact import MASK, mask_text, redact
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@
 
 import pytest
 
+from errors import InvalidInput, NotFound
 from tests.cluster import states
 from tools import events, resources
-from tools.errors import InvalidInput, NotFound
 
 
 def make_crd(cluster, group: str, kind: str, plural: str, short: list[str] | None = None) -> None:

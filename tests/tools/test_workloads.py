@@ -2,9 +2,9 @@
 
 import pytest
 
+from errors import Unsupported
 from tests.cluster import states
 from tools import workloads
-from tools.errors import Unsupported
 
 
 async def test_a_stuck_rollout_is_reported_failed_with_the_reason(call, cluster, namespace):

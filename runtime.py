@@ -9,20 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import getpass
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any, TypeVar
 
 import anyio
 
+from connections.kube import Clusters, Connection
+from errors import CloudPilotError, InvalidInput, NotAllowed
 from settings import Settings
 from store import Store
-from tools._kube import Clusters, Connection
 from tools.catalogue import ToolSpec
-from tools.errors import CloudPilotError, InvalidInput, NotAllowed
 
 T = TypeVar("T")
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -32,6 +34,27 @@ _current: ContextVar[Runtime] = ContextVar("cloudpilot_runtime")
 _progress: ContextVar[Progress | None] = ContextVar("cloudpilot_progress", default=None)
 _client: ContextVar[str] = ContextVar("cloudpilot_client", default="direct call")
 _confirm: ContextVar[Confirm | None] = ContextVar("cloudpilot_confirm", default=None)
+
+SCOPES = ("read", "write", "destructive")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the transport authenticated it (never what the client says of itself).
+
+    `scopes` bounds what the caller may do on top of the server's own safety settings: read < write < destructive.
+    """
+
+    name: str
+    scopes: frozenset[str] = frozenset(SCOPES)
+    transport: str = "direct"
+
+    def may(self, access: str) -> bool:
+        return access in self.scopes
+
+
+LOCAL = Principal(f"local user {getpass.getuser()}", transport="direct")
+_principal: ContextVar[Principal] = ContextVar("cloudpilot_principal", default=LOCAL)
 
 
 class TTLCache:
@@ -178,19 +201,34 @@ def progress_to(sink: Progress | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def caller(client: str, confirm: Confirm | None = None) -> Iterator[None]:
-    """Who is calling (recorded in the audit log) and, if the client can ask its user, how to ask."""
-    tokens = (_client.set(client), _confirm.set(confirm))
+def caller(client: str, confirm: Confirm | None = None, principal: Principal | None = None) -> Iterator[None]:
+    """Who is calling: the client's self-declared name (recorded as such), the authenticated principal (what
+    permissions and the audit's approver rest on) and, if the client can ask its user, how to ask."""
+    tokens = (_client.set(client), _confirm.set(confirm), _principal.set(principal or LOCAL))
     try:
         yield
     finally:
         _client.reset(tokens[0])
         _confirm.reset(tokens[1])
+        _principal.reset(tokens[2])
 
 
 def client_name() -> str:
-    """The calling client as set by `caller()` (e.g. 'mcp:claude-ai 0.1'), else 'direct call'."""
+    """The calling client as it names itself (e.g. 'mcp:claude-ai 0.1'; unverified), else 'direct call'."""
     return _client.get()
+
+
+def principal() -> Principal:
+    """The authenticated caller of the tool call in progress (the local user for stdio and direct calls)."""
+    return _principal.get()
+
+
+def approval_methods(settings: Settings, transport: str) -> set[str]:
+    """How plans may be approved on this transport: fix.approval, else all over stdio and elicitation or policy
+    over HTTP (where a `confirm` argument would let a remote model approve its own plan)."""
+    if settings.fix.approval is not None:
+        return set(settings.fix.approval)
+    return {"elicitation", "policy"} if transport == "http" else {"elicitation", "confirm", "policy"}
 
 
 async def ask_confirmation(message: str) -> bool | None:

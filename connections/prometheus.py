@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from errors import InvalidInput, Unreachable, Unsupported
 from settings import PrometheusSettings
-from tools.errors import InvalidInput, Unreachable, Unsupported
 
 logger = logging.getLogger(__name__)
 

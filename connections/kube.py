@@ -5,7 +5,7 @@ configuration, authentication and connection pool, but reads responses as raw JS
 the client's model deserialisation costs ~12x the transfer on large lists, and tools need only a few fields.
 
 `Clusters` turns a tool's `cluster` argument (a registry name, a kubeconfig context, or nothing) into a
-`Connection`, reusing clients. API failures become the errors of `tools.errors`, worded for a model.
+`Connection`, reusing clients. API failures become the errors of `errors`, worded for a model.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from kubernetes.config.config_exception import ConfigException
 
-from settings import KubeSettings
-from store import ClusterRecord, Store
-from tools.errors import (
+from errors import (
     CloudPilotError,
     Conflict,
     Forbidden,
@@ -38,6 +36,8 @@ from tools.errors import (
     NotFound,
     Unreachable,
 )
+from settings import KubeSettings
+from store import ClusterRecord, Store
 
 logger = logging.getLogger(__name__)
 

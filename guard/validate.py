@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tools.errors import InvalidInput
+from errors import InvalidInput
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

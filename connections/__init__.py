@@ -1,0 +1,1 @@
+"""Connections to what CloudPilot observes: Kubernetes API servers and Prometheus."""
