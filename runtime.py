@@ -224,11 +224,13 @@ def principal() -> Principal:
 
 
 def approval_methods(settings: Settings, transport: str) -> set[str]:
-    """How plans may be approved on this transport: fix.approval, else all over stdio and elicitation or policy
-    over HTTP (where a `confirm` argument would let a remote model approve its own plan)."""
+    """How plans may be approved on this transport: fix.approval, else all three for a local user (stdio, direct
+    calls) and elicitation or policy elsewhere (HTTP, agents), where a `confirm` argument would let a remote
+    model approve its own plan."""
     if settings.fix.approval is not None:
         return set(settings.fix.approval)
-    return {"elicitation", "policy"} if transport == "http" else {"elicitation", "confirm", "policy"}
+    local = transport in ("stdio", "direct")
+    return {"elicitation", "confirm", "policy"} if local else {"elicitation", "policy"}
 
 
 async def ask_confirmation(message: str) -> bool | None:

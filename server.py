@@ -8,25 +8,33 @@ python server.py --allow-write                # also list the mutating tools
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field
 
 import cli
 import prompts
-from errors import CloudPilotError
-from runtime import Runtime, bind, caller, progress_to
+from guard import auth
+from guard.mask import MaskingFilter
+from guard.pipeline import Pipeline
+from runtime import LOCAL, Principal, Runtime, bind
 from settings import Settings, load_settings
 from tools.catalogue import ToolSpec, enabled_tools
-from tools.results import Result, clip
+
+try:
+    __version__ = version("cloudpilot")
+except PackageNotFoundError:  # running from a checkout that was not installed
+    __version__ = "0.0.0+checkout"
 
 logger = logging.getLogger("cloudpilot")
 
@@ -49,16 +57,21 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
         finally:
             runtime.close()
 
-    mcp = FastMCP(
+    mcp = CloudPilotMCP(
         "cloudpilot",
         instructions=INSTRUCTIONS,
         host=settings.server.host,
         port=settings.server.port,
         lifespan=lifespan,
         log_level=settings.log_level,
+        # Host/Origin checks on every bind; bearer tokens once the store holds one (guard/auth.py)
+        **auth.fastmcp_options(settings, runtime.store if settings.store.path.exists() else None),
     )
-    for spec in enabled_tools(settings):
-        _add(mcp, spec, runtime)
+    specs = enabled_tools(settings)
+    for spec in specs:
+        _register(mcp, spec, runtime)
+    mcp.pipeline = Pipeline(runtime, specs)
+    mcp._mcp_server.version = __version__
 
     @mcp.prompt(name="triage_namespace", description="Find what is wrong in a namespace, read-only.")
     def triage_namespace(namespace: str, cluster: str | None = None) -> str:
@@ -69,9 +82,41 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
     return mcp
 
 
-def _add(mcp: FastMCP, spec: ToolSpec, runtime: Runtime) -> None:
+class CloudPilotMCP(FastMCP):
+    """FastMCP whose tools/list and tools/call go through CloudPilot's guarded pipeline (guard/pipeline.py)."""
+
+    pipeline: Pipeline
+
+    async def list_tools(self) -> list[MCPTool]:
+        allowed = {s.name for s in self.pipeline.visible(_principal(self.get_context()))}
+        return [t for t in await super().list_tools() if t.name in allowed]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> CallToolResult:  # type: ignore[override]
+        ctx = self.get_context()
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            await ctx.report_progress(done, total, message)
+
+        answer = await self.pipeline.call(
+            name,
+            arguments,
+            principal=_principal(ctx),
+            client=_client_of(ctx),
+            confirm=_elicitation(ctx),
+            progress=progress,
+        )
+        return CallToolResult(
+            content=[TextContent(type="text", text=answer.text)],
+            structuredContent=answer.structured,
+            isError=answer.is_error,
+        )
+
+
+def _register(mcp: FastMCP, spec: ToolSpec, runtime: Runtime) -> None:
+    """Declare a tool's name, description, annotations and schemas to MCP; calls never reach `spec.fn` directly
+    (CloudPilotMCP.call_tool routes them through the pipeline)."""
     mcp.add_tool(
-        mcp_tool(spec, runtime),
+        bind(spec, runtime),
         name=spec.name,
         title=spec.title,
         description=spec.description,
@@ -81,7 +126,7 @@ def _add(mcp: FastMCP, spec: ToolSpec, runtime: Runtime) -> None:
     # Every conversation pays for the schemas: drop pydantic's per-field "title" (it repeats the name).
     registered = mcp._tool_manager.get_tool(spec.name)
     if registered is not None:
-        registered.parameters = _untitled(registered.parameters)
+        registered.parameters = {**_untitled(registered.parameters), "additionalProperties": False}
         if registered.fn_metadata.output_schema is not None:
             registered.fn_metadata.output_schema = _untitled(registered.fn_metadata.output_schema)
 
@@ -98,44 +143,15 @@ def _untitled(schema: Any) -> Any:
     return schema
 
 
-def mcp_tool(spec: ToolSpec, runtime: Runtime) -> Callable[..., Awaitable[CallToolResult]]:
-    """Wrap a catalogue function for MCP: text channel = compact rendering, structured channel = the model,
-    progress notifications forwarded, and errors logged at this boundary."""
-    bound = bind(spec, runtime)
-    signature = inspect.signature(bound)
-    returns = signature.return_annotation
-    max_chars = runtime.settings.output.max_chars
-
-    async def call(ctx: Context, **kwargs: Any) -> CallToolResult:  # type: ignore[type-arg]
-        async def progress(done: float, total: float | None, message: str | None) -> None:
-            await ctx.report_progress(done, total, message)
-
-        try:
-            with progress_to(progress), caller(_client_of(ctx), _elicitation(ctx)):
-                result = await bound(**kwargs)
-        except CloudPilotError as e:
-            logger.info("tool %s refused: %s", spec.name, e)
-            raise
-        except Exception:
-            logger.exception("tool %s failed", spec.name)
-            raise
-        text = result.render() if isinstance(result, Result) else str(result)
-        return CallToolResult(
-            content=[TextContent(type="text", text=clip(text, max_chars))],
-            structuredContent=result.model_dump(mode="json"),
-        )
-
-    params = [
-        *signature.parameters.values(),
-        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
-    ]
-    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=params, return_annotation=Annotated[CallToolResult, returns]
-    )
-    call.__annotations__ = {**bound.__annotations__, "ctx": Context, "return": Annotated[CallToolResult, returns]}
-    call.__name__ = spec.name
-    call.__doc__ = spec.description
-    return call
+def _principal(ctx: Context) -> Principal:  # type: ignore[type-arg]
+    """The authenticated caller: the HTTP token's identity, else the local user who started the server (stdio)."""
+    try:
+        request = ctx.request_context.request
+    except ValueError:  # outside a request (tools/list from an in-memory client)
+        request = None
+    if request is None:
+        return replace(LOCAL, transport="stdio")
+    return auth.principal_of(ctx) or replace(LOCAL, name=f"{LOCAL.name} (unauthenticated HTTP)", transport="http")
 
 
 class Approval(BaseModel):
@@ -147,7 +163,7 @@ class Approval(BaseModel):
 def _client_of(ctx: Context) -> str:  # type: ignore[type-arg]
     params = ctx.session.client_params
     info = params.clientInfo if params else None
-    return f"mcp:{info.name} {info.version}" if info else "mcp:unknown client"
+    return f"mcp:{info.name[:60]} {info.version[:20]}" if info else "mcp:unknown client"
 
 
 def _elicitation(ctx: Context) -> Callable[[str], Awaitable[bool | None]] | None:  # type: ignore[type-arg]
@@ -177,6 +193,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-destructive", action="store_true", default=None, help="also allow deleting tools")
     p.add_argument("--toolsets", help="comma-separated toolsets to expose (core,istio,diagnose,rca,fix)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="serve HTTP on a non-loopback address with no bearer token configured (never in production)",
+    )
     return p.parse_args(argv)
 
 
@@ -195,6 +217,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     put("k8s", "context", args.context)
     put("safety", "allow_write", args.allow_write)
     put("safety", "allow_destructive", args.allow_destructive)
+    put("server", "insecure_no_auth", args.insecure_no_auth)
     if args.log_level:
         overrides["log_level"] = args.log_level
     return load_settings(args.config, **overrides)
@@ -213,7 +236,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:  # logs never carry what tool answers may not
+        handler.addFilter(MaskingFilter())
     server = build_server(settings)
+    if settings.server.transport == "http":
+        try:
+            warning = auth.check_binding(settings, tokens_configured=server.settings.auth is not None)
+        except auth.BindRefused as e:
+            sys.exit(f"cloudpilot: {e}")
+        if warning:
+            logger.warning(warning)
+        logger.info("HTTP bearer tokens %s", "required" if server.settings.auth else "off (no token in the store)")
     logger.info(
         "serving %d tools over %s (writes %s)",
         len(enabled_tools(settings)),

@@ -1,6 +1,7 @@
-"""The catalogue as LangChain tools: the very functions the MCP server registers, bound to one runtime.
+"""The catalogue as LangChain tools: the very functions the MCP server registers, through the same guarded
+pipeline (arguments checked, permission checked, answers masked and bounded).
 
-Each tool answers the model with the compact text rendering and keeps the structured result as the
+Each tool answers the model with the compact text rendering and keeps the structured (masked) result as the
 ToolMessage artifact, exactly as MCP clients get text plus structured content.
 """
 
@@ -10,31 +11,26 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from errors import CloudPilotError
-from runtime import Runtime, bind
+from guard.pipeline import Pipeline
+from runtime import LOCAL, Principal, Runtime
 from tools.catalogue import ToolSpec, enabled_tools
-from tools.results import Result, clip
 
 
-def langchain_tools(runtime: Runtime) -> list[BaseTool]:
-    """Every tool the runtime's settings enable, as LangChain tools (for `bind_tools` / `ToolNode`)."""
-    return [as_langchain_tool(spec, runtime) for spec in enabled_tools(runtime.settings)]
+def langchain_tools(runtime: Runtime, principal: Principal = LOCAL, client: str = "agent") -> list[BaseTool]:
+    """Every tool the runtime's settings enable and `principal` may use, as LangChain tools."""
+    pipeline = Pipeline(runtime, enabled_tools(runtime.settings))
+    return [as_langchain_tool(pipeline, spec, principal, client) for spec in pipeline.visible(principal)]
 
 
-def as_langchain_tool(spec: ToolSpec, runtime: Runtime) -> BaseTool:
-    bound = bind(spec, runtime)
-    max_chars = runtime.settings.output.max_chars
+def as_langchain_tool(pipeline: Pipeline, spec: ToolSpec, principal: Principal, client: str) -> BaseTool:
+    signature_of = pipeline.function(spec.name)
 
     async def run(**kwargs: Any) -> tuple[str, Any]:
-        try:
-            result = await bound(**kwargs)
-        except CloudPilotError as e:  # the model reads the error and can act on it
-            return f"Error: {e}", None
-        text = result.render() if isinstance(result, Result) else str(result)
-        return clip(text, max_chars), result
+        answer = await pipeline.call(spec.name, kwargs, principal=principal, client=client)
+        return answer.text, answer.result  # errors come back as text the model can act on
 
-    run.__signature__ = bound.__signature__  # type: ignore[attr-defined]
-    run.__annotations__ = bound.__annotations__
+    run.__signature__ = signature_of.__signature__  # type: ignore[attr-defined]
+    run.__annotations__ = signature_of.__annotations__
     run.__name__ = spec.name
     run.__doc__ = spec.description
     return StructuredTool.from_function(

@@ -6,6 +6,10 @@ the client's model deserialisation costs ~12x the transfer on large lists, and t
 
 `Clusters` turns a tool's `cluster` argument (a registry name, a kubeconfig context, or nothing) into a
 `Connection`, reusing clients. API failures become the errors of `errors`, worded for a model.
+
+Registered clusters are added by an operator (`cloudpilot clusters add`), never by a tool. A stored kubeconfig
+not marked as operator-added passes `inline_only` before it is loaded; TLS material is held in memory
+(`connections.kubeconfig`), never left in temporary files.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import tempfile
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +32,8 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from kubernetes.config.config_exception import ConfigException
 
+from connections.kubeconfig import QUOTE_CHARS, inline_only, install, load_into, unreadable, yaml_reason
+from connections.kubeconfig import quote as quote_input
 from errors import (
     CloudPilotError,
     Conflict,
@@ -48,6 +54,8 @@ AGGREGATED_DISCOVERY = (
     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
 )
 IN_CLUSTER = "in-cluster"
+SERVER_QUOTE_CHARS = 300  # the most of an API server's message an error repeats
+OPERATOR_ADD = "An operator registers clusters on the server's machine with `cloudpilot clusters add`."
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -73,6 +81,8 @@ class ResourceInfo:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
     def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        if name and self.namespaced:
+            require_namespace(self.kind, namespace)
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
             base += f"/namespaces/{quote(namespace, safe='')}"
@@ -84,15 +94,29 @@ class ResourceInfo:
         return base
 
 
+def require_namespace(kind: str, namespace: str | None) -> str:
+    """`namespace`, or InvalidInput when a call about one object of a namespaced kind has none."""
+    if not namespace:
+        raise InvalidInput(
+            f"namespace is required for {kind or 'this kind'}: it is namespaced, so one object is named by "
+            "namespace and name."
+        )
+    return namespace
+
+
 @dataclass
 class Connection:
-    """One cluster, one identity. Thread-safe: tools call it from worker threads concurrently."""
+    """One cluster, one identity. Thread-safe: tools call it from worker threads concurrently.
+
+    `record` is the registry entry it was made from (None for kubeconfig contexts and in-cluster).
+    """
 
     name: str
     api: kclient.ApiClient
     identity: str
     timeout: float = 20.0
     discovery_ttl: float = 300.0
+    record: ClusterRecord | None = field(default=None, repr=False)
     _discovery: tuple[float, list[ResourceInfo]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -100,8 +124,11 @@ class Connection:
     def server(self) -> str:
         return str(self.api.configuration.host)
 
+    def close(self) -> None:
+        self.api.close()
+
     # -- raw HTTP -------------------------------------------------------------------------------------
-    def request(
+    def send(
         self,
         method: str,
         path: str,
@@ -111,9 +138,8 @@ class Connection:
         content_type: str | None = None,
         accept: str = "application/json",
         timeout: float | None = None,
-        raw: bool = False,
-    ) -> Any:
-        """Send one request; return the decoded JSON body (or bytes when `raw`)."""
+    ) -> tuple[int, bytes, Any]:
+        """Send one request; return (status, body, headers) whatever the status. Raises Unreachable only."""
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
@@ -138,8 +164,26 @@ class Connection:
                 "cluster's URL and certificates (clusters_list shows them).",
                 delay=5.0,
             ) from e
-        if not 200 <= resp.status < 300:
-            raise self._error(resp.status, payload, method, path)
+        return resp.status, payload, resp.headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        accept: str = "application/json",
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Send one request; return the decoded JSON body (or bytes when `raw`)."""
+        status, payload, headers = self.send(
+            method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout
+        )
+        if not 200 <= status < 300:
+            raise self._error(status, payload, method, path, retry_after=_retry_after(headers))
         if raw:
             return payload
         return orjson.loads(payload) if payload else None
@@ -223,13 +267,15 @@ class Connection:
             raise InvalidInput(
                 "A kind is required, e.g. 'Deployment', 'pods', 'svc' or 'gateways.networking.istio.io'."
             )
+        if len(wanted) > 253:
+            raise InvalidInput(f"Kind {quote_input(wanted)} is too long to be a kind (at most 253 characters).")
         resources = self.resources()
         found = _match(resources, wanted)
         if not found:
             found = _match(self.resources(refresh=True), wanted)
         if not found:
             raise NotFound(
-                f"Kind {wanted!r} is not served by cluster {self.name!r}.",
+                f"Kind {quote_input(wanted)} is not served by cluster {self.name!r}.",
                 hint="Use api_resources to see served kinds; a CRD may not be installed.",
             )
         if len(found) > 1:  # e.g. core "events" and events.k8s.io: the core group wins, then other built-ins
@@ -238,13 +284,15 @@ class Connection:
                     return preferred[0]
             names = ", ".join(sorted(r.full_name for r in found))
             raise InvalidInput(
-                f"Kind {wanted!r} is ambiguous in cluster {self.name!r}: {names}.",
+                f"Kind {quote_input(wanted)} is ambiguous in cluster {self.name!r}: {names}.",
                 hint="Pass one of these full names as the kind.",
             )
         return found[0]
 
     # -- errors ---------------------------------------------------------------------------------------
-    def _error(self, status: int, payload: bytes, method: str, path: str) -> CloudPilotError:
+    def _error(
+        self, status: int, payload: bytes, method: str, path: str, retry_after: float | None = None
+    ) -> CloudPilotError:
         message = _status_message(payload) or f"HTTP {status}"
         what = describe_path(path)
         verb = _VERBS.get(method, method.lower())
@@ -265,7 +313,8 @@ class Connection:
         if status == 401:
             return Forbidden(
                 f"Cluster {self.name!r} rejected the credentials of {self.identity!r}: {message}.",
-                hint="The token or certificate is invalid or expired; update the cluster entry.",
+                hint="The token or certificate is invalid or expired: renew it in the kubeconfig, or have an "
+                "operator register the cluster again (`cloudpilot clusters remove`, then `add`).",
             )
         if status == 409:
             return Conflict(
@@ -273,12 +322,43 @@ class Connection:
                 hint="The object changed since it was read; read it again and re-plan.",
                 delay=1.0,
             )
-        if status in (400, 405, 406, 415, 422):
-            return InvalidInput(f"The API server refused to {verb} {what} {where}: {message}.")
+        if status == 410:
+            return InvalidInput(
+                f"The API server can no longer continue listing {what} {where} (HTTP 410): {message}.",
+                hint="A continue_token expires after a few minutes: list again without it.",
+            )
+        if status == 413:
+            return InvalidInput(
+                f"The request to {verb} {what} {where} was too large for the API server (HTTP 413): {message}.",
+                hint="Send less: a smaller manifest or patch, or split the change (the API server accepts about "
+                "3 MiB per request).",
+            )
+        if status == 429:
+            return Unreachable(
+                f"Cluster {self.name!r} is throttling requests and did not {verb} {what} (HTTP 429): {message}.",
+                hint=f"Retry after {retry_after:g} seconds, as the API server asked (Retry-After)."
+                if retry_after
+                else "Wait a few seconds before retrying; the API server gave no Retry-After.",
+                delay=retry_after or 5.0,
+            )
+        if status in (408, 504):
+            return Unreachable(
+                f"Cluster {self.name!r} timed out trying to {verb} {what} (HTTP {status}): {message}.",
+                hint="This may be temporary; try again, with a smaller limit for a large list.",
+                delay=2.0,
+            )
+        if status >= 500:
+            return Unreachable(
+                f"Cluster {self.name!r} failed to {verb} {what} (HTTP {status}): {message}.",
+                hint="A server error is often temporary: try again shortly; if it persists, check the API "
+                "server's health.",
+                delay=2.0,
+            )
+        if 400 <= status < 500:
+            return InvalidInput(f"The API server refused to {verb} {what} {where} (HTTP {status}): {message}.")
         return Unreachable(
-            f"Cluster {self.name!r} failed to {verb} {what} (HTTP {status}): {message}.",
-            hint="This is usually temporary; try again shortly.",
-            delay=2.0,
+            f"Cluster {self.name!r} answered HTTP {status} to {verb} {what}, which an API server does not send.",
+            hint="Check the cluster's URL: it may point at a proxy or a web page rather than the API server.",
         )
 
 
@@ -346,11 +426,11 @@ def describe_path(path: str) -> str:
         return "the API"
     text = parts[0]
     if len(parts) >= 2:
-        text += f" {parts[1]!r}".replace("'", '"')
+        text += f' "{_cut(parts[1], QUOTE_CHARS)}"'
     if len(parts) >= 3:
         text += f" ({'/'.join(parts[2:])})"
     if ns:
-        text += f' in namespace "{ns}"'
+        text += f' in namespace "{_cut(ns, QUOTE_CHARS)}"'
     return text
 
 
@@ -363,11 +443,26 @@ def _is_collection(path: str) -> bool:
 
 
 def _status_message(payload: bytes) -> str:
+    """The API server's message, cut short; never a whole page from something that is not an API server."""
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return payload[:300].decode("utf-8", "replace").strip()
-    return str(doc.get("message") or doc.get("reason") or "") if isinstance(doc, dict) else ""
+        text = " ".join(payload[: SERVER_QUOTE_CHARS * 4].decode("utf-8", "replace").split())
+        if text.startswith("<"):
+            return "an HTML page, not a Kubernetes API Status"
+        return _cut(text, SERVER_QUOTE_CHARS)
+    text = str(doc.get("message") or doc.get("reason") or "") if isinstance(doc, dict) else ""
+    return _cut(" ".join(text.split()), SERVER_QUOTE_CHARS)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + "… (cut)"
+
+
+def _retry_after(headers: Any) -> float | None:
+    """The Retry-After header in seconds (delay form only), capped at 10 minutes."""
+    value = str((headers or {}).get("Retry-After") or "").strip()
+    return min(float(value), 600.0) if value.isdigit() else None
 
 
 def _root_cause(e: BaseException) -> str:
@@ -402,6 +497,21 @@ def _jwt_subject(token: str) -> str | None:
         return None
 
 
+_KUBECONFIG_FIX = (
+    "Fix that file, or point CLOUDPILOT_K8S__KUBECONFIG (or KUBECONFIG) at a valid one. Registered clusters still "
+    "work: pass one as `cluster` (clusters_list shows them)."
+)
+
+
+@dataclass
+class Access:
+    """How to reach one cluster: the client configuration, who it acts as, and TLS held in memory."""
+
+    cfg: kclient.Configuration
+    identity: str
+    tls: ssl.SSLContext | None = None
+
+
 class Clusters:
     """Resolves a tool's `cluster` argument to a `Connection` and keeps one client per cluster."""
 
@@ -412,28 +522,64 @@ class Clusters:
         self._default: str | None = None
         self._lock = threading.Lock()
 
-    def kubeconfig_path(self) -> str | None:
+    # -- the kubeconfig ------------------------------------------------------------------------------
+    def kubeconfig_files(self) -> list[str]:
+        """The kubeconfig files in use: k8s.kubeconfig, else $KUBECONFIG's list, else ~/.kube/config."""
         if self.settings.kubeconfig:
-            return str(self.settings.kubeconfig)
-        return None  # the client reads $KUBECONFIG, then ~/.kube/config
+            return [os.path.expanduser(str(self.settings.kubeconfig))]
+        listed = [os.path.expanduser(p) for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        return listed or [str(Path.home() / ".kube" / "config")]
+
+    def kubeconfig_state(self) -> tuple[list[dict[str, Any]], str | None, str | None]:
+        """(contexts, current context, why the kubeconfig cannot be read). No kubeconfig at all is no error."""
+        files = [f for f in self.kubeconfig_files() if os.path.exists(f)]
+        if not files:
+            return [], None, None
+        try:
+            contexts, active = kconfig.list_kube_config_contexts(os.pathsep.join(files))
+        except Exception as e:  # a broken file fails in many ways; each becomes one line
+            return [], None, unreadable(files, e)
+        return contexts or [], (active or {}).get("name"), None
 
     def contexts(self) -> tuple[list[dict[str, Any]], str | None]:
-        """kubeconfig contexts and the current one ([] when there is no kubeconfig)."""
-        try:
-            contexts, active = kconfig.list_kube_config_contexts(self.kubeconfig_path())
-        except (ConfigException, OSError, TypeError):
-            return [], None
-        return contexts or [], (active or {}).get("name")
+        """kubeconfig contexts and the current one ([] when there is no usable kubeconfig)."""
+        contexts, active, _ = self.kubeconfig_state()
+        return contexts, active
 
+    def kubeconfig_error(self) -> str | None:
+        """One line saying which kubeconfig file cannot be read and why (never its contents), or None."""
+        return self.kubeconfig_state()[2]
+
+    def kubeconfig_servers(self) -> dict[str, str]:
+        """kubeconfig cluster name → server URL (no credentials)."""
+        servers: dict[str, str] = {}
+        for path in self.kubeconfig_files():
+            try:
+                doc = yaml.safe_load(Path(path).read_text()) or {}
+                entries = [c for c in doc.get("clusters") or [] if isinstance(c, dict)]
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue
+            for c in entries:
+                servers.setdefault(str(c.get("name")), str((c.get("cluster") or {}).get("server")))
+        return servers
+
+    # -- connections ---------------------------------------------------------------------------------
     def default_name(self) -> str:
         if self._default is None:
             self._default = self._find_default()
         return self._default
 
     def cached(self, name: str | None) -> Connection | None:
-        """The connection for `name` if it is already open (no I/O)."""
+        """The connection for `name` if it is open and its registry entry unchanged (one local SQLite read)."""
         key = name or self._default
-        return self._cache.get(key) if key else None
+        if not key:
+            return None
+        with self._lock:
+            conn = self._cache.get(key)
+        if conn is not None and self.store.get_cluster(key) != conn.record:
+            self.forget(key)  # removed or registered again by an operator since it was opened
+            return None
+        return conn
 
     def _find_default(self) -> str:
         if self.settings.default_cluster:
@@ -442,22 +588,26 @@ class Clusters:
             return IN_CLUSTER
         if self.settings.context:
             return self.settings.context
-        _, active = self.contexts()
+        _, active, trouble = self.kubeconfig_state()
         if active:
             return active
+        if trouble:
+            raise InvalidInput(f"No default cluster: {trouble}", hint=_KUBECONFIG_FIX)
         raise NotFound(
             "No cluster is configured: no kubeconfig current context and not running in a pod.",
-            hint="Set KUBECONFIG, pass --context, or add a cluster with clusters_add.",
+            hint=f"Set KUBECONFIG or pass --context. {OPERATOR_ADD}",
         )
 
     def get(self, name: str | None = None) -> Connection:
         key = name or self.default_name()
-        with self._lock:
-            conn = self._cache.get(key)
+        conn = self.cached(key)
         if conn is None:
             conn = self._connect(key)
             with self._lock:
-                conn = self._cache.setdefault(key, conn)
+                kept = self._cache.setdefault(key, conn)
+            if kept is not conn:  # another thread connected first
+                conn.close()
+            conn = kept
         return conn
 
     def forget(self, name: str) -> None:
@@ -465,47 +615,41 @@ class Clusters:
             self._default = None
             conn = self._cache.pop(name, None)
         if conn is not None:
-            conn.api.close()
+            conn.close()
 
     def close(self) -> None:
         with self._lock:
             conns, self._cache = list(self._cache.values()), {}
         for c in conns:
-            c.api.close()
-
-    def kubeconfig_servers(self) -> dict[str, str]:
-        """kubeconfig cluster name → server URL (no credentials)."""
-        path = (
-            self.kubeconfig_path()
-            or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-            or str(Path.home() / ".kube" / "config")
-        )
-        try:
-            doc = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            return {}
-        return {str(c.get("name")): str((c.get("cluster") or {}).get("server")) for c in doc.get("clusters") or []}
+            c.close()
 
     def connect_record(self, record: ClusterRecord) -> Connection:
         """A connection for a cluster record that is not (yet) registered; the caller closes it."""
-        cfg, identity = _config_from_record(record)
-        return self._connection(record.name, cfg, identity)
+        return self._connection(record.name, _record_access(record), record)
 
-    def _connection(self, name: str, cfg: kclient.Configuration, identity: str) -> Connection:
+    def _connection(self, name: str, access: Access, record: ClusterRecord | None = None) -> Connection:
+        cfg = access.cfg
         _cap_retries(cfg)
+        cfg.connection_pool_maxsize = self.settings.max_connections
+        api = kclient.ApiClient(cfg)
+        # At most max_connections requests at once per cluster; more wait for a free connection rather than
+        # open one that is thrown away afterwards ("Connection pool is full, discarding connection").
+        api.rest_client.pool_manager.connection_pool_kw["block"] = True
+        install(api, access.tls)
         return Connection(
             name=name,
-            api=kclient.ApiClient(cfg),
-            identity=identity,
+            api=api,
+            identity=access.identity,
             timeout=self.settings.request_timeout_seconds,
             discovery_ttl=self.settings.discovery_ttl_seconds,
+            record=record,
         )
 
     def _connect(self, name: str) -> Connection:
         record = self.store.get_cluster(name)
         if record is not None:
-            cfg, identity = _config_from_record(record)
-        elif name == IN_CLUSTER:
+            return self._connection(name, _record_access(record), record)
+        if name == IN_CLUSTER:
             cfg = kclient.Configuration()
             try:
                 kconfig.load_incluster_config(client_configuration=cfg)
@@ -515,73 +659,92 @@ class Clusters:
                     hint="Use a kubeconfig context or a registered cluster instead.",
                 ) from e
             token = str(cfg.api_key.get("authorization", "")).removeprefix("Bearer ").strip()
-            identity = _jwt_subject(token) or "the pod's service account"
-        else:
-            cfg, identity = self._config_from_context(name)
-        return self._connection(name, cfg, identity)
+            return self._connection(name, Access(cfg, _jwt_subject(token) or "the pod's service account"))
+        return self._connection(name, self._context_access(name))
 
-    def _config_from_context(self, context: str) -> tuple[kclient.Configuration, str]:
-        contexts, _ = self.contexts()
+    def _context_access(self, context: str) -> Access:
+        contexts, _, trouble = self.kubeconfig_state()
         match = next((c for c in contexts if c.get("name") == context), None)
         if match is None:
+            if trouble:
+                raise InvalidInput(
+                    f"Cluster {quote_input(context)} is not registered, and it cannot be looked up as a kubeconfig "
+                    f"context: {trouble}",
+                    hint=_KUBECONFIG_FIX,
+                )
             known = sorted([c["name"] for c in contexts] + [r.name for r in self.store.list_clusters()])
             raise NotFound(
-                f"Unknown cluster {context!r}: neither a registered cluster nor a kubeconfig context.",
-                hint=f"Known clusters: {', '.join(known) or 'none'}. Add one with clusters_add.",
+                f"Unknown cluster {quote_input(context)}: neither a registered cluster nor a kubeconfig context.",
+                hint=f"Known clusters: {', '.join(known) or 'none'}. {OPERATOR_ADD}",
             )
         cfg = kclient.Configuration()
-        try:
-            kconfig.load_kube_config(
-                config_file=self.kubeconfig_path(), context=context, client_configuration=cfg, persist_config=False
-            )
-        except (ConfigException, OSError) as e:
-            raise InvalidInput(f"kubeconfig context {context!r} cannot be used: {e}.") from e
+        files = os.pathsep.join(f for f in self.kubeconfig_files() if os.path.exists(f))
+        try:  # the operator's own kubeconfig: exec plugins and file paths are theirs to use
+            tls = load_into(cfg, files=files, context=context)
+        except (ConfigException, OSError, ValueError, TypeError, ssl.SSLError) as e:
+            raise InvalidInput(f"kubeconfig context {context!r} cannot be used: {_cut(str(e), 200)}.") from e
         user = (match.get("context") or {}).get("user") or "unknown user"
-        return cfg, f"kubeconfig user {user}"
+        return Access(cfg, f"kubeconfig user {user}", tls)
 
 
-def _config_from_record(record: ClusterRecord) -> tuple[kclient.Configuration, str]:
+def verify_kubernetes(conn: Connection) -> dict[str, Any]:
+    """The answer to GET /version when the server answers like a Kubernetes API server. Otherwise an error that
+    says what was expected and the HTTP status only, never the body: the server may be anything."""
+    status, payload, _ = conn.send("GET", "/version")
+    expected = "a Kubernetes API server answers GET /version with HTTP 200 and JSON holding a gitVersion string"
+    check_url = "Check the URL: it must be the API server itself (e.g. https://10.0.0.1:6443), not a proxy or web page."
+    if status == 401:
+        raise Forbidden(
+            f"{conn.server} rejected the credentials (HTTP 401).",
+            hint="Check the token or client certificate: it may be wrong, expired or for another cluster.",
+        )
+    if status != 200:
+        raise InvalidInput(f"{conn.server} answered GET /version with HTTP {status}; {expected}.", hint=check_url)
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("gitVersion"), str):
+        raise InvalidInput(
+            f"{conn.server} answered GET /version with HTTP 200, but not like a Kubernetes API server; {expected}.",
+            hint=check_url,
+        )
+    return doc
+
+
+def _record_access(record: ClusterRecord) -> Access:
     cfg = kclient.Configuration()
+    readd = (
+        f"An operator removes and adds it again: cloudpilot clusters remove {record.name}; "
+        f"cloudpilot clusters add {record.name} --kubeconfig PATH."
+    )
     if record.kubeconfig:
         try:
             doc = yaml.safe_load(record.kubeconfig)
-            kconfig.load_kube_config_from_dict(
-                doc,
-                context=record.context,
-                client_configuration=cfg,
-                persist_config=False,
-                temp_file_path=_private_tmpdir(),
-            )
-        except (ConfigException, yaml.YAMLError, TypeError, ValueError) as e:
+        except yaml.YAMLError as e:
             raise InvalidInput(
-                f"The kubeconfig stored for cluster {record.name!r} cannot be used: {e}.",
-                hint="Remove the cluster and add it again with a valid kubeconfig.",
+                f"The kubeconfig stored for cluster {record.name!r} is not valid YAML ({yaml_reason(e)}).", hint=readd
             ) from e
-        return cfg, f"kubeconfig of registered cluster {record.name}"
+        if not record.trusted:  # checked before the client sees it: nothing runs, nothing is read
+            inline_only(doc, record.context, cluster=record.name)
+        try:
+            tls = load_into(cfg, doc=doc, context=record.context)
+        except (ConfigException, OSError, ValueError, TypeError, AttributeError, ssl.SSLError) as e:
+            raise InvalidInput(
+                f"The kubeconfig stored for cluster {record.name!r} cannot be used: {_cut(str(e), 200)}.", hint=readd
+            ) from e
+        return Access(cfg, f"kubeconfig of registered cluster {record.name}", tls)
     cfg.host = record.server
     if record.token:
         cfg.api_key = {"authorization": record.token}
         cfg.api_key_prefix = {"authorization": "Bearer"}
     if record.ca_cert:
-        cfg.ssl_ca_cert = _write_private(record.ca_cert, suffix=".crt")
+        cfg.ca_cert_data = record.ca_cert  # in memory: no certificate file to leave behind
     cfg.verify_ssl = not record.insecure_skip_tls_verify
     subject = _jwt_subject(record.token or "")
-    return cfg, subject or f"token of registered cluster {record.name}"
+    return Access(cfg, subject or f"token of registered cluster {record.name}")
 
 
 def _cap_retries(cfg: kclient.Configuration) -> None:
     # urllib3's default of 3 silent retries turns an unreachable cluster into a long wait.
     cfg.retries = urllib3.Retry(total=1, connect=1, read=0, redirect=2, status=0, backoff_factor=0.2)
-
-
-def _private_tmpdir() -> str:
-    path = Path(tempfile.gettempdir()) / f"cloudpilot-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return str(path)
-
-
-def _write_private(content: str, suffix: str) -> str:
-    fd, path = tempfile.mkstemp(suffix=suffix, dir=_private_tmpdir())
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-    return path

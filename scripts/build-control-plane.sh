@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager and kube-scheduler (and kubectl) from the Go module
-# proxy into a cache outside the checkout, keyed by version. A second run is a no-op.
+# Builds kube-apiserver, kube-controller-manager and kube-scheduler (and kubectl) from Go modules, fetched the
+# way the environment's `go env GOPROXY` says, into a cache outside the checkout, keyed by version. A second run
+# is a no-op.
 #
 #   scripts/build-control-plane.sh [VERSION]      # default v1.35.8 (the module mirror refuses some v1.35.6 staging modules)
 #   prints the directory holding the binaries on its last line.
@@ -25,8 +26,16 @@ src="$out/src"
 mkdir -p "$src" "$out/bin"
 cd "$src"
 
-curl -fsSL "https://proxy.golang.org/k8s.io/kubernetes/@v/$version.mod" -o upstream.mod 2>/dev/null \
-  || GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$version" >/dev/null
+# Fetch k8s.io/kubernetes's own go.mod through the Go toolchain, so that the environment's GOPROXY, GOPRIVATE,
+# GONOSUMDB, GOFLAGS and credentials apply; its JSON report says where the file landed.
+# (Run outside any module, so that a wrapper go.mod left by an interrupted run cannot get in the way.)
+outside="$(mktemp -d)"
+trap 'rm -rf "$outside"' EXIT
+info="$(cd "$outside" && go mod download -json "k8s.io/kubernetes@$version")" \
+  || { echo "go mod download k8s.io/kubernetes@$version failed (GOPROXY=$(go env GOPROXY))" >&2; exit 1; }
+gomod="$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+[ -n "$gomod" ] && [ -f "$gomod" ] || { echo "go mod download did not report k8s.io/kubernetes's go.mod" >&2; exit 1; }
+cp "$gomod" upstream.mod
 
 {
   echo "module cloudpilot.local/controlplane"

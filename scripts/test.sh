@@ -40,6 +40,8 @@ fi
 echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/bandit -q -c pyproject.toml -r server.py settings.py errors.py runtime.py cli connections guard kube tools \
+  engines agents notifiers prompts store
 
 echo "== tests"
 exec .venv/bin/python -m pytest "$@"

@@ -1,8 +1,10 @@
 """The audit log and saved plans, in the store's SQLite file.
 
 Every step of a change is a row: planned, approved, refused, applied, conflict, verified, failed,
-rolled_back — with who asked (the client), the cluster identity, the object, the diff and the outcome.
-Plans are saved whole (JSON), so a plan made in one call, or by one server process, is applied in the next.
+rolled_back — with who asked (the authenticated principal, and the client's self-declared name apart from it),
+who approved and how, the cluster identity, the object, the diff and the outcome. Plans are saved as JSON, so a
+plan made in one call, or by one server process, is applied in the next; what a plan keeps is decided by
+`tools.fixloop` (never the objects themselves, nor any masked value).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ CREATE TABLE IF NOT EXISTS audit (
     cluster TEXT NOT NULL DEFAULT '',
     identity TEXT NOT NULL DEFAULT '',
     client TEXT NOT NULL DEFAULT '',
+    principal TEXT NOT NULL DEFAULT '',
+    approver TEXT NOT NULL DEFAULT '',
     object TEXT NOT NULL DEFAULT '',
     diff TEXT NOT NULL DEFAULT '',
     result TEXT NOT NULL DEFAULT ''
@@ -38,6 +42,7 @@ CREATE TABLE IF NOT EXISTS plans (
     body TEXT NOT NULL
 );
 """
+_ADDED_COLUMNS = ("principal", "approver")  # added after the first release: files made before lack them
 EVENTS = (
     "planned",
     "approved",
@@ -63,6 +68,8 @@ class AuditEntry:
     object: str
     diff: str
     result: str
+    principal: str = ""
+    approver: str = ""
 
 
 def now() -> str:
@@ -75,6 +82,34 @@ class AuditLog:
     def __init__(self, store: Store) -> None:
         self.store = store
         store.executescript(_SCHEMA)
+        present = {row["name"] for row in store.execute("PRAGMA table_info(audit)")}
+        for column in _ADDED_COLUMNS:
+            if column not in present:
+                try:
+                    store.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+                except sqlite3.OperationalError as e:  # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise
+        self._forget_plan_objects()
+
+    def _forget_plan_objects(self) -> None:
+        """Plans saved by earlier versions kept whole objects (live and dry-run result, Secret data included):
+        keep only their uid and drop the objects, overwriting the old bytes (secure_delete)."""
+        rows = self.store.execute("SELECT id, body FROM plans WHERE body LIKE '%\"live\"%'")
+        if not rows:
+            return
+        previous = self.store.execute("PRAGMA secure_delete")[0][0]
+        self.store.execute("PRAGMA secure_delete=ON")
+        try:
+            for row in rows:
+                body = json.loads(row["body"])
+                for item in body.get("items") or []:
+                    live = item.pop("live", None) or {}
+                    item.pop("desired", None)
+                    item.setdefault("uid", (live.get("metadata") or {}).get("uid"))
+                self.store.execute("UPDATE plans SET body = ? WHERE id = ?", (json.dumps(body), row["id"]))
+        finally:
+            self.store.execute(f"PRAGMA secure_delete={int(previous)}")
 
     def record(
         self,
@@ -84,6 +119,8 @@ class AuditLog:
         cluster: str = "",
         identity: str = "",
         client: str = "",
+        principal: str = "",
+        approver: str = "",
         object: str = "",
         diff: str = "",
         result: str = "",
@@ -91,9 +128,9 @@ class AuditLog:
         if event not in EVENTS:
             raise ValueError(f"unknown audit event {event!r}")
         rows = self.store.execute(
-            "INSERT INTO audit (at, event, plan_id, cluster, identity, client, object, diff, result) "
-            "VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
-            (now(), event, plan_id, cluster, identity, client, object, diff, result),
+            "INSERT INTO audit (at, event, plan_id, cluster, identity, client, principal, approver, object, diff, "
+            "result) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            (now(), event, plan_id, cluster, identity, client, principal, approver, object, diff, result),
         )
         return int(rows[0]["id"])
 
@@ -120,7 +157,7 @@ class AuditLog:
         if before:
             where.append("id < ?")
             params.append(before)
-        sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")  # nosec B608
         rows = self.store.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [_entry(r) for r in rows]
 

@@ -23,14 +23,19 @@ CREATE TABLE IF NOT EXISTS clusters (
     ca_cert TEXT,
     insecure_skip_tls_verify INTEGER NOT NULL DEFAULT 0,
     description TEXT NOT NULL DEFAULT '',
-    added_at TEXT NOT NULL
+    added_at TEXT NOT NULL,
+    trusted INTEGER NOT NULL DEFAULT 0
 );
 """
 
 
 @dataclass(frozen=True)
 class ClusterRecord:
-    """A registered cluster. `token`, `kubeconfig` and `ca_cert` never leave the server."""
+    """A registered cluster. `token`, `kubeconfig` and `ca_cert` never leave the server.
+
+    `trusted` marks a record an operator added on the server's machine (`cloudpilot clusters add`): only then
+    may its kubeconfig run exec plugins or read local files.
+    """
 
     name: str
     server: str
@@ -41,6 +46,7 @@ class ClusterRecord:
     insecure_skip_tls_verify: bool = False
     description: str = ""
     added_at: str = ""
+    trusted: bool = False
 
     @property
     def auth(self) -> str:
@@ -63,10 +69,17 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            self._migrate()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _migrate(self) -> None:
+        """Bring a file made by an older version up to date (callers hold the lock)."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(clusters)")}
+        if "trusted" not in columns:  # records from before `trusted` existed are untrusted
+            self._db.execute("ALTER TABLE clusters ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0")
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         """Run one statement under the store's lock (for the other tables: audit log, plans)."""
@@ -85,7 +98,7 @@ class Store:
             try:
                 self._db.execute(
                     f"{verb} INTO clusters (name, server, token, kubeconfig, context, ca_cert, "
-                    "insecure_skip_tls_verify, description, added_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    "insecure_skip_tls_verify, description, added_at, trusted) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         record.name,
                         record.server,
@@ -96,6 +109,7 @@ class Store:
                         int(record.insecure_skip_tls_verify),
                         record.description,
                         added,
+                        int(record.trusted),
                     ),
                 )
             except sqlite3.IntegrityError as e:
@@ -121,4 +135,5 @@ class Store:
 def _record(row: sqlite3.Row) -> ClusterRecord:
     data = dict(row)
     data["insecure_skip_tls_verify"] = bool(data["insecure_skip_tls_verify"])
+    data["trusted"] = bool(data["trusted"])
     return ClusterRecord(**data)

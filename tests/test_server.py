@@ -61,12 +61,17 @@ async def test_read_only_server_lists_no_mutating_tool(settings):
 
 
 async def test_write_switch_lists_the_mutating_tools(settings):
-    async with create_connected_server_and_client_session(
-        build_server(core_only(settings, allow_write=True))
-    ) as client:
-        tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert {"clusters_add", "clusters_remove"} <= set(tools)
-    assert tools["clusters_add"].annotations.readOnlyHint is False
+    read_only = {t.name for t in (await _tools(settings))}
+    writing = {t.name: t for t in await _tools(settings, allow_write=True)}
+    assert "scale" not in read_only and "fix_apply" not in read_only
+    assert {"scale", "fix_plan", "fix_apply"} <= set(writing) and "pod_delete" not in writing
+    assert writing["scale"].annotations.readOnlyHint is False
+
+
+async def _tools(settings, **safety):
+    server = build_server(settings.model_copy(update={"safety": settings.safety.model_copy(update=safety)}))
+    async with create_connected_server_and_client_session(server) as client:
+        return (await client.list_tools()).tools
 
 
 async def test_tool_call_returns_compact_text_and_structured_content(settings, cluster, namespace):

@@ -20,16 +20,18 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import Field
 
+from connections import namespaces as namespace_check
 from connections.kube import METADATA_LIST, Connection
 from engines.diagnosis import Finding, ObjectRef, Snapshot, run
 from engines.diagnosis.model import SEVERITY_RANK
-from errors import Forbidden, InvalidInput, NotFound, Unsupported
+from errors import CloudPilotError, Forbidden, InvalidInput, NotFound, Unsupported
 from guard import validate
 from guard.mask import redact
 from runtime import Runtime, current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.results import Result
+from tools.snapshot import cached_unless
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +181,15 @@ def _collector_paused() -> Iterator[None]:
 class Gathered:
     snapshot: Snapshot
     notes: list[str]
+    skipped: int = 0  # lists that could not be read (their notes say why): such a snapshot is not cached
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A list that could not be read, and why."""
+
+    note: str
+    error: CloudPilotError
 
 
 async def gather(rt: Runtime, conn: Connection, namespaces: list[str] | None, *, istio_only: bool = False) -> Gathered:
@@ -199,15 +210,20 @@ async def gather(rt: Runtime, conn: Connection, namespaces: list[str] | None, *,
         else:
             jobs.extend((s, ns) for ns in namespaces)
     results = await asyncio.gather(*(_list(rt, conn, s, ns) for s, ns in jobs))
+    failed = [r for r in results if isinstance(r, Skipped)]
+    if len(failed) == len(results):
+        raise failed[0].error  # nothing could be read: an error, not "no problems found"
+    skipped = 0
     objects: dict[str, list[dict[str, Any]]] = {}
     covered: dict[str, set[str] | None] = {}
     fallback: list[Source] = []
     for (s, ns), result in zip(jobs, results, strict=True):
-        if isinstance(result, str):
+        if isinstance(result, Skipped):
             if s.reference and namespaces is not None:
                 fallback.append(s)  # not allowed cluster-wide: read it in the diagnosed namespaces only
             else:
-                notes.append(result)
+                notes.append(result.note)
+                skipped += 1
             continue
         objects.setdefault(s.key, []).extend(result)
         if ns is None:
@@ -219,18 +235,19 @@ async def gather(rt: Runtime, conn: Connection, namespaces: list[str] | None, *,
         again = await asyncio.gather(*(_list(rt, conn, s, ns) for s in fallback for ns in namespaces))
         pairs = [(s, ns) for s in fallback for ns in namespaces]
         for (s, ns), result in zip(pairs, again, strict=True):
-            if isinstance(result, str):
-                notes.append(result)
+            if isinstance(result, Skipped):
+                notes.append(result.note)
+                skipped += 1
                 continue
             objects.setdefault(s.key, []).extend(result)
             covered.setdefault(s.key, set()).add(ns)  # type: ignore[union-attr]
     if namespaces is not None and "istio_gateways" in objects:
-        await _gateway_workloads(rt, conn, namespaces, objects, covered, notes)
+        skipped += await _gateway_workloads(rt, conn, namespaces, objects, covered, notes)
     scope: set[str] | None = set(namespaces) if namespaces is not None else None
     if rt.settings.safety.namespace_allow or rt.settings.safety.namespace_deny:
         scope = _hide_namespaces(rt, objects, covered, scope)
     snap = Snapshot(objects, cluster=conn.name, scope=scope, covered=covered, now=datetime.now(UTC))
-    return Gathered(snap, notes)
+    return Gathered(snap, notes, skipped)
 
 
 def _mesh_sources(conn: Connection) -> list[Source]:
@@ -243,15 +260,15 @@ def _mesh_sources(conn: Connection) -> list[Source]:
     return out
 
 
-async def _list(rt: Runtime, conn: Connection, source: Source, namespace: str | None) -> list[dict[str, Any]] | str:
-    """The items, or a note saying why they could not be read."""
+async def _list(rt: Runtime, conn: Connection, source: Source, namespace: str | None) -> list[dict[str, Any]] | Skipped:
+    """The items, or why they could not be read."""
     accept = METADATA_LIST if source.metadata_only else "application/json"
     try:
         items, _ = await rt.call(conn.list_items, source.path(namespace), dict(source.query), accept)
     except (Forbidden, NotFound) as e:
         where = f" in namespace {namespace}" if namespace else ""
         logger.info("cluster=%s cannot list %s%s: %s", conn.name, source.resource, where, e.message)
-        return f"{source.resource}{where} not checked: {e.message}"
+        return Skipped(f"{source.resource}{where} not checked: {e.message}", e)
     return items
 
 
@@ -262,9 +279,10 @@ async def _gateway_workloads(
     objects: dict[str, list[dict[str, Any]]],
     covered: dict[str, set[str] | None],
     notes: list[str],
-) -> None:
+) -> int:
     """For a namespace diagnosis: the pods the diagnosed Istio Gateways select (in any namespace) and the
-    secret names of those pods' namespaces, so selector and credential checks see them."""
+    secret names of those pods' namespaces, so selector and credential checks see them. Returns how many lists
+    could not be read."""
     selectors = {
         ",".join(f"{k}={v}" for k, v in sorted(((g.get("spec") or {}).get("selector") or {}).items()))
         for g in objects["istio_gateways"]
@@ -277,22 +295,25 @@ async def _gateway_workloads(
             for sel in selectors
         )
     )
-    pods = [p for result in found if not isinstance(result, str) for p in result]
-    notes.extend(r for r in found if isinstance(r, str))
+    pods = [p for result in found if not isinstance(result, Skipped) for p in result]
+    notes.extend(r.note for r in found if isinstance(r, Skipped))
+    skipped = sum(1 for r in found if isinstance(r, Skipped))
     objects["gateway_pods"] = pods
     covered["gateway_pods"] = None
     secrets_cover = covered.get("secrets", set())
     extra = sorted({(p.get("metadata") or {}).get("namespace", "") for p in pods} - set(namespaces))
     if secrets_cover is None or not extra:
-        return
+        return skipped
     source = next(s for s in BUILTIN if s.key == "secrets")
     for ns, result in zip(extra, await asyncio.gather(*(_list(rt, conn, source, ns) for ns in extra)), strict=True):
-        if isinstance(result, str):
-            notes.append(result)
+        if isinstance(result, Skipped):
+            notes.append(result.note)
+            skipped += 1
             continue
         objects.setdefault("secrets", []).extend(result)
         secrets_cover.add(ns)
     covered["secrets"] = secrets_cover
+    return skipped
 
 
 def _hide_namespaces(
@@ -325,7 +346,8 @@ async def snapshot(
         with _collector_paused():
             return await gather(rt, conn, namespaces, istio_only=istio_only)
 
-    return await rt.cache.get(key, rt.settings.k8s.cache_ttl_seconds, load, refresh)
+    # a snapshot missing lists it could not read is used once, not cached: the next call reads them again
+    return await cached_unless(rt, key, load, lambda g: g.skipped > 0, refresh)
 
 
 # -- results ---------------------------------------------------------------------------------------------
@@ -337,7 +359,7 @@ class Diagnosis(Result):
     counts: dict[str, int] = Field(description="Findings per severity, before the limit.")
     findings: list[Finding]
     total: int
-    truncated: bool = False
+    limited: bool = Field(False, description="True when more findings matched than `limit` let through (see total).")
     checked: dict[str, int] = Field(default_factory=dict, description="Objects looked at, per kind.")
     snapshot_age_seconds: float = 0.0
     notes: list[str] = Field(default_factory=list)
@@ -358,7 +380,7 @@ class Diagnosis(Result):
                 lines.append(f"   fix: {f.fix.short()}")
             if f.remediation:
                 lines.append(f"   do: {f.remediation}")
-        if self.truncated:
+        if self.limited:
             lines.append(f"(showing {len(self.findings)} of {self.total}; raise limit or min_severity to see others)")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)  # the server clips to output.max_chars
@@ -395,7 +417,7 @@ def _result(
         counts=counts,
         findings=shown,
         total=len(kept),
-        truncated=len(kept) > limit,
+        limited=len(kept) > limit,
         checked=checked,
         snapshot_age_seconds=round(age, 1),
         notes=gathered.notes + notes,
@@ -434,6 +456,7 @@ async def diagnose(
     limit = validate_limit(limit, rt.settings.output.default_limit)
     conn = await rt.connect(cluster)
     focus = _focus(kind, name, ns)
+    await namespace_check.require(rt, conn, ns)
     namespaces = [ns] if ns else None
     gathered, age = await snapshot(rt, conn, namespaces, refresh=force_refresh)
     snap = gathered.snapshot
@@ -474,6 +497,7 @@ async def istio_analyze(
     rt.check_namespace(ns)
     limit = validate_limit(limit, rt.settings.output.default_limit)
     conn = await rt.connect(cluster)
+    await namespace_check.require(rt, conn, ns)
     gathered, age = await snapshot(rt, conn, [ns] if ns else None, istio_only=True, refresh=force_refresh)
     with _collector_paused():
         report = await rt.call(run, gathered.snapshot, areas=["istio"])

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from connections import namespaces
 from guard import validate
 from guard.mask import mask_text
 from runtime import current, validate_limit
@@ -108,6 +109,8 @@ async def events_list(
     path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
     items, _ = await rt.call(conn.list_items, path, {"fieldSelector": ",".join(selectors) or None})
     items = [e for e in items if rt.namespace_visible((e.get("metadata") or {}).get("namespace", ""))]
+    if namespace and not items:
+        await namespaces.require(rt, conn, namespace)
     items.sort(key=event_time, reverse=True)
     shown, page = paginate(items, limit, continue_token)
     return EventList(cluster=conn.name, namespace=namespace, events=event_lines(shown, limit), page=page)

@@ -22,7 +22,7 @@ from engines.remediation import Context, Plan, make_plan
 from engines.remediation.describe import codes_for_text
 from errors import CloudPilotError, Conflict, Forbidden, InvalidInput, NotAllowed, NotFound, Unsupported
 from guard import validate
-from runtime import Runtime, ask_confirmation, client_name, current, validate_limit
+from runtime import Runtime, approval_methods, ask_confirmation, client_name, current, principal, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.diagnose import snapshot
@@ -35,6 +35,7 @@ from tools.fixloop import (
     audit_log,
     check_allowed,
     load,
+    next_step,
     pre_approved,
     preflight,
     propose,
@@ -80,7 +81,7 @@ async def fix_plan(
 ) -> PlanView:
     """Plan the repair of what diagnosis finds (bad probes, requests too high to schedule, OOM kills, a failing
     rollout, ...): one combined plan with each concrete change, why, the expected effect, risk and blast
-    radius, and the API server's dry-run diff. Changes nothing: apply it with fix_apply(plan_id, confirm).
+    radius, and the API server's dry-run diff. Changes nothing: a person approves it and fix_apply applies it.
     Findings with no safe automatic change (e.g. a missing ConfigMap, whose data only its owner knows) are
     listed as not changed, with the reason."""
     rt = current()
@@ -102,19 +103,43 @@ async def fix_plan(
                 hint="workloads_list shows what exists.",
             )
     findings = (await rt.call(run, snap, focus=focus)).findings
-    wanted = set(codes) if codes else codes_for_text(event_text)
-    chosen = [f for f in findings if f.code in wanted] if wanted else findings
+    where = f"{kind} {name} in namespace {ns}" if name else f"namespace {ns}"
     if not findings:
-        where = f"{kind} {name} in namespace {ns}" if name else f"namespace {ns}"
         raise InvalidInput(
             f"Diagnosis finds nothing to fix around {where}.",
             hint="diagnose shows what was checked; a change tool (scale, set_image, ...) makes "
             "a plan for a specific change.",
         )
-    ctx = await _context(rt, conn, snap, chosen or findings)
-    plan = await rt.call(make_plan, chosen or findings, ctx)
-    source = "fix_plan " + ",".join(sorted({f.code for f in chosen or findings}))
+    chosen = _chosen(findings, codes, event_text, where)
+    ctx = await _context(rt, conn, snap, chosen)
+    plan = await rt.call(make_plan, chosen, ctx)
+    source = "fix_plan " + ",".join(sorted({f.code for f in chosen}))
     return await propose(rt, conn, plan, source, override_protected)
+
+
+def _chosen(findings: list[Finding], codes: list[str] | None, event_text: str | None, where: str) -> list[Finding]:
+    """The findings a filter selects: every one without a filter; a filter that selects none is an error."""
+    present = ", ".join(sorted({f.code for f in findings}))
+    if codes:
+        chosen = [f for f in findings if f.code in set(codes)]
+        if not chosen:
+            asked = ", ".join(sorted({c[:40] for c in codes[:10]}))
+            raise InvalidInput(
+                f"None of the codes {asked} is among the findings around {where}; diagnosis reports: {present}.",
+                hint="Pass codes from that list, or omit codes to plan for every finding.",
+            )
+        return chosen
+    wanted = codes_for_text(event_text)
+    if not wanted:
+        return findings
+    chosen = [f for f in findings if f.code in wanted]
+    if not chosen:
+        raise InvalidInput(
+            f"The description points at {', '.join(sorted(wanted))}, but diagnosis reports none of them around "
+            f"{where}; it reports: {present}.",
+            hint="Pass codes from that list, or omit event_text to plan for every finding.",
+        )
+    return chosen
 
 
 async def _context(rt: Runtime, conn: Connection, snap: Snapshot, findings: list[Finding]) -> Context:
@@ -218,8 +243,9 @@ async def fix_apply(
     confirm: Annotated[
         str | None,
         Field(
-            description="The plan id again, as the user's explicit confirmation "
-            "after seeing the diff (not needed when the client asks the user)."
+            description="The plan id again, as the user's explicit confirmation after seeing the diff; accepted "
+            "only where the server allows it (fix.approval; by default not over HTTP). Not needed when the client "
+            "asks the user."
         ),
     ] = None,
     verify_timeout_seconds: Annotated[
@@ -231,11 +257,12 @@ async def fix_apply(
         ),
     ] = None,
 ) -> ApplyResult:
-    """Apply a reviewed plan: needs the user's approval (asked through the client when it can, otherwise
-    confirm=<plan id>). Writes on the exact version the diff was made from (a conflicting change by someone
-    else aborts and yields a fresh plan), then watches the rollout until the pods are ready (for objects without
-    a rollout: until diagnosis no longer reports the findings the plan removes); if that fails within the
-    timeout, restores the previous spec automatically. Every step is audited."""
+    """Apply a reviewed plan: needs a person's approval (asked through the client when it can; where the server
+    allows it, confirm=<plan id>; or an operator's pre-approval policy). Writes on the exact version the diff was
+    made from (a conflicting change by someone else aborts and yields a fresh plan), then watches the rollout
+    until the pods are ready (for objects without a rollout: until diagnosis no longer reports the findings the
+    plan removes); if that fails within the timeout, restores the previous spec automatically. Every step is
+    audited."""
     rt = current()
     log = audit_log(rt)
     status, saved = load(rt, plan_id)
@@ -248,9 +275,15 @@ async def fix_apply(
         log.set_plan_status(plan_id, "expired", expect="planned")
         raise InvalidInput(f"Plan {plan_id} expired at {saved.expires_at}.", hint="Make a new plan.")
     for item in saved.items:
-        check_allowed(rt, item.change, saved.override_protected)
+        check_allowed(rt, item.change, saved.override_protected, item.kind or None)
     conn = await rt.connect(saved.cluster)
-    base = {"plan_id": plan_id, "cluster": conn.name, "identity": conn.identity, "client": client_name()}
+    base = {
+        "plan_id": plan_id,
+        "cluster": conn.name,
+        "identity": conn.identity,
+        "client": client_name(),
+        "principal": principal().name,
+    }
     approved_by = await _approve(rt, saved, confirm, base)
     if not log.set_plan_status(plan_id, "applying", expect="planned"):
         raise Conflict(f"Plan {plan_id} is being applied by another call.", hint="audit_list shows its progress.")
@@ -261,7 +294,7 @@ async def fix_apply(
         log.record("refused", **base, object=_objects(saved), result=e.message)
         log.set_plan_status(plan_id, "planned")
         raise
-    log.record("approved", **base, object=_objects(saved), result=f"approved by {approved_by}")
+    log.record("approved", **base, object=_objects(saved), result=f"approved by {approved_by}", approver=approved_by)
     with anyio.CancelScope(shield=True):  # a client that goes away mid-write must not leave half a plan written
         applied = await _write_all(rt, conn, saved, base)
     timeout = verify_timeout_seconds or rt.settings.fix.verify_timeout_seconds
@@ -327,25 +360,31 @@ async def _verify_all(
 
 
 async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dict[str, Any]) -> str:
-    """How the plan was approved; refuses (and records why) when it was not."""
+    """Who approved the plan and how — only by a method this server accepts from this caller (fix.approval;
+    over HTTP not the confirm argument, which the model itself would pass). Refuses, and records why, otherwise."""
     log = audit_log(rt)
+    methods = approval_methods(rt.settings, principal().transport)
+    who = principal().name
     if pre_approved(saved, rt.settings):
         return "policy fix.auto_approve"
-    answer = await ask_confirmation(clip(view(saved, "planned", rt.settings).render(), 6000) + "\n\nApply this plan?")
-    if answer is True:
-        return f"user via {client_name()} (elicitation)"
-    if answer is False:
-        log.record("refused", **base, object=_objects(saved), result="declined by the user")
-        raise NotAllowed(f"The user declined plan {saved.id}; nothing was applied.")
-    if confirm == saved.id:
-        return "confirm argument"
-    reason = "no confirmation" if not confirm else f"confirm {confirm!r} does not match the plan id"
+    if "elicitation" in methods:
+        question = clip(view(saved, "planned", rt.settings).render(), 6000) + "\n\nApply this plan?"
+        answer = await ask_confirmation(question)
+        if answer is True:
+            return f"{who} via elicitation"
+        if answer is False:
+            log.record("refused", **base, object=_objects(saved), result="declined by the user")
+            raise NotAllowed(f"The user declined plan {saved.id}; nothing was applied.")
+    if "confirm" in methods and confirm == saved.id:
+        return f"{who} via confirm"
+    if "confirm" not in methods:
+        reason = "no approval from the user" + (
+            " (this server does not accept the confirm argument)" if confirm else ""
+        )
+    else:
+        reason = "no confirmation" if not confirm else f"confirm {confirm[:80]!r} does not match the plan id"
     log.record("refused", **base, object=_objects(saved), result=reason)
-    raise NotAllowed(
-        f"Plan {saved.id} was not applied: {reason}.",
-        hint=f"Show the user the plan's diff (fix_plan_show); when they agree, call "
-        f"fix_apply(plan_id='{saved.id}', confirm='{saved.id}').",
-    )
+    raise NotAllowed(f"Plan {saved.id} was not applied: {reason}.", hint=next_step(saved, rt.settings))
 
 
 async def _write_all(
@@ -410,7 +449,9 @@ class AuditRow(BaseModel):
     event: str
     plan_id: str | None
     cluster: str
-    client: str
+    principal: str = Field("", description="Who asked, as the transport authenticated them.")
+    client: str = Field("", description="The client as it names itself (unverified).")
+    approver: str = Field("", description="On approved records: who approved, and how.")
     identity: str
     object: str
     result: str
@@ -423,8 +464,11 @@ class AuditList(Result):
     next_before: int | None = None
 
     def render(self) -> str:
-        rows = [[e.id, e.at, e.event, e.plan_id, e.object, e.client, e.result[:120]] for e in self.entries]
-        text = table(["ID", "AT", "EVENT", "PLAN", "OBJECT", "CLIENT", "RESULT"], rows)
+        rows = [
+            [e.id, e.at, e.event, e.plan_id, e.object, e.principal or "-", e.client, e.approver or "-", e.result[:120]]
+            for e in self.entries
+        ]
+        text = table(["ID", "AT", "EVENT", "PLAN", "OBJECT", "PRINCIPAL", "CLIENT", "APPROVER", "RESULT"], rows)
         if self.next_before:
             text += f"\n(more: pass before={self.next_before})"
         return text
@@ -440,7 +484,9 @@ class AuditRecord(Result):
         e = self.entry
         return (
             f"#{e.id} {e.at} {e.event} plan {e.plan_id} cluster {e.cluster}\nobject: {e.object}\n"
-            f"client: {e.client}; identity: {e.identity}\nresult: {e.result}\n{self.diff or '(no diff)'}"
+            f"principal: {e.principal or '-'}; client (self-declared): {e.client}; cluster identity: {e.identity}\n"
+            + (f"approver: {e.approver}\n" if e.approver else "")
+            + f"result: {e.result}\n{self.diff or '(no diff)'}"
         )
 
 

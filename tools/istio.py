@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from connections import namespaces
 from connections.kube import METADATA_LIST, Connection, ResourceInfo
 from engines.diagnosis.istio import ROOT_NAMESPACE, injection
 from errors import Unsupported
@@ -272,6 +273,8 @@ async def istio_list(
                 age=age(m.get("creationTimestamp")),
             )
         )
+    if not doc.get("items") and namespace and not continue_token:
+        await namespaces.require(rt, conn, ns)
     total = len(rows) + int(meta.get("remainingItemCount") or 0)
     page = Page(total=total, returned=len(rows), continue_token=meta.get("continue") or None)
     return IstioList(cluster=conn.name, kind=kind, api_version=info.api_version, namespace=ns, items=rows, page=page)

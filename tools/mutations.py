@@ -6,10 +6,11 @@ plan id — and `fix_apply` applies it after approval, verifies it, and rolls it
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import yaml
+import orjson
 from pydantic import Field
 
 from connections.kube import Connection
@@ -19,11 +20,12 @@ from engines.remediation.blast import assess
 from engines.remediation.planner import revision_template
 from errors import Forbidden, InvalidInput, NotFound
 from guard import validate
+from guard.yamlsafe import load_all, prefix
 from runtime import Runtime, current
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.fix import OverrideArg
-from tools.fixloop import PlanView, propose
+from tools.fixloop import PlanView, audited_refusal, check_allowed, propose
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +46,29 @@ async def _plan(change: Change, cluster: str | None, override: str | None, sourc
         validate.namespace(t.namespace)
     validate.object_name(t.name)
     conn = await rt.connect(cluster)
+    with audited_refusal(rt, conn, change, source):  # refused before anything is read
+        check_allowed(rt, change, override)
     change.blast, change.risk = await rt.call(_assess, rt, conn, change)
     return await propose(rt, conn, Plan(changes=[change]), source, override)
+
+
+NAMESPACE_CONTENTS = (
+    ("Pod", "/api/v1/namespaces/{ns}/pods"),
+    ("Deployment", "/apis/apps/v1/namespaces/{ns}/deployments"),
+    ("StatefulSet", "/apis/apps/v1/namespaces/{ns}/statefulsets"),
+    ("DaemonSet", "/apis/apps/v1/namespaces/{ns}/daemonsets"),
+    ("Job", "/apis/batch/v1/namespaces/{ns}/jobs"),
+    ("CronJob", "/apis/batch/v1/namespaces/{ns}/cronjobs"),
+    ("Service", "/api/v1/namespaces/{ns}/services"),
+)
 
 
 def _assess(rt: Runtime, conn: Connection, change: Change) -> Any:
     t = change.target
     info = conn.resolve(t.kind)
     live = conn.get(info.path(t.namespace if info.namespaced else None, t.name))
+    if info.kind == "Namespace" and info.group == "" and change.operation == "delete":
+        return assess(change, live, [], [], inside=_namespace_contents(conn, t.name))
     found: dict[str, list[dict[str, Any]]] = {"poddisruptionbudgets": [], "horizontalpodautoscalers": []}
     unread = []
     if t.namespace and t.kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
@@ -72,6 +89,18 @@ def _assess(rt: Runtime, conn: Connection, change: Change) -> Any:
     blast, risk = assess(change, live, found["poddisruptionbudgets"], found["horizontalpodautoscalers"])
     blast.notes += [f"{r} not checked: this identity may not list them" for r in unread]
     return blast, risk
+
+
+def _namespace_contents(conn: Connection, ns: str) -> dict[str, int]:
+    """How many pods and workloads a namespace holds (what deleting it deletes); kinds that cannot be counted
+    with this identity are left out."""
+    out = {}
+    for kind, path in NAMESPACE_CONTENTS:
+        try:
+            out[kind] = conn.count(path.format(ns=ns))
+        except (Forbidden, NotFound) as e:
+            logger.info("cluster=%s namespace %s: %s not counted: %s", conn.name, ns, kind, e.message)
+    return out
 
 
 def _change(kind: str, name: str, namespace: str | None, edit: Edit, why: str | None, expected: str) -> Change:
@@ -240,6 +269,7 @@ async def resource_patch(
 ) -> PlanView:
     """Plan a strategic-merge, JSON-merge or JSON patch of any object; the plan shows the server's dry-run
     result as a diff. Apply with fix_apply."""
+    _check_patch_size(patch)
     if patch_type == "json" and not isinstance(patch, list):
         raise InvalidInput(
             "A json patch is a list of operations, e.g. [{'op': 'replace', 'path': '/spec/replicas', 'value': 3}]."
@@ -266,27 +296,62 @@ async def resource_apply(
 ) -> PlanView:
     """Plan a server-side apply of a manifest (creates or updates the object; fields owned by another manager
     are a conflict, not taken over). Apply with fix_apply."""
-    try:
-        docs = [d for d in yaml.safe_load_all(manifest) if d]
-    except yaml.YAMLError as e:
-        raise InvalidInput(f"The manifest is not valid YAML: {e}.") from e
+    rt = current()
+    docs = [d for d in load_all(manifest, rt.settings.limits, "manifest") if d]
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise InvalidInput(f"Give exactly one object (got {len(docs)}); apply several with several calls.")
     doc = docs[0]
-    meta = doc.get("metadata") or {}
-    if not doc.get("apiVersion") or not doc.get("kind") or not meta.get("name"):
-        raise InvalidInput("The manifest needs apiVersion, kind and metadata.name.")
-    group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
-    kind = f"{doc['kind']}.{group}" if group else doc["kind"]
+    kind, name, namespace = _identify(doc)
     change = Change(
-        target=ObjectRef(kind=kind, name=meta["name"], namespace=meta.get("namespace")),
+        target=ObjectRef(kind=kind, name=name, namespace=namespace),
         patch=Patch(type="apply", body=doc),
         why=[why or "requested"],
         expected="stored as in the manifest",
     )
-    rt = current()
     conn = await rt.connect(cluster)
     return await propose(rt, conn, Plan(changes=[change]), "resource_apply", override_protected)
+
+
+def _check_patch_size(patch: Any) -> None:
+    limits = current().settings.limits
+    size = len(orjson.dumps(patch, default=str))
+    if size > limits.patch_bytes:
+        raise InvalidInput(
+            f"The patch is {size:,} bytes; the limit is {limits.patch_bytes:,}.", hint="Patch less at once."
+        )
+    if _depth(patch, limits.yaml_depth) > limits.yaml_depth:
+        raise InvalidInput(f"The patch is nested deeper than {limits.yaml_depth} levels.")
+
+
+def _depth(value: Any, cap: int, level: int = 0) -> int:
+    """How deep `value` nests (counting stops just past `cap`)."""
+    if level > cap or not isinstance(value, (dict, list)):
+        return level
+    children = value.values() if isinstance(value, dict) else value
+    return max((_depth(v, cap, level + 1) for v in children), default=level + 1)
+
+
+_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$")
+_KIND = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
+
+
+def _identify(doc: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(kind.group, name, namespace) of a manifest, each checked before it is sent anywhere."""
+    meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
+    api_version, kind, name, ns = doc.get("apiVersion"), doc.get("kind"), meta.get("name"), meta.get("namespace")
+    if not api_version or not kind or not name:
+        raise InvalidInput("The manifest needs apiVersion, kind and metadata.name.")
+    for what, value, rule in (("apiVersion", api_version, _API_VERSION), ("kind", kind, _KIND)):
+        if not isinstance(value, str) or not rule.match(value):
+            raise InvalidInput(f"The manifest's {what} {prefix(str(value))} is not a valid {what}.")
+    if not isinstance(name, str) or len(name) > 253:
+        raise InvalidInput(f"The manifest's metadata.name {prefix(str(name))} is not a valid object name.")
+    if ns is not None and (not isinstance(ns, str) or len(ns) > 63):
+        raise InvalidInput(f"The manifest's metadata.namespace {prefix(str(ns))} is not a valid namespace.")
+    validate.object_name(name)
+    validate.namespace(ns)
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    return (f"{kind}.{group}" if group else kind), name, ns
 
 
 @tool("fix", access="write", idempotent=False, title="Cordon a node")

@@ -94,7 +94,10 @@ async def cluster_overview(cluster: ClusterArg = None, force_refresh: Refresh = 
     async def load() -> Overview:
         return await _overview(conn.name, force_refresh)
 
-    result, age_s = await rt.cache.get((conn.name, "overview"), rt.settings.k8s.cache_ttl_seconds, load, force_refresh)
+    # a partial result is answered but not cached: the next call tries the failed kinds again
+    result, age_s = await snapshot.cached_unless(
+        rt, (conn.name, "overview"), load, lambda o: bool(o.errors), force_refresh
+    )
     return result.model_copy(update={"from_cache": age_s > 0})
 
 
@@ -113,6 +116,9 @@ async def _overview(name: str, refresh: bool) -> Overview:
         attempt(rt.call(conn.list_items, "/api/v1/nodes")),
         asyncio.gather(*(attempt(snapshot.count(rt, conn, p)) for p in paths.values())),
     )
+    failures = [v for v in (pods, nodes, *counts) if isinstance(v, CloudPilotError)]
+    if len(failures) == 2 + len(paths):
+        raise failures[0]  # nothing answered: an error, never a cluster of zeros
     out = Overview(cluster=name, last_updated=datetime.now(UTC).isoformat(timespec="seconds"))
     for kind, value in zip(paths, counts, strict=True):
         if isinstance(value, CloudPilotError):

@@ -7,8 +7,10 @@ import re
 from collections import Counter
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field
 
+from connections import namespaces
 from errors import InvalidInput
 from guard import validate
 from guard.mask import mask_text, redact
@@ -18,7 +20,7 @@ from tools import snapshot
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.events import EventLine, events_table, object_events
-from tools.results import ALIGN_MAX_ROWS, Page, Result, age, clip, paginate, render_object, table
+from tools.results import ALIGN_MAX_ROWS, Page, Result, age, paginate, render_object, table
 from tools.snapshot import PodRow
 
 Namespace = Annotated[str | None, Field(description="Namespace; omit for all namespaces.")]
@@ -105,6 +107,8 @@ async def pods_list(
 
     key = (conn.name, "pods_list", namespace, label_selector, field_selector)
     rows, _ = await rt.cache.get(key, _LISTING_TTL, load, refresh=continue_token is None)
+    if namespace and not rows:
+        await namespaces.require(rt, conn, namespace)
     by_status = Counter(p.reason for p in rows)
     bad = Counter(p.namespace for p in rows if not p.healthy)
     listed = [p for p in rows if not p.healthy] if problems_only else rows
@@ -274,16 +278,21 @@ class PodLogs(Result):
     container: str
     previous: bool
     lines: int
-    truncated: bool
+    cut: bool = Field(description="True when older lines were left out to stay within the byte cap.")
+    note: str | None = Field(None, description="Why fewer lines than asked for could be read, if so.")
     text: str
 
     def render(self) -> str:
         head = (
             f"logs of {self.namespace}/{self.pod} container {self.container}"
             f"{' (previous instance)' if self.previous else ''}: {self.lines} lines"
-            f"{', cut to the byte cap (newest kept)' if self.truncated else ''}"
+            f"{', cut to the byte cap (newest kept)' if self.cut else ''}"
         )
-        return f"{head}\n{self.text}"
+        return "\n".join(filter(None, [head, self.note and f"note: {self.note}", self.text]))
+
+
+LOG_FETCH_BYTES = 8 * 1024 * 1024  # most log bytes read from the API server for one call
+GREP_TAIL_LINES = 10_000  # lines searched by grep
 
 
 @tool("core", title="Pod logs")
@@ -292,10 +301,20 @@ async def pod_logs(
     namespace: str,
     container: Annotated[str | None, Field(description="Needed when the pod has several containers.")] = None,
     previous: Annotated[bool, Field(description="Logs of the previous (crashed) instance.")] = False,
-    tail_lines: Annotated[int, Field(ge=1, le=10000)] = 200,
+    tail_lines: Annotated[int, Field(ge=1, le=10000, description="Newest lines returned (at most 10,000).")] = 200,
     since_seconds: Annotated[int | None, Field(ge=1)] = None,
-    grep: Annotated[str | None, Field(description="Keep only lines matching this regex (case-insensitive).")] = None,
-    max_bytes: Annotated[int | None, Field(ge=100, description="Byte cap; the newest lines are kept.")] = None,
+    grep: Annotated[
+        str | None,
+        Field(description="Keep only lines matching this regex (case-insensitive), among the last 10,000 lines."),
+    ] = None,
+    max_bytes: Annotated[
+        int | None,
+        Field(
+            ge=100,
+            description="Byte cap; the newest lines are kept. Default output.log_max_bytes; at most 4 times that "
+            "and never more than the output size limit.",
+        ),
+    ] = None,
     cluster: ClusterArg = None,
 ) -> PodLogs:
     """A container's logs, newest last: tail, since, previous instance, a grep filter and a byte cap.
@@ -308,7 +327,9 @@ async def pod_logs(
         pattern = re.compile(grep, re.IGNORECASE) if grep else None
     except re.error as e:
         raise InvalidInput(f"grep {grep!r} is not a valid regular expression: {e}.") from e
-    cap = min(max_bytes or rt.settings.output.log_max_bytes, rt.settings.output.log_max_bytes * 4)
+    out = rt.settings.output
+    room = min(out.log_max_bytes * 4, out.max_structured_bytes * 9 // 10 - 2_000)
+    cap = min(max_bytes or out.log_max_bytes, room)
     conn = await rt.connect(cluster)
     base = f"/api/v1/namespaces/{namespace}/pods/{name}"
     if container is None:
@@ -317,28 +338,58 @@ async def pod_logs(
     query = {
         "container": container,
         "previous": previous,
-        "tailLines": tail_lines if not pattern else 10000,
+        "tailLines": tail_lines if not pattern else GREP_TAIL_LINES,
         "sinceSeconds": since_seconds,
+        "limitBytes": LOG_FETCH_BYTES,
     }
     raw = await rt.call(conn.request, "GET", base + "/log", query=query, accept="*/*", raw=True)
+    note = None
+    if len(raw) >= LOG_FETCH_BYTES:  # the API server stopped at limitBytes: the newest lines were not sent
+        raw = raw[: raw.rfind(b"\n") + 1]
+        note = (
+            f"the last {query['tailLines']} lines are more than {LOG_FETCH_BYTES // 1024 // 1024} MiB, so only their "
+            "oldest part was read; lower tail_lines or pass since_seconds to see the newest"
+        )
     lines = raw.decode("utf-8", "replace").splitlines()
     if pattern:
         lines = [ln for ln in lines if pattern.search(ln)][-tail_lines:]
-    text = mask_text("\n".join(lines))
-    truncated = len(text.encode()) > cap
-    if truncated:
-        text = text.encode()[-cap:].decode("utf-8", "ignore")
-        text = text[text.find("\n") + 1 :]
+    kept, cut = newest_lines(lines, cap * 2)  # before masking: whole lines only, so no secret is split
+    kept, cut_after = newest_lines(mask_text("\n".join(kept)).split("\n") if kept else [], cap)
+    text = "\n".join(kept)
     return PodLogs(
         cluster=conn.name,
         namespace=namespace,
         pod=name,
         container=container,
         previous=previous,
-        lines=text.count("\n") + 1 if text else 0,
-        truncated=truncated,
-        text=clip(text, cap),
+        lines=len(kept),
+        cut=cut or cut_after,
+        note=note,
+        text=text,
     )
+
+
+def newest_lines(lines: list[str], cap: int) -> tuple[list[str], bool]:
+    """The newest lines that fit in `cap` bytes, counted as JSON-escaped text (never more than as UTF-8), and
+    whether any were left out. A single line longer than `cap` keeps its end."""
+    kept: list[str] = []
+    used = 0
+    for line in reversed(lines):
+        size = len(orjson.dumps(line)) - 1  # escaped bytes, plus the newline joining it
+        if used + size > cap:
+            if not kept:
+                kept.append(_line_end(line, cap))
+            return kept[::-1], True
+        kept.append(line)
+        used += size
+    return kept[::-1], False
+
+
+def _line_end(line: str, cap: int) -> str:
+    tail = line[-cap:]
+    while tail and len(orjson.dumps(tail)) - 2 > cap:
+        tail = tail[len(tail) // 10 + 1 :]
+    return tail
 
 
 def default_container(pod: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ query, correlate series. The analysis itself is `engines.rca`; this module fetch
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import defaultdict
@@ -15,13 +16,14 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from connections.prometheus import EDGE_TEMPLATES, TEMPLATES, Prometheus, Series, render, workload_of
+from connections import namespaces
+from connections.prometheus import EDGE_TEMPLATES, MAX_POINTS, TEMPLATES, Prometheus, Series, render, workload_of
 from engines.rca import Event, Frame, FrameError, Report, analyse, from_csv
 from engines.rca import detectors as det
 from engines.rca.chain import lagged
 from engines.rca.onset import detect_onset
 from engines.rca.trend import trend
-from errors import InvalidInput
+from errors import CloudPilotError, InvalidInput, NotFound
 from runtime import current
 from settings import Settings
 from tools.catalogue import tool
@@ -32,12 +34,25 @@ from tools.results import Result, clip, table
 logger = logging.getLogger(__name__)
 
 MAX_CSV_CHARS = 5_000_000
-MAX_SERIES = 12
+MAX_SERIES = 12  # correlate_series compares at most this many series
+MAX_QUERY_SERIES = 200  # anomalies_in_query scores at most this many series
+MAX_EXTRA_QUERIES = 10  # rca_namespace's own `queries`
+MAX_CELLS = 2_000_000  # series x samples analysed in one call
 LOG_PODS = 10
+EARLIEST, LATEST = 0.0, 4_102_444_800.0  # times given to the Prometheus tools: 1970 to 2100
 _ERROR_LINE = re.compile(r"\b(error|exception|fatal|panic|traceback)\b", re.I)
+_QUERY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 
-When = Annotated[str | None, Field(description="ISO 8601 time or Unix seconds; default now.")]
-Minutes = Annotated[int | None, Field(ge=1, le=1440, description="Window length; default rca.window_minutes.")]
+When = Annotated[str | None, Field(description="ISO 8601 time or Unix seconds (1970 to 2100); default now.")]
+Minutes = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=1440,
+        description=f"Window length, at most 1440 and at most {MAX_POINTS} samples at the step; default "
+        "rca.window_minutes.",
+    ),
+]
 
 
 class Move(BaseModel):
@@ -46,7 +61,7 @@ class Move(BaseModel):
     metric: str
     baseline: float
     peak: float
-    change_pct: float | None
+    change_pct: float | None = Field(description="None when the baseline is zero (no percentage exists).")
     z: float
     trend: str
 
@@ -119,7 +134,16 @@ def _move_text(m: Move) -> str:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """ISO 8601 in UTC; times no calendar can show (beyond year 9999) as plain seconds."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:g}"
+
+
+def _finite(value: float, digits: int) -> float | None:
+    """`value` rounded, or None when it is not a finite number (no value is the honest answer then)."""
+    return round(value, digits) if math.isfinite(value) else None
 
 
 def parse_when(value: str | None, default: float | None = None) -> float | None:
@@ -137,6 +161,35 @@ def parse_when(value: str | None, default: float | None = None) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+def given_time(value: str | None, name: str, default: float | None = None) -> float | None:
+    """A time argument of the Prometheus tools, in Unix seconds, refused outside 1970..2100."""
+    moment = parse_when(value, default)
+    if moment is not None and not (math.isfinite(moment) and EARLIEST <= moment <= LATEST):
+        raise InvalidInput(f"{name}={value!r} is outside 1970..2100; give an ISO 8601 time or Unix seconds.")
+    return moment
+
+
+def check_samples(start: float, stop: float, step: float, hint: str) -> None:
+    """Refuse a window with more samples per series than Prometheus returns (and RCA analyses)."""
+    samples = math.floor((stop - start) / step) + 1
+    if samples > MAX_POINTS:
+        raise InvalidInput(
+            f"The window is {samples} samples per series at a {step:g}s step; at most {MAX_POINTS} are analysed.",
+            hint=hint.format(step=math.ceil((stop - start) / (MAX_POINTS - 1))),
+        )
+
+
+def check_cells(frame: Frame, hint: str) -> None:
+    """Refuse more series x samples than one analysis takes (MAX_CELLS)."""
+    cells = len(frame) * len(frame.columns)
+    if cells > MAX_CELLS:
+        raise InvalidInput(
+            f"{len(frame.columns)} series of {len(frame)} samples is {cells} values; at most {MAX_CELLS} are "
+            "analysed at once.",
+            hint=hint,
+        )
+
+
 def to_result(report: Report, limit: int, notes: list[str], iso_times: bool = True) -> RcaResult:
     """The engine's report, trimmed to `limit` candidates, as a tool result."""
     stamp = _iso if iso_times else (lambda s: f"{s:g}")
@@ -151,7 +204,7 @@ def to_result(report: Report, limit: int, notes: list[str], iso_times: bool = Tr
                     metric=m.metric,
                     baseline=round(m.baseline, 6),
                     peak=round(m.peak, 6),
-                    change_pct=m.change_pct,
+                    change_pct=_finite(m.change_pct, 1) if m.change_pct is not None else None,
                     z=m.z,
                     trend=m.trend.direction,
                 )
@@ -231,6 +284,8 @@ def namespace_frame(
                 or workload_of(s.labels.get("pod", "custom"))
             )
             put(f"{service}_{name}", s, add=False)
+        if len(columns) * len(grid) > MAX_CELLS:
+            break  # check_cells below says so
     notes = [f"no data for: {', '.join(empty)}"] if empty else []
     names = sorted(columns)
     values = np.column_stack([columns[c] for c in names]) if names else np.zeros((len(grid), 0))
@@ -317,7 +372,7 @@ def pod_state_changes(pods: list[dict[str, Any]], start: float, end: float) -> l
 
 
 def _window(settings: Settings, minutes: int | None, end: str | None) -> tuple[float, float]:
-    stop = parse_when(end, time.time())
+    stop = given_time(end, "end", time.time())
     assert stop is not None
     return stop - 60 * (minutes or settings.rca.window_minutes), stop
 
@@ -331,7 +386,10 @@ async def rca_namespace(
     service: Annotated[str | None, Field(description="Workload the symptom was seen on (marked).")] = None,
     queries: Annotated[
         dict[str, str] | None,
-        Field(description="Extra PromQL by metric name; series labelled service/pod/destination_workload."),
+        Field(
+            description=f"Extra PromQL by metric name (at most {MAX_EXTRA_QUERIES}; names are letters, digits and "
+            "'_'); series labelled service/pod/destination_workload."
+        ),
     ] = None,
     cluster: ClusterArg = None,
     limit: Annotated[int, Field(ge=1, le=20)] = 5,
@@ -345,7 +403,9 @@ async def rca_namespace(
     rt.check_namespace(namespace)
     start, stop = _window(rt.settings, minutes, end)
     step = float(rt.settings.rca.step_seconds)
-    given = parse_when(anomaly_time)
+    check_samples(start, stop, step, "Shorten minutes (or raise the server's rca.step_seconds).")
+    given = given_time(anomaly_time, "anomaly_time")
+    _check_queries(queries)
 
     def fetch() -> tuple[Frame, list[str]]:
         with Prometheus(rt.settings.prometheus) as prom:
@@ -353,10 +413,12 @@ async def rca_namespace(
 
     frame, notes = await rt.call(fetch)
     if not frame.columns:
+        await _namespace_exists(namespace, cluster)
         raise InvalidInput(
             f"Prometheus has no series for namespace {namespace!r} in this window.",
             hint="Check the namespace, widen the window, or pass queries.",
         )
+    check_cells(frame, "Shorten minutes or pass fewer queries.")
     events: list[Event] = []
     try:
         conn = rt.connection(cluster)
@@ -382,9 +444,47 @@ async def rca_namespace(
     return to_result(report, limit, notes)
 
 
+def _check_queries(queries: dict[str, str] | None) -> None:
+    if not queries:
+        return
+    if len(queries) > MAX_EXTRA_QUERIES:
+        raise InvalidInput(
+            f"queries has {len(queries)} entries; at most {MAX_EXTRA_QUERIES} are accepted.",
+            hint="Keep the metrics that matter; the built-in templates already cover CPU, memory and Istio traffic.",
+        )
+    for name in queries:
+        if not _QUERY_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"queries name {name[:70]!r} is not a metric name: use letters, digits and '_' (at most 63), "
+                "starting with a letter."
+            )
+
+
+async def _namespace_exists(namespace: str, cluster: str | None) -> None:
+    """NotFound when the cluster says the namespace does not exist; nothing when it cannot say (metrics may
+    outlive a namespace, and Prometheus may watch a cluster CloudPilot cannot reach)."""
+    rt = current()
+    try:
+        conn = await rt.connect(cluster)
+    except CloudPilotError:
+        return
+    try:
+        await namespaces.require(rt, conn, namespace)
+    except NotFound:
+        raise
+    except CloudPilotError:
+        return
+
+
 @tool("rca", title="Root cause analysis (uploaded series)")
 async def rca_from_csv(
-    csv_text: Annotated[str, Field(description="CSV: a `time` column (seconds) + `<service>_<metric>` columns.")],
+    csv_text: Annotated[
+        str,
+        Field(
+            description="CSV: a `time` column (seconds) + `<service>_<metric>` columns; at most 5,000,000 characters "
+            "(and the server's argument limit), 100,000 rows, 2,000 columns and 2,000,000 values."
+        ),
+    ],
     anomaly_time: Annotated[float | None, Field(description="Same clock as `time`; omit to detect.")] = None,
     limit: Annotated[int, Field(ge=1, le=20)] = 5,
 ) -> RcaResult:
@@ -399,6 +499,7 @@ async def rca_from_csv(
         )
     try:
         frame = from_csv(csv_text)
+        check_cells(frame, "Send a shorter window or fewer columns.")
         report = await rt.call(analyse, frame, anomaly_time, threshold=rt.settings.rca.threshold)
     except FrameError as e:
         raise InvalidInput(f"Cannot analyse the CSV: {e}.") from None
@@ -412,7 +513,7 @@ class SeriesAnomaly(BaseModel):
     peak: float
     z: float
     trend: str
-    slope_per_minute: float
+    slope_per_minute: float | None = Field(description="Theil-Sen slope after the split; None if not finite.")
 
 
 class AnomalyResult(Result):
@@ -434,7 +535,7 @@ class AnomalyResult(Result):
                 f"{s.baseline:.4g}",
                 f"{s.peak:.4g}",
                 f"{s.z:+.1f}",
-                f"{s.trend} {s.slope_per_minute:+.3g}/min",
+                s.trend + ("" if s.slope_per_minute is None else f" {s.slope_per_minute:+.3g}/min"),
             ]
             for s in self.series
         ]
@@ -447,13 +548,22 @@ def _label(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(shown.items())) or labels.get("__name__", "value")
 
 
-async def _range(query: str, minutes: int | None, end: str | None, step: int | None) -> list[Series]:
+def _range_window(minutes: int | None, end: str | None, step: int | None) -> tuple[float, float, float]:
+    """(start, stop, step) of a query window, checked against the sample cap."""
     rt = current()
     start, stop = _window(rt.settings, minutes, end)
+    step_s = float(step or rt.settings.rca.step_seconds)
+    check_samples(start, stop, step_s, "Pass step={step} or more, or fewer minutes.")
+    return start, stop, step_s
+
+
+async def _range(query: str, start: float, stop: float, step: float) -> tuple[list[Series], np.ndarray]:
+    """The query's series, and their values on the window's grid (one column each, NaN where none)."""
+    rt = current()
 
     def fetch() -> list[Series]:
         with Prometheus(rt.settings.prometheus) as prom:
-            return prom.query_range(query, start, stop, float(step or rt.settings.rca.step_seconds))
+            return prom.query_range(query, start, stop, step)
 
     found = await rt.call(fetch)
     if not found:
@@ -461,12 +571,29 @@ async def _range(query: str, minutes: int | None, end: str | None, step: int | N
             f"The query returned no series in this window: {query}",
             hint="Check metric names and labels, or widen the window.",
         )
-    return found
+    if len(found) > MAX_QUERY_SERIES:
+        raise InvalidInput(
+            f"The query returned {len(found)} series; at most {MAX_QUERY_SERIES} are analysed.",
+            hint="Aggregate with sum by (...) or filter labels.",
+        )
+    grid = _grid(start, stop, step)
+    values = np.full((len(grid), len(found)), np.nan)
+    for j, s in enumerate(found):
+        values[np.clip(np.round((s.times - start) / step).astype(int), 0, len(grid) - 1), j] = s.values
+    return found, values
+
+
+def _with_data(grid: np.ndarray, values: np.ndarray, every: bool) -> Frame:
+    """The rows from the first to the last where any (or `every`) series has a finite sample."""
+    ok = np.isfinite(values)
+    seen = np.flatnonzero(ok.all(axis=1) if every else ok.any(axis=1))
+    rows = slice(int(seen[0]), int(seen[-1]) + 1) if len(seen) else slice(0, 0)
+    return Frame(grid[rows], [f"s{j}_value" for j in range(values.shape[1])], values[rows])
 
 
 @tool("rca", title="Anomalies in one query")
 async def anomalies_in_query(
-    query: Annotated[str, Field(description="PromQL returning one or more series.")],
+    query: Annotated[str, Field(description=f"PromQL returning one or more series (at most {MAX_QUERY_SERIES}).")],
     minutes: Minutes = None,
     end: When = None,
     step: Annotated[int | None, Field(ge=1, description="Seconds; default rca.step_seconds.")] = None,
@@ -475,16 +602,13 @@ async def anomalies_in_query(
 ) -> AnomalyResult:
     """Score how anomalous each series of a PromQL query became (median/IQR, Z-score, Isolation Forest,
     DBSCAN), with the onset and trend. Use to check one metric. Returns series worst first."""
-    found = await _range(query, minutes, end, step)
-    length = min(len(s.values) for s in found)
-    times = found[0].times[-length:]
-    values = np.column_stack([s.values[-length:] for s in found])
-    values = np.where(np.isfinite(values), values, np.nan)
-    frame = Frame(times, [f"s{i}_value" for i in range(len(found))], values).cleaned()
+    start, stop, step_s = _range_window(minutes, end, step)
+    found, values = await _range(query, start, stop, step_s)
+    frame = _with_data(_grid(start, stop, step_s), values, every=False).cleaned()
     keep = [int(c[1:].split("_")[0]) for c in frame.columns]
     if len(frame) < 4 or not keep:
         raise InvalidInput("Too few samples (or only constant series) to judge; widen the window.")
-    given = parse_when(anomaly_time)
+    given = given_time(anomaly_time, "anomaly_time")
     split = int(np.searchsorted(frame.time, given)) if given is not None else detect_onset(frame.values).index
     if not 2 <= split < len(frame):
         raise InvalidInput("The anomaly time leaves no samples on one side; move it inside the window.")
@@ -503,11 +627,13 @@ async def anomalies_in_query(
                 peak=float(moved.peak[j]),
                 z=round(float(moved.z[j]), 2),
                 trend=t.direction,
-                slope_per_minute=round(t.slope_per_minute, 6),
+                slope_per_minute=_finite(t.slope_per_minute, 6),
             )
         )
     rows.sort(key=lambda r: -r.score)
     notes = [f"{len(rows) - limit} more series not shown"] if len(rows) > limit else []
+    if len(keep) < len(found):
+        notes.append(f"{len(found) - len(keep)} series were constant or empty in the window and are not scored")
     return AnomalyResult(
         query=query,
         split=_iso(float(frame.time[split])),
@@ -520,9 +646,9 @@ async def anomalies_in_query(
 class Pair(BaseModel):
     a: str
     b: str
-    correlation: float
-    best_lag_correlation: float
-    lag_seconds: float
+    correlation: float | None = Field(description="Pearson r at lag 0; None when either series is constant or empty.")
+    best_lag_correlation: float | None = Field(description="r at the best lag; None when either is constant.")
+    lag_seconds: float | None = Field(description="How long B trails A at the best lag; None as above.")
 
 
 class CorrelationResult(Result):
@@ -530,54 +656,75 @@ class CorrelationResult(Result):
 
     series: list[str]
     pairs: list[Pair]
+    notes: list[str] = []
 
     def render(self) -> str:
         names = "\n".join(f"[{i}] {s}" for i, s in enumerate(self.series))
-        rows = [
-            [p.a, p.b, f"{p.correlation:+.2f}", f"{p.best_lag_correlation:+.2f}", f"{p.lag_seconds:+g}s"]
-            for p in self.pairs
-        ]
-        return clip(names + "\n" + table(["A", "B", "R", "R@LAG", "B LAGS A BY"], rows), 8000)
+        rows = [[p.a, p.b, _signed(p.correlation), _signed(p.best_lag_correlation), _lag(p)] for p in self.pairs]
+        body = table(["A", "B", "R", "R@LAG", "B LAGS A BY"], rows)
+        return clip("\n".join([names, body, *(f"note: {n}" for n in self.notes)]), 8000)
+
+
+def _signed(r: float | None) -> str:
+    return "-" if r is None else f"{r:+.2f}"
+
+
+def _lag(p: Pair) -> str:
+    return "-" if p.lag_seconds is None else f"{p.lag_seconds:+g}s"
 
 
 @tool("rca", title="Correlate series")
 async def correlate_series(
-    queries: Annotated[list[str], Field(min_length=1, max_length=6, description="PromQL queries.")],
+    queries: Annotated[list[str], Field(min_length=1, max_length=6, description="PromQL queries (at most 6).")],
     minutes: Minutes = None,
     end: When = None,
     step: Annotated[int | None, Field(ge=1, description="Seconds; default rca.step_seconds.")] = None,
-    max_lag_steps: Annotated[int, Field(ge=0, le=120)] = 20,
+    max_lag_steps: Annotated[int, Field(ge=0, le=120, description="Largest lag tried, in steps (at most 120).")] = 20,
 ) -> CorrelationResult:
     """Correlate two or more series (from one or more PromQL queries): Pearson correlation and the lag at
     which one best follows the other. Use to test whether one metric drives another. Returns pairs,
-    strongest first; a positive lag means B moves after A."""
+    strongest first; a positive lag means B moves after A.
+
+    At most 12 series in all; a constant series correlates with nothing (its pairs show no value)."""
+    start, stop, step_s = _range_window(minutes, end, step)
     found: list[Series] = []
+    parts: list[np.ndarray] = []
     for q in queries:
-        found += await _range(q, minutes, end, step)
+        series, part = await _range(q, start, stop, step_s)
+        found += series
+        parts.append(part)
+        if len(found) > MAX_SERIES:
+            raise InvalidInput(
+                f"The queries returned more than {MAX_SERIES} series; at most {MAX_SERIES} can be compared.",
+                hint="Aggregate with sum by (...) or filter labels.",
+            )
     if len(found) < 2:
         raise InvalidInput("Need at least two series to correlate; the queries returned one.")
-    if len(found) > MAX_SERIES:
-        raise InvalidInput(
-            f"The queries returned {len(found)} series; at most {MAX_SERIES} can be compared.",
-            hint="Aggregate with sum by (...) or filter labels.",
-        )
-    length = min(len(s.values) for s in found)
-    step_s = float(np.median(np.diff(found[0].times))) if len(found[0].times) > 1 else 1.0
-    names = [_label(s.labels) for s in found]
-    series = [np.nan_to_num(s.values[-length:]) for s in found]
+    # where every series has data; gaps inside that span are filled from the previous sample
+    frame = _with_data(_grid(start, stop, step_s), np.column_stack(parts), every=True).filled()
+    if len(frame) < 4:
+        raise InvalidInput("Fewer than 4 samples where every series has data; widen the window.")
+    values = frame.values
+    constant = [j for j in range(values.shape[1]) if not np.isfinite(values[:, j]).all() or np.ptp(values[:, j]) == 0]
     pairs = []
-    for i in range(len(series)):
-        for j in range(i + 1, len(series)):
-            best = lagged(series[i], series[j], max_lag_steps)
-            plain = lagged(series[i], series[j], 0)
+    for i in range(values.shape[1]):
+        for j in range(i + 1, values.shape[1]):
+            if i in constant or j in constant:
+                pairs.append(
+                    Pair(a=f"[{i}]", b=f"[{j}]", correlation=None, best_lag_correlation=None, lag_seconds=None)
+                )
+                continue
+            best = lagged(values[:, i], values[:, j], max_lag_steps)
+            plain = lagged(values[:, i], values[:, j], 0)
             pairs.append(
                 Pair(
                     a=f"[{i}]",
                     b=f"[{j}]",
-                    correlation=round(plain.correlation, 3),
-                    best_lag_correlation=round(best.correlation, 3),
+                    correlation=_finite(plain.correlation, 3),
+                    best_lag_correlation=_finite(best.correlation, 3),
                     lag_seconds=best.lag * step_s,
                 )
             )
-    pairs.sort(key=lambda p: -abs(p.best_lag_correlation))
-    return CorrelationResult(series=names, pairs=pairs)
+    pairs.sort(key=lambda p: 1.0 if p.best_lag_correlation is None else -abs(p.best_lag_correlation))
+    notes = [f"[{j}] is constant (or has no usable samples) in the window: no correlation exists" for j in constant]
+    return CorrelationResult(series=[_label(s.labels) for s in found], pairs=pairs, notes=notes)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field
 
+from connections import namespaces
 from connections.kube import TABLE, ResourceInfo
 from errors import InvalidInput
 from guard import validate
@@ -15,7 +17,7 @@ from runtime import current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.events import EventLine, events_table, object_events
-from tools.results import Page, Result, clip, render_object, select_fields, strip_managed, table
+from tools.results import Page, Result, render_object, select_fields, strip_managed, table
 
 Kind = Annotated[
     str, Field(description="Kind, plural or short name: Deployment, pods, svc, virtualservices.networking.istio.io")
@@ -81,15 +83,24 @@ class ResourceList(Result):
     objects: list[dict[str, Any]] = []
     output: str
     page: Page
+    size_limited: bool = Field(
+        False, description="True when the page stopped early to stay within the output size limit."
+    )
 
     def render(self) -> str:
         if self.output in ("yaml", "json"):
             body = render_object(self.objects, self.output)
         else:
             body = table(self.columns, self.rows)
-        return "\n".join(
-            filter(None, [f"{self.kind} in {self.namespace or 'all namespaces'}:", body, self.page.footer()])
-        )
+        head = f"{self.kind} in {self.namespace or 'all namespaces'}:"
+        note = self.page.footer()
+        if self.size_limited and self.page.continue_token:
+            note = (
+                f"(showing {self.page.returned}: the page stopped at the output size limit; pass "
+                f"continue_token={self.page.continue_token!r} for the rest)"
+            )
+        # the paging note comes before the body: a long body may be cut, the way on must not be
+        return "\n".join(filter(None, [head, note, body]))
 
 
 @tool("core", title="List resources")
@@ -105,7 +116,9 @@ async def resources_list(
     cluster: ClusterArg = None,
 ) -> ResourceList:
     """List objects of any kind (CRDs included). summary gives the columns `kubectl get` shows; names just
-    the names; yaml/json the (redacted) objects, optionally cut to `fields`. Paged with limit/continue_token."""
+    the names; yaml/json the (redacted) objects, optionally cut to `fields`. Paged with limit/continue_token.
+
+    A page also stops early when more would not fit the output size limit; its continue_token resumes there."""
     rt = current()
     validate.namespace(namespace)
     validate.label_selector(label_selector)
@@ -117,11 +130,12 @@ async def resources_list(
     if "list" not in info.verbs and info.verbs:
         raise InvalidInput(f"{info.full_name} cannot be listed (verbs: {', '.join(info.verbs)}).")
     path = info.path(namespace)
+    skip, api_token = _resume_at(continue_token)
     query: dict[str, Any] = {
         "labelSelector": label_selector,
         "fieldSelector": field_selector,
-        "limit": limit,
-        "continue": continue_token,
+        "limit": limit + skip,
+        "continue": api_token,
     }
     tabular = output in ("summary", "names")
     if tabular:
@@ -135,33 +149,102 @@ async def resources_list(
         output=output,
         page=Page(total=0, returned=0, continue_token=meta.get("continue") or None),
     )
+    raw = (doc.get("rows") if tabular else doc.get("items")) or []
+    shaped: list[Any]
     if tabular:
-        _fill_table(result, doc, info, namespace, names_only=output == "names")
-        returned = len(doc.get("rows") or [])
+        shaped = _table_rows(result, doc, info, namespace, names_only=output == "names")
     else:
-        items = [i for i in doc.get("items") or [] if rt.namespace_visible(i["metadata"].get("namespace", ""))]
-        objs = [redact(strip_managed({"kind": info.kind, **i} if info.kind == "Secret" else i)) for i in items]
-        result.objects = [select_fields(o, fields) for o in objs] if fields else objs
-        returned = len(doc.get("items") or [])
+        shaped = [_object(i, info, fields) for i in raw]
+    budget = rt.settings.output.max_structured_bytes * 9 // 10 - ENVELOPE_BYTES
+    stop = _fill(result, raw, shaped, skip, budget)
+    if stop is not None:  # resume inside this API page: same API token, skipping what was shown
+        result.size_limited = True
+        result.page.continue_token = f"{SKIP}{stop}:{api_token or ''}"
+    returned = len(result.rows) + len(result.objects)
+    rest = int(meta.get("remainingItemCount") or 0) + (len(raw) - stop if stop is not None else 0)
     result.page.returned = returned
-    result.page.total = returned + int(meta.get("remainingItemCount") or 0)
+    result.page.total = returned + rest
+    if not raw and namespace and info.namespaced and not continue_token:
+        await namespaces.require(rt, conn, namespace)
     return result
 
 
-def _fill_table(
+SKIP = "skip:"  # continue tokens of pages cut by size: skip:<items already shown>:<the API's token>
+ENVELOPE_BYTES = 4_000  # room for everything of a ResourceList but its rows or objects
+MAX_SKIP = 10_000
+
+
+def _resume_at(token: str | None) -> tuple[int, str | None]:
+    """(items of the API page already shown, the API server's continue token) of a continue_token."""
+    if not token or not token.startswith(SKIP):
+        return 0, token or None
+    count, _, api_token = token.removeprefix(SKIP).partition(":")
+    if not count.isdigit() or int(count) > MAX_SKIP:
+        raise InvalidInput(
+            f"continue_token {token[:60]!r} was not issued by this tool; omit it to start from the first page."
+        )
+    return int(count), api_token or None
+
+
+def _object(item: dict[str, Any], info: ResourceInfo, fields: list[str] | None) -> dict[str, Any] | None:
+    """The redacted object (cut to `fields`), or None when its namespace is hidden."""
+    if not current().namespace_visible((item.get("metadata") or {}).get("namespace", "")):
+        return None
+    obj = redact(strip_managed({"kind": info.kind, **item} if info.kind == "Secret" else item))
+    return select_fields(obj, fields) if fields else obj
+
+
+def _fill(result: ResourceList, raw: list[Any], shaped: list[Any], skip: int, budget: int) -> int | None:
+    """Add the shaped rows or objects after the first `skip`, while they fit in `budget` bytes of JSON.
+
+    Returns the index in the API page to resume from when they did not all fit, else None. An object larger
+    than the whole budget is replaced by a note saying so (a later page would never get past it).
+    """
+    target = result.objects if result.output in ("yaml", "json") else result.rows
+    used = 0
+    for index in range(skip, len(raw)):
+        item = shaped[index]
+        if item is None:
+            continue
+        size = len(orjson.dumps(item, default=str)) + 1
+        if size > budget and isinstance(item, dict):
+            item = _too_big(item, size)
+            size = len(orjson.dumps(item)) + 1
+        if target and used + size > budget:
+            return index
+        target.append(item)
+        used += size
+    return None
+
+
+def _too_big(obj: dict[str, Any], size: int) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {
+        "kind": obj.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta},
+        "omitted": f"this object is {size} bytes as JSON, more than fits in one answer; read it with resource_get "
+        "and `fields`",
+    }
+
+
+def _table_rows(
     result: ResourceList, doc: dict[str, Any], info: ResourceInfo, namespace: str | None, names_only: bool
-) -> None:
+) -> list[list[Any] | None]:
+    """Set the columns; return each row's cells (None for rows of hidden namespaces)."""
     rt = current()
     cols = [(i, c["name"]) for i, c in enumerate(doc.get("columnDefinitions") or []) if c.get("priority", 0) == 0]
     show_ns = info.namespaced and not namespace
     result.columns = (["NAMESPACE"] if show_ns else []) + (["NAME"] if names_only else [c.upper() for _, c in cols])
+    out: list[list[Any] | None] = []
     for row in doc.get("rows") or []:
         ns = ((row.get("object") or {}).get("metadata") or {}).get("namespace", "")
         if not rt.namespace_visible(ns):
+            out.append(None)
             continue
         cells = row.get("cells") or []
         values = [cells[0]] if names_only else [cells[i] if i < len(cells) else None for i, _ in cols]
-        result.rows.append(([ns] if show_ns else []) + values)
+        out.append(([ns] if show_ns else []) + values)
+    return out
 
 
 class ResourceDetail(Result):
@@ -187,12 +270,14 @@ async def resource_get(
     fields: Fields = None,
     cluster: ClusterArg = None,
 ) -> ResourceDetail:
-    """One object of any kind as YAML or JSON (redacted; managedFields dropped), optionally cut to `fields`."""
+    """One object of any kind as YAML or JSON (redacted; managedFields dropped), optionally cut to `fields`.
+
+    An object too large for one answer is cut, saying so: then ask for `fields`."""
     rt = current()
     info, obj = await _fetch(kind, name, namespace, cluster)
     if fields:
         obj = select_fields(obj, fields)
-    text = clip(render_object(obj, output), rt.settings.output.max_chars)
+    text = fit_text(render_object(obj, output), _text_room())
     return ResourceDetail(
         cluster=rt.connection(cluster).name,
         kind=info.kind,
@@ -214,7 +299,7 @@ async def resource_describe(
         _fetch(kind, name, namespace, cluster), _events_for(conn.name, kind, name, namespace)
     )
     body = {k: v for k, v in obj.items() if k not in ("apiVersion",)}
-    text = clip(render_object(body, "yaml"), rt.settings.output.max_chars)
+    text = fit_text(render_object(body, "yaml"), _text_room() - len(orjson.dumps([e.model_dump() for e in events])))
     return ResourceDetail(
         cluster=conn.name,
         kind=info.kind,
@@ -223,6 +308,25 @@ async def resource_describe(
         text=text,
         events=events,
     )
+
+
+def _text_room() -> int:
+    """Bytes (as JSON) an object's text may take: within both output limits, leaving room for the rest."""
+    out = current().settings.output
+    return min(out.max_chars, out.max_structured_bytes * 9 // 10 - ENVELOPE_BYTES)
+
+
+def fit_text(text: str, room: int) -> str:
+    """`text` cut so that it takes at most `room` bytes as a JSON string (and `room` characters), saying so."""
+    room = max(1_000, room)
+    if len(text) <= room and len(orjson.dumps(text)) <= room:
+        return text
+    note = "\n… [cut at the output size limit: pass `fields` to read the rest]"
+    keep = min(len(text), room)
+    while keep > 0 and len(orjson.dumps(text[:keep])) + len(note) > room:
+        keep = keep * 9 // 10
+    cut = text.rfind("\n", 0, keep)
+    return text[: cut if cut > keep // 2 else keep] + note
 
 
 async def _events_for(cluster: str, kind: str, name: str, namespace: str | None) -> list[EventLine]:

@@ -7,9 +7,10 @@ from typing import Any, TypeVar
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from errors import InvalidInput
+from guard.bounds import clip as clip  # re-exported: tools cut their own text too
 from kube.times import parse_time
 
 T = TypeVar("T")
@@ -20,6 +21,10 @@ class Result(BaseModel):
     """Base of every tool result: structured content plus a compact `render()` for the text channel."""
 
     model_config = ConfigDict(extra="forbid")
+
+    truncated: bool | None = Field(
+        None, description="True when the answer was cut to the server's output limit (see page.continue_token)."
+    )
 
     def render(self) -> str:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True)).decode()
@@ -90,15 +95,6 @@ def age(timestamp: str | None, now: datetime | None = None) -> str:
         if seconds >= size * (2 if unit != "m" else 1):
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def clip(text: str, max_chars: int) -> str:
-    """Cut text to `max_chars`, saying how much was left out."""
-    if len(text) <= max_chars:
-        return text
-    cut = text.rfind("\n", 0, max_chars)
-    cut = cut if cut > max_chars // 2 else max_chars
-    return text[:cut] + f"\n… [{len(text) - cut} more characters cut; narrow the query or use limit]"
 
 
 def render_object(obj: Any, output: str) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from connections import namespaces
 from errors import CloudPilotError, Unsupported
 from guard import validate
 from runtime import attempt, current, validate_limit
@@ -80,12 +81,17 @@ async def workloads_list(
     conn = await rt.connect(cluster)
     wanted: list[str] = list(kinds or _PATHS)
     results = await asyncio.gather(*(attempt(rt.call(conn.list_items, _path(k, namespace))) for k in wanted))
+    failures = [r for r in results if isinstance(r, CloudPilotError)]
+    if len(failures) == len(results):
+        raise failures[0]  # nothing could be read: an error, not an empty listing
     rows, errors = [], {}
     for kind, res in zip(wanted, results, strict=True):
         if isinstance(res, CloudPilotError):
             errors[kind] = str(res)
             continue
         rows += [workload_row(kind, o) for o in res[0] if rt.namespace_visible(o["metadata"]["namespace"])]
+    if namespace and not rows:
+        await namespaces.require(rt, conn, namespace)
     if problems_only:
         rows = [r for r in rows if r.status not in _GOOD]
     rows.sort(key=lambda r: (r.status in _GOOD, r.kind, r.namespace, r.name))
@@ -404,6 +410,8 @@ async def resource_usage(
             row.cpu_percent = round(100 * cpu / alloc[row.name][0], 1)
             row.memory_percent = round(100 * mem / alloc[row.name][1], 1) if alloc[row.name][1] else None
         rows.append(row)
+    if namespace and kind == "pods" and not rows:
+        await namespaces.require(rt, conn, namespace)
     rows.sort(key=lambda r: (-r.cpu_cores, -r.memory_gib))
     shown, page = paginate(rows, limit, None)
     return Usage(cluster=conn.name, kind=kind, rows=shown, page=page)

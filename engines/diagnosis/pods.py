@@ -447,7 +447,7 @@ def _selected_nodes_all_tainted(snap: Snapshot, spec: Obj) -> bool:
 
 def _insufficient(snap: Snapshot, pod: Obj, resources: list[str], evidence: dict[str, Any]) -> Finding:
     spec = pod.get("spec") or {}
-    requests = pod_requests(spec)
+    asked_for = pod_requests(spec)
     usage_known = snap.covers("pods", None)
     nodes = [n for n in snap.items("nodes") if _can_host(n, spec)]
     fit: dict[str, Decimal] = {}
@@ -466,12 +466,12 @@ def _insufficient(snap: Snapshot, pod: Obj, resources: list[str], evidence: dict
                 )
             best = max(best, room)
         fit[res] = best
-    evidence["requests"] = {r: fmt_resource(r, requests.get(r, Decimal(0))) for r in resources}
+    evidence["requests"] = {r: fmt_resource(r, asked_for.get(r, Decimal(0))) for r in resources}
     label = "free on the best node" if usage_known else "allocatable on the largest node"
     evidence[label] = {r: fmt_resource(r, v) for r, v in fit.items()}
     new: dict[str, str] = {}
     for res in resources:
-        if res in ("cpu", "memory") and Decimal(0) < fit[res] < requests.get(res, Decimal(0)):
+        if res in ("cpu", "memory") and Decimal(0) < fit[res] < asked_for.get(res, Decimal(0)):
             step = Decimal("0.1") if res == "cpu" else Decimal(64 * 2**20)
             value = (fit[res] * Decimal("0.9") // step) * step
             if value > 0:

@@ -69,7 +69,7 @@ def services(snap: Snapshot) -> Iterator[Finding]:
 
 def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | None:
     ns = ns_of(svc)
-    near: list[str] = []
+    candidates: list[tuple[tuple[int, int], str]] = []  # ((label distance, name distance), description)
     for key, kind in WORKLOAD_KINDS:
         for w in snap.in_ns(key, ns):
             labels = pod_template_labels(w)
@@ -79,10 +79,14 @@ def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | No
                 continue
             shared = set(labels) & set(selector)
             if shared:
-                near.append(f"{kind} {name_of(w)} has " + ", ".join(f"{k}={labels[k]}" for k in sorted(shared)))
+                text = f"{kind} {name_of(w)} has " + ", ".join(f"{k}={labels[k]}" for k in sorted(shared))
+                rank = (_label_distance(selector, labels), edit_distance(name_of(svc)[:63], name_of(w)[:63]))
+                candidates.append((rank, text))
+    candidates.sort(key=lambda c: c[0])
     evidence: dict[str, Any] = {"selector": selector, "pods_in_namespace": len(snap.in_ns("pods", ns))}
-    if near:
-        evidence["similar_workloads"] = near[:5]
+    if candidates:
+        evidence["similar_workloads"] = [text for _, text in candidates[:5]]
+    closest = _clearly_closest(candidates, selector)
     return Finding(
         code="SVC_SELECTOR_NO_PODS",
         severity="critical",
@@ -90,9 +94,42 @@ def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | No
         summary="no endpoints: its selector " + ",".join(f"{k}={v}" for k, v in selector.items()) + " matches no pod",
         evidence=evidence,
         remediation="Correct the Service selector to the pods' labels (or the pods' labels to the selector)"
-        + (f"; closest: {near[0]}" if near else "")
+        + (f"; closest: {closest}" if closest else "")
         + ".",
     )
+
+
+def _label_distance(selector: dict[str, str], labels: dict[str, str]) -> int:
+    """Edits that turn the workload's pod labels into ones the selector matches (a missing key: its whole value)."""
+    return sum(
+        edit_distance(str(v)[:63], str(labels[k])[:63]) if k in labels else len(str(v)) + 1 for k, v in selector.items()
+    )
+
+
+def _clearly_closest(candidates: list[tuple[tuple[int, int], str]], selector: dict[str, str]) -> str | None:
+    """The best candidate when it is a plausible typo away and strictly better than the next; else None."""
+    if not candidates:
+        return None
+    (best, text) = candidates[0]
+    if len(candidates) > 1 and candidates[1][0] == best:
+        return None
+    typo = max(1, sum(len(str(v)) for v in selector.values()) // 3)
+    return text if best[0] <= typo else None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[len(b)]
 
 
 def _port_mismatch(snap: Snapshot, svc: Obj, pods: list[Obj]) -> Iterator[Finding]:

@@ -50,8 +50,11 @@ def median_step(times: np.ndarray) -> float:
     return float(np.median(np.diff(times)))
 
 
-def features(times: np.ndarray, values: np.ndarray, origins: np.ndarray, horizon: int, step: float) -> np.ndarray:
-    """The feature rows for forecasting index origin + horizon from what is known at each origin."""
+def features(
+    times: np.ndarray, values: np.ndarray, origins: np.ndarray, horizon: int | np.ndarray, step: float
+) -> np.ndarray:
+    """The feature rows for forecasting index origin + horizon from what is known at each origin (`horizon` one
+    number, or one per origin)."""
     logs = np.log1p(np.maximum(values, 0.0))
     n = len(values)
     target_time = times[origins] + horizon * step
@@ -200,22 +203,27 @@ def forecast(times: np.ndarray, values: np.ndarray, horizon_steps: int, level: f
             step,
             "recent level (short history)",
         )
-    last = np.array([len(values) - 1])
+    last = len(values) - 1
     anchors = anchor_horizons(horizon_steps)
     models = {a: fit_horizon(times, values, a, level, step) for a in anchors}
-    mean, lower, upper = (np.zeros(horizon_steps) for _ in range(3))
-    for h in range(1, horizon_steps + 1):
-        below = max(a for a in anchors if a <= h)
-        above = min(a for a in anchors if a >= h)
-        share = 0.0 if above == below else (h - below) / (above - below)
-        width = (1 - share) * models[below].half_width + share * models[above].half_width
-        # the model of the nearest shorter anchor, fed the features of this target (its time of day, lags)
-        centre = models[below].model.predict(features(times, values, last, h, step)[:, models[below].usable])[0]
-        mean[h - 1], lower[h - 1], upper[h - 1] = (
-            math.expm1(centre),
-            max(0.0, math.expm1(centre - width)),
-            math.expm1(centre + width),
-        )
+    steps = np.arange(1, horizon_steps + 1)
+    marks = np.array(anchors)
+    below = np.searchsorted(marks, steps, side="right") - 1  # index of the anchor at or before each step
+    above = np.searchsorted(marks, steps, side="left")  # and at or after it
+    span = marks[above] - marks[below]
+    share = np.where(span == 0, 0.0, (steps - marks[below]) / np.maximum(span, 1))
+    half = np.array([models[a].half_width for a in anchors])
+    width = (1 - share) * half[below] + share * half[above]
+    centres = np.zeros(horizon_steps)
+    for i, anchor in enumerate(anchors):
+        group = below == i
+        if group.any():
+            # the model of the nearest shorter anchor, fed the features of each target (its time of day, lags):
+            # one prediction call per anchor, not one per step
+            fitted = models[anchor]
+            rows = features(times, values, np.full(int(group.sum()), last), steps[group], step)
+            centres[group] = fitted.model.predict(rows[:, fitted.usable])
+    mean, lower, upper = np.expm1(centres), np.maximum(0.0, np.expm1(centres - width)), np.expm1(centres + width)
     return Forecast(target_times, mean, lower, upper, level, step, "gradient boosting")
 
 

@@ -19,6 +19,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
+MAX_TIME = 1e15  # seconds: any clock a CSV may use (epoch seconds or relative), far from overflow
+MAX_ABS = 1e18  # samples beyond this magnitude are treated as gaps: no metric means them, and they overflow
+
+
 class FrameError(ValueError):
     """The series cannot be analysed as given (the message says why)."""
 
@@ -75,10 +79,15 @@ class Frame:
         """A frame with only the columns at these indices."""
         return Frame(self.time, [self.columns[i] for i in keep], self.values[:, keep])
 
+    def filled(self) -> Frame:
+        """Gaps filled forward (then backward); infinities and samples beyond MAX_ABS count as gaps."""
+        with np.errstate(invalid="ignore"):
+            usable = np.isfinite(self.values) & (np.abs(self.values) <= MAX_ABS)
+        return Frame(self.time, list(self.columns), _fill_gaps(np.where(usable, self.values, np.nan)))
+
     def cleaned(self) -> Frame:
-        """Gaps filled forward (then backward), infinities treated as gaps, constant columns dropped."""
-        values = np.where(np.isfinite(self.values), self.values, np.nan)
-        values = _fill_gaps(values)
+        """`filled()`, then columns that are empty or constant dropped."""
+        values = self.filled().values
         varying = [i for i in range(values.shape[1]) if np.isfinite(values[:, i]).all() and np.ptp(values[:, i]) > 0]
         return Frame(self.time, [self.columns[i] for i in varying], values[:, varying])
 
@@ -140,6 +149,9 @@ def from_csv(text: str, max_rows: int = 100_000, max_columns: int = 2_000) -> Fr
     if not rows:
         raise FrameError("the CSV has a header but no data rows")
     data = np.array(rows, dtype=float)
+    times = data[:, t_index]
+    if not (np.isfinite(times).all() and np.abs(times).max() <= MAX_TIME):
+        raise FrameError(f"every `time` must be a number of seconds within ±{MAX_TIME:g}")
     columns = [h for i, h in enumerate(header) if i != t_index]
     values = np.delete(data, t_index, axis=1)
     order = np.argsort(data[:, t_index], kind="stable")

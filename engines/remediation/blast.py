@@ -6,15 +6,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engines.remediation.model import Blast, Change, Risk
+from engines.remediation.model import RISK_RANK, Blast, Change, Risk
 
 Obj = dict[str, Any]
 TEMPLATE_EDITS = {"set_probe", "set_resources", "set_image", "restart", "set_template"}
 
 
-def assess(change: Change, live: Obj | None, pdbs: list[Obj], hpas: list[Obj]) -> tuple[Blast, Risk]:
-    """How much `change` disturbs, and the resulting risk."""
+def assess(
+    change: Change, live: Obj | None, pdbs: list[Obj], hpas: list[Obj], inside: dict[str, int] | None = None
+) -> tuple[Blast, Risk]:
+    """How much `change` disturbs, and the resulting risk. `inside`: for a Namespace, how many objects of each
+    kind it holds (e.g. {"Pod": 4, "Deployment": 2})."""
     if change.operation == "delete":
+        if (live or {}).get("kind") == "Namespace":
+            return _delete_namespace(inside or {})
         return _delete(change, live)
     if live is None:
         return Blast(notes=["creates a new object"]), "low"
@@ -58,7 +63,14 @@ def assess(change: Change, live: Obj | None, pdbs: list[Obj], hpas: list[Obj]) -
 
 
 def _rank(risk: str) -> int:
-    return {"low": 0, "medium": 1, "high": 2}[risk]
+    return RISK_RANK[risk]
+
+
+def _delete_namespace(inside: dict[str, int]) -> tuple[Blast, Risk]:
+    pods = inside.get("Pod", 0)
+    held = ", ".join(f"{n} {kind}(s)" for kind, n in inside.items() if n) or "no workloads or pods"
+    note = f"the namespace is deleted with everything in it: {held}"
+    return Blast(max_unavailable=pods, notes=[note]), "critical"
 
 
 def _delete(change: Change, live: Obj | None) -> tuple[Blast, Risk]:

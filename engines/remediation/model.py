@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engines.diagnosis.model import ObjectRef
 
-Risk = Literal["low", "medium", "high"]
-RISK_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+Risk = Literal["low", "medium", "high", "critical"]  # critical: cluster-wide privileges, a whole namespace
+RISK_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 EditAction = Literal[
     "set_probe",  # container; params: probe (liveness|readiness|startup), handler?, timing?
     "set_resources",  # container; params: requests?, limits?

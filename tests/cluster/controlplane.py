@@ -6,12 +6,16 @@ through the pods' `status` subresource. The fake kubelet is an HTTPS server on l
 advertise as their kubelet endpoint, so `pods/log` goes through the API server for real.
 
     python -m tests.cluster.controlplane --nodes 3     # start one by hand; prints KUBECONFIG; Ctrl-C stops
+
+The processes are tracked and stopped by `stop()`; as a program, SIGINT and SIGTERM stop them all (also while
+starting). On Linux each child also gets SIGTERM if the process that started it dies without stopping it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import http.server
 import os
 import shutil
@@ -100,7 +104,8 @@ class FakeKubelet:
         self._thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever() that never started otherwise
+            self.server.shutdown()
         self.server.server_close()
 
     def set_log(
@@ -130,6 +135,14 @@ class ControlPlane:
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self, nodes: int = 3) -> ControlPlane:
+        """Start everything; on any failure (or interruption) stop what was started, then re-raise."""
+        try:
+            return self._start(nodes)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, nodes: int) -> ControlPlane:
         pki = self._make_pki()
         self._http = urllib3.PoolManager(ca_certs=str(pki / "ca.crt"), retries=False, maxsize=32)
         self.kubelet = FakeKubelet(pki / "kubelet.crt", pki / "kubelet.key")
@@ -240,6 +253,7 @@ class ControlPlane:
         self._logs.clear()
         if self.kubelet:
             self.kubelet.stop()
+            self.kubelet = None
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -342,7 +356,14 @@ class ControlPlane:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (open for the child's lifetime)
         self._logs.append(log)
         self.procs.append(
-            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True)
+            subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                start_new_session=True,  # a terminal's Ctrl-C reaches this process, which stops them in order
+                preexec_fn=_die_with_parent if _PRCTL is not None else None,
+            )
         )
 
     def _check_alive(self) -> None:
@@ -471,18 +492,42 @@ class ControlPlane:
         self.kubeconfig.chmod(0o600)
 
 
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None  # looked up before any fork
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask Linux for SIGTERM when the parent thread dies (PR_SET_PDEATHSIG)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
-    cp = ControlPlane(args.dir).start(nodes=args.nodes)
-    print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_on_signal)
+    cp = ControlPlane(args.dir)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        cp.start(nodes=args.nodes)
+        print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
+        while True:
+            signal.pause()
+    except _Stop as e:
+        print(f"{e}: stopping the control plane", file=sys.stderr, flush=True)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         cp.stop()
-        sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_diff_never_shows_secret_values() -> None:
     before = {"kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "c2VjcmV0"}}
     after = {"kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "bG9uZ2VyLXNlY3JldA=="}}
     text = diff(before, after)
-    assert "c2VjcmV0" not in text and "bG9uZ2Vy" not in text and "<redacted: 20 chars>" in text
+    assert text == "# data.password: changed (6 bytes → 13 bytes)"  # which keys change, with sizes: no values
     env_before = {
         "kind": "Deployment",
         "metadata": {"name": "web"},
@@ -37,3 +37,14 @@ def test_diff_never_shows_secret_values() -> None:
     text = diff(env_before, env_after)
     assert text == "# masked values (secret data or credential-like settings) change too"  # said, not shown
     assert "abc123" not in text and "xyz987" not in text
+
+
+def test_diff_masks_a_masked_value_wherever_it_moves() -> None:
+    before = {
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"env": [{"name": "DB_PASSWORD", "value": "hunter2-long"}]},
+    }
+    after = {**before, "metadata": {"name": "web", "annotations": {"note": "hunter2-long", "other": "x hunter2-long"}}}
+    text = diff(before, after)
+    assert "hunter2" not in text and "+    note: '***'" in text and "x ***" in text

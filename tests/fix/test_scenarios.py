@@ -9,7 +9,7 @@ from errors import InvalidInput, NotAllowed
 from store import AuditLog
 from tests.fix.scenarios import SCENARIOS, Scenario, deploy, deployment, kubelet, set_status
 from tools.fix import fix_apply, fix_plan
-from tools.fixloop import content, load
+from tools.fixloop import content, diff, load
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -39,8 +39,9 @@ async def test_scenario_is_fixed_as_planned(scenario: Scenario, api, namespace, 
 
     after = deployment(api, namespace)
     assert scenario.fixed(after), after["spec"]["template"]
+    assert diff(before, after) == change.diff  # exactly the planned dry-run result: nothing else changed
     _, saved = load(runtime, plan.plan_id)
-    assert after["spec"] == saved.items[0].desired["spec"]  # exactly the dry-run result: nothing else changed
+    assert saved.items[0].live is None and saved.items[0].desired is None  # objects are not kept at rest
     events = [e.event for e in AuditLog(runtime.store).entries(plan_id=plan.plan_id)]
     assert events == ["verified", "applied", "approved", "refused", "planned"]
 

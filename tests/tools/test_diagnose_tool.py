@@ -38,7 +38,7 @@ async def test_focus_on_one_deployment(kube: Kube, namespace: str, call) -> None
 async def test_limit_and_min_severity(kube: Kube, namespace: str, call) -> None:  # noqa: F811
     crashloop(kube, namespace, True)
     result = await call(diagnose, namespace=namespace, limit=1, force_refresh=True)
-    assert len(result.findings) == 1 and result.truncated and result.total == 3
+    assert len(result.findings) == 1 and result.limited and result.total == 3
     assert result.counts == {"critical": 3, "warning": 0, "info": 0}
     kube.create(
         f"/apis/batch/v1/namespaces/{namespace}/cronjobs",

@@ -146,7 +146,7 @@ async def test_pod_logs_through_the_api_server(call, cluster, namespace):
     errors = await call(pods.pod_logs, name="web", namespace=namespace, container="app", grep="error")
     assert errors.lines == 1 and "hunter2" not in errors.text
     capped = await call(pods.pod_logs, name="web", namespace=namespace, container="app", max_bytes=100)
-    assert capped.truncated and len(capped.text.encode()) <= 100 and capped.text.endswith("line 51: ok")
+    assert capped.cut and len(capped.text.encode()) <= 100 and capped.text.endswith("line 51: ok")
     previous = await call(pods.pod_logs, name="web", namespace=namespace, container="app", previous=True)
     assert previous.text == "panic: previous crash"
     with pytest.raises(InvalidInput, match="regular expression"):
