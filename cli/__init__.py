@@ -6,7 +6,16 @@ cloudpilot tokens create|list|revoke ...  bearer tokens for the HTTP transport
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import sys
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from errors import CloudPilotError
+from settings import Settings, load_settings
+from store import Store
 
 COMMANDS = {"clusters": "cli.clusters", "tokens": "cli.tokens"}
 
@@ -17,3 +26,44 @@ def dispatch(argv: list[str]) -> int | None:
         return None
     module = importlib.import_module(COMMANDS[argv[0]])
     return int(module.main(argv[1:]))
+
+
+class UsageError(Exception):
+    """The command line or a file it names is wrong (exit 2)."""
+
+
+class Failed(Exception):
+    """The command was understood but refused or did not succeed (exit 1)."""
+
+
+def run(group: str, parser: argparse.ArgumentParser, argv: list[str], command: Callable[..., int]) -> int:
+    """Parse `argv`, load settings (--config) and open the store, then run `command(args, settings, store)`:
+    exit 0 done, 1 refused or failed, 2 bad usage. Messages go to stderr and never quote setting values."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed the usage (or the help)
+        return 0 if e.code in (0, None) else 2
+    if not getattr(args, "command", None):
+        parser.print_usage(sys.stderr)
+        return 2
+    try:
+        settings: Settings = load_settings(args.config)
+    except ValidationError as e:  # named fields and rules only, never the values (they may be secrets)
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        return error(group, f"invalid settings: {problems}", 2)
+    except (FileNotFoundError, ValueError) as e:
+        return error(group, f"cannot load settings: {e}", 2)
+    store = Store(settings.store.path)
+    try:
+        return int(command(args, settings, store))
+    except UsageError as e:
+        return error(group, str(e), 2)
+    except (Failed, CloudPilotError) as e:
+        return error(group, str(e), 1)
+    finally:
+        store.close()
+
+
+def error(group: str, message: str, code: int) -> int:
+    print(f"cloudpilot {group}: {message}", file=sys.stderr)
+    return code

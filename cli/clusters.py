@@ -18,56 +18,24 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import ValidationError
 
+from cli import Failed, UsageError, run
 from connections.kube import IN_CLUSTER, Clusters, verify_kubernetes
 from connections.kubeconfig import for_registry, quote
 from errors import CloudPilotError
-from settings import Settings, load_settings
+from settings import Settings
 from store import ClusterRecord, Store
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAX_FILE_BYTES = 1 << 20
 
 
-class UsageError(Exception):
-    """The command line or a file it names is wrong (exit 2)."""
-
-
-class Failed(Exception):
-    """The command was understood but refused or did not succeed (exit 1)."""
-
-
 def main(argv: list[str]) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse has printed the usage (or the help)
-        return 0 if e.code in (0, None) else 2
-    if not getattr(args, "command", None):
-        parser.print_usage(sys.stderr)
-        return 2
-    try:
-        settings = load_settings(args.config)
-    except ValidationError as e:  # named fields and rules only, never the values (they may be secrets)
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        return _error(f"invalid settings: {problems}", 2)
-    except (FileNotFoundError, ValueError) as e:
-        return _error(f"cannot load settings: {e}", 2)
-    store = Store(settings.store.path)
-    try:
-        return int(args.command(args, settings, store))
-    except UsageError as e:
-        return _error(str(e), 2)
-    except (Failed, CloudPilotError) as e:
-        return _error(str(e), 1)
-    finally:
-        store.close()
+    return run("clusters", _parser(), argv, lambda args, settings, store: args.command(args, settings, store))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -233,8 +201,3 @@ def _read(path: Path, what: str) -> bytes:
     if len(data) > _MAX_FILE_BYTES:
         raise UsageError(f"The {what} file {path} is larger than {_MAX_FILE_BYTES >> 20} MiB; is it the right file?")
     return data
-
-
-def _error(message: str, code: int) -> int:
-    print(f"cloudpilot clusters: {message}", file=sys.stderr)
-    return code

@@ -19,35 +19,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from cli import error, run
 from guard.auth import Tokens, parse_duration
 from runtime import SCOPES
-from settings import load_settings
-from store import Store
 
 
 def main(argv: list[str]) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse has printed the usage (or the help)
-        return 0 if e.code in (0, None) else 2
-    if not getattr(args, "command", None):
-        parser.print_usage(sys.stderr)
-        return 2
-    try:
-        settings = load_settings(args.config)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        return _error(f"invalid settings: {problems}", 2)
-    except (FileNotFoundError, ValueError) as e:
-        return _error(f"cannot load settings: {e}", 2)
-    store = Store(settings.store.path)
-    try:
-        return int(args.command(args, Tokens(store)))
-    finally:
-        store.close()
+    return run("tokens", _parser(), argv, lambda args, settings, store: args.command(args, Tokens(store)))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,5 +96,4 @@ def _revoke(args: argparse.Namespace, tokens: Tokens) -> int:
 
 
 def _error(message: str, code: int) -> int:
-    print(f"cloudpilot tokens: {message}", file=sys.stderr)
-    return code
+    return error("tokens", message, code)

@@ -12,8 +12,10 @@ last word is not a reference or setting word: `DB_PASSWORD` and `clientSecret` h
 (an access key id's AKIA/ASIA value is still masked by its shape). Values that plainly hold nothing (true/false,
 `$(VAR)` references, file paths, values masked already) stay readable under any name.
 
-Texts are scanned with re2, which never backtracks; values are parsed in Python from where a key ends, each byte
-at most once, so masking takes time linear in the text. Masked output is stable: masking it again changes nothing.
+Texts are scanned with re2, which never backtracks, in a few passes (a shape whose unfinished match can run long
+gets a pass of its own, so no search reads on past it again and again); values are parsed in Python from where a
+key ends, each byte at most once. So masking takes time linear in the text. Masked output is stable: masking it
+again changes nothing.
 """
 
 from __future__ import annotations
@@ -191,7 +193,12 @@ _FIELD_ERROR = re.compile(
     rb"(Required value|Forbidden|Too long|Too many|Internal error)\b"
     rb"|(?:Invalid|Unsupported|Duplicate) value: |Not found: "
 )  # Kubernetes field errors: "spec.password: Required value" says nothing, "Invalid value: X" quotes X
-_PROSE = re.compile(rb"[a-z]{1,24}|[a-z][a-z0-9/._-]{0,40}:")  # a lowercase word, or the next "x:" of an error chain
+_PROSE = re.compile(  # what follows "token: " in an error message, rather than a token: the next "x:" of an error
+    rb"[a-z][a-z0-9/._-]{0,40}:|(?:a|an|the|is|was|has|not|no|none|nil|missing|invalid|expired|unexpected|unknown"
+    rb"|unable|cannot|failed|error|denied|forbidden|unauthorized|required|malformed|empty|incorrect|wrong|mismatch"
+    rb"|timeout|timed|context|deadline|connection|dial|read|open|eof|permission|rejected|revoked|refused|waiting"
+    rb"|server|message|status|code|request|response|rpc|http|https|x509|tls|retrying|using|for|from|of|in|on)"
+)  # chain, or one of the words errors are made of
 _SEGMENT_END = re.compile(rb"[\n;&|]")
 _ARGUMENT = re.compile(rb"(?<![^ \t\n;&|'\"])['\"]?-|requirepass|masterauth|password")
 _BLOCK = re.compile(rb"([|>][-+0-9]{0,3})?[ \t]*(?:#[^\n]*)?\r?\n")  # `key: |` (a YAML block) or `key:` (a line break)
@@ -239,7 +246,8 @@ def mask_text(text: str) -> str:
 
 
 def _matches(pattern: Any, data: bytes) -> Iterator[list[tuple[int, int]]]:
-    """The group spans of each match, left to right (re2's own loop: the wrapper's Match objects cost more)."""
+    """The group spans of each match, left to right: re2's own Match, as the wrapper's finditer calls it
+    (google-re2 1.x), without the Match objects that cost more than the search."""
     regexp, pos, end = pattern._regexp, 0, len(data)
     while pos <= end:
         spans = regexp.Match(re2._Anchor.UNANCHORED, data, pos, end)
@@ -289,19 +297,19 @@ def _shape(whole: bytes, g: dict[str, Any]) -> bytes:
 def _commands(data: bytes) -> bytes:
     """Command lines in text (up to a newline, ;, & or |): their words go through _command."""
     out: list[bytes] = []
-    cursor = 0
+    cursor = done = 0  # copied up to `cursor`; segments read up to `done`
     for (_, hit), *_ in _matches(_COMMAND, data):
         hit -= 1  # the trigger's last byte: inside its segment
-        if hit < cursor:
+        if hit < done:
             continue
-        start = max(cursor - 1, *(data.rfind(c, cursor, hit) for c in (b"\n", b";", b"&", b"|"))) + 1
+        start = max(done - 1, *(data.rfind(c, done, hit) for c in (b"\n", b";", b"&", b"|"))) + 1
         stop = _SEGMENT_END.search(data, hit)
-        end = stop.start() if stop else len(data)
-        if _ARGUMENT.search(data, start, end):  # a flag, or a word that takes a credential
-            pieces = re.split(r"([ \t]+)", data[start:end].decode("latin-1"))
+        done = stop.start() if stop else len(data)
+        if _ARGUMENT.search(data, start, done):  # a flag, or a word that takes a credential
+            pieces = re.split(r"([ \t]+)", data[start:done].decode("latin-1"))
             pieces[::2] = _command(pieces[::2], None)
             out += (data[cursor:start], "".join(pieces).encode("latin-1"))
-            cursor = end
+            cursor = done
     return b"".join([*out, data[cursor:]]) if out else data
 
 
@@ -333,11 +341,10 @@ def _value(data: bytes, parts: list[tuple[int, int]], v: int) -> tuple[int, int,
         end = data.find(b"<", v)
         end = len(data) if end < 0 else end
         return None if _plain(data[v:end]) else (v, end, MASK.encode())
+    # `volume "creds" : secret "db" not found` is a Kubernetes message, `repo/password-reset:v3` an image
     image = sep == b":" and key is not None and (b"-" in key or data[key_at - 1 : key_at] == b"/")
     if key and colon and q is None and (sep[0] in b" \t" or image):
-        return (
-            None  # `volume "creds" : secret "db" not found` is a Kubernetes message, `repo/password-reset:v3` an image
-        )
+        return None
     field = _FIELD_ERROR.match(data, v) if colon else None
     if field and field.group(1):
         return v, field.end(), field.group(0)
@@ -358,7 +365,7 @@ def _value(data: bytes, parts: list[tuple[int, int]], v: int) -> tuple[int, int,
         if line is not None:  # YAML `key: words to the end of the line  # comment`
             eol = data.find(b"\n", start)
             end = start + len(data[start : len(data) if eol < 0 else eol].split(b" #", 1)[0].rstrip())
-        elif colon and _PROSE.fullmatch(data[start:end]) and re.match(rb"[ \t]+\S", data[end : end + 2]):
+        elif colon and _PROSE.fullmatch(data[start:end].lower()) and re.match(rb"[ \t]+\S", data[end : end + 2]):
             return v, end, data[v:end]  # "fetch token: unexpected status", "token: crypto/rsa: error": prose
     return (v, end, data[v:end]) if _plain(data[start:end]) else (start, end, MASK.encode())
 
@@ -481,14 +488,19 @@ def _command(words: list[str], each: Callable[[str], str] | None) -> list[str]:
     """The words of a command line with credentials masked: `--password X`, `-u user:X`, `mysql ... -pX`,
     `-u user -pX`, `sshpass -p X`, `docker login -p X`, `redis-cli -a X`, `-passin pass:X`, `requirepass X`
     (redis.conf), `machine h login u password X` (.netrc). Other words go through `each`, when given."""
-    tools = {w.strip("'\"").rsplit("/", 1)[-1].lower() for w in words}
+    tools = {w.strip("'\"").rsplit("/", 1)[-1].lower() for w in words if not w.startswith(("-", "'-", '"-'))}
+    takes = (
+        tools & _MYSQL or "sshpass" in tools,
+        tools & {"sshpass", "login"},
+        "redis-cli" in tools,
+        "machine" in tools,
+    )
     out = list(words)
     for i, word in enumerate(words):
-        prev, before, core = words[i - 1].strip("'\"") if i else "", words[i - 2] if i > 1 else "", word.strip("'\"")
+        prev, core = words[i - 1].strip("'\"") if i else "", word.strip("'\"")
         if core[:1] != "-" and prev[:1] != "-" and prev not in ("requirepass", "masterauth", "password"):
             out[i] = each(word) if each else word  # no rule below reads this word
             continue
-        after_user = (before == "-u" or prev.startswith("-u")) and not _PORTS.fullmatch(core[2:])
         user = core.partition("=")[2] if core.startswith(("--user=", "--proxy-user=")) else core
         user = user[2:] if core.startswith("-u") and ":" in core else user  # -uadmin:X
         if _FLAG.fullmatch(prev) and sensitive_name(prev) and not _FLAG.fullmatch(core) and _holds(core):
@@ -497,20 +509,26 @@ def _command(words: list[str], each: Callable[[str], str] | None) -> list[str]:
             name, _, pw = user.partition(":")  # curl -u user:X, but not docker -u 1000:1000 or root:root
             plain = not _holds(pw) or pw == name or (pw.isdigit() and name.isdigit())
             out[i] = word if plain else core[: len(core) - len(pw)] + MASK
-        elif core[:2] == "-p" and _holds(core[2:]) and (tools & _MYSQL or "sshpass" in tools or after_user):
-            out[i] = "-p" + MASK  # mysql -pX, -u user -pX (not docker -u app -p80:80), sshpass -pX
-        elif _holds(core) and (
-            (prev == "-p" and tools & {"sshpass", "login"})
-            or (prev == "-a" and "redis-cli" in tools)
+        elif core[:2] == "-p" and _holds(core[2:]) and (takes[0] or _after_user(words, i, core)):
+            out[i] = "-p" + MASK  # mysql -pX, sshpass -pX, -u user -pX (not docker -u app -p80:80)
+        elif (
+            (prev == "-p" and takes[1])
+            or (prev == "-a" and takes[2])
             or prev in ("requirepass", "masterauth")
-            or (prev == "password" and "machine" in tools)
-        ):
+            or (prev == "password" and takes[3])
+        ) and _holds(core):
             out[i] = MASK  # sshpass -p X, docker login -p X, redis-cli -a X, requirepass X, .netrc password X
         elif core.startswith("pass:") and prev.startswith("-pass") and _holds(core[5:]):
             out[i] = "pass:" + MASK  # openssl -passin pass:X
         elif each:
             out[i] = each(word)
     return out
+
+
+def _after_user(words: list[str], i: int, core: str) -> bool:
+    """-pX right after -u user (or -uuser), unless X is a port mapping."""
+    prev, before = words[i - 1] if i else "", words[i - 2] if i > 1 else ""
+    return (before == "-u" or prev.startswith("-u")) and not _PORTS.fullmatch(core[2:])
 
 
 def _holds(value: str) -> bool:

@@ -82,6 +82,22 @@ def settings(tmp_path: Path, cluster: ClusterEnv) -> Settings:
 
 
 @pytest.fixture
+def write_settings(tmp_path: Path, cluster: ClusterEnv) -> Settings:
+    """Settings of a server that may change the cluster (and delete); fresh caches for every read."""
+    return Settings(
+        k8s={"kubeconfig": cluster.kubeconfig, "context": None, "cache_ttl_seconds": 0},
+        store={"path": tmp_path / "cloudpilot.db"},
+        safety={"allow_write": True, "allow_destructive": True},
+    )
+
+
+@pytest.fixture
+def api(cluster: ClusterEnv) -> Any:
+    """The control plane's raw API (for builders that set states no client library would)."""
+    return cluster.require_control_plane().api
+
+
+@pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
     rt = Runtime(settings)
     yield rt

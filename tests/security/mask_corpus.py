@@ -453,6 +453,8 @@ masked(
     "jaasFAKE",
 )
 masked("log", "writing ~/.netrc: machine api.acme.example login deploy password netrcFAKE01", "netrcFAKE01")
+masked("log", "login attempt for user=bob with password: letmeinfake now rejected", "letmeinfake", "now rejected")
+masked("event", event("init: using password: correcthorsefake for the bootstrap user"), "correcthorsefake")
 masked("yaml", "smtp:\n  password:\n    nextlineFAKE01\n  port: 587\n", "nextlineFAKE01")
 masked("env", env("JAVA_OPTS", "-Xmx512m -Djavax.net.ssl.trustStorePassword=trustFAKE01"), "trustFAKE01", "-Xmx512m")
 for header, value, secret in [

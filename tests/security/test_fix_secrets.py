@@ -23,17 +23,8 @@ ENV_PATH = "/spec/template/spec/containers/0/env/0"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, cluster) -> Settings:
-    return Settings(
-        k8s={"kubeconfig": cluster.kubeconfig, "context": None, "cache_ttl_seconds": 0},
-        store={"path": tmp_path / "cloudpilot.db"},
-        safety={"allow_write": True, "allow_destructive": True},
-    )
-
-
-@pytest.fixture
-def api(cluster):
-    return cluster.require_control_plane().api
+def settings(write_settings: Settings) -> Settings:  # writes switched on
+    return write_settings
 
 
 def _encoded(value: str) -> str:

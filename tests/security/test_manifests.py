@@ -4,7 +4,6 @@ with a clear error before anything is built or sent, quoting at most a short pre
 from __future__ import annotations
 
 import tracemalloc
-from pathlib import Path
 
 import pytest
 
@@ -16,12 +15,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 
 @pytest.fixture
-def settings(tmp_path: Path, cluster) -> Settings:
-    return Settings(
-        k8s={"kubeconfig": cluster.kubeconfig, "context": None, "cache_ttl_seconds": 0},
-        store={"path": tmp_path / "cloudpilot.db"},
-        safety={"allow_write": True, "allow_destructive": True},
-        limits={"manifest_bytes": 4_000, "patch_bytes": 2_000},
+def settings(write_settings: Settings) -> Settings:  # writes switched on, small caps
+    return write_settings.model_copy(
+        update={"limits": write_settings.limits.model_copy(update={"manifest_bytes": 4_000, "patch_bytes": 2_000})}
     )
 
 

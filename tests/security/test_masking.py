@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -224,6 +225,7 @@ def test_probe_headers_env_values_and_messages_are_masked_at_any_depth() -> None
 
 
 ONE_MB = 1 << 20
+TOKEN = "ghp_" + "A1b2C3d4E5" * 3
 ADVERSARIAL = {
     "hex run": "deadbeef" * (ONE_MB // 8),
     "word run": "a" * ONE_MB,
@@ -240,6 +242,20 @@ ADVERSARIAL = {
     "jwt prefix run": "eyJ" * (ONE_MB // 3),
     "yaml block": "password: |\n" + "  line\n" * (ONE_MB // 7),
     "many lines": "2024-05-02T10:14:03Z INFO GET /api/v1/orders 200 user=bob token=abc123\n" * (ONE_MB // 72),
+    # an unfinished match of one shape (no -p after mysql, no @ after x://a:, no dot in eyJ...) with many
+    # matches of others after it: a search per match that reads on to the end of the line would be quadratic
+    "mysql, then tokens": ("mysql " + TOKEN + " ") * (ONE_MB // 42),
+    "redis-cli, then mysql -pX": "redis-cli x mysql -pX " * (ONE_MB // 22),
+    "unfinished URL, then tokens": "x://a:" + ("," + TOKEN) * (ONE_MB // 36),
+    "unfinished JWT, then tokens": "eyJabcdefgh" + ("-" + TOKEN) * (ONE_MB // 36),
+    "unfinished DSN, then tokens": "a:b" + ("," + TOKEN) * (ONE_MB // 36),
+    "unclosed tag, then flags": "<password " + "--token x " * (ONE_MB // 10),
+    "login in a long line": "login " + "word " * (ONE_MB // 5),
+    "random shapes": " ".join(
+        random.Random(7).choice(["ghp_", "xoxb-", "sk-", "AKIA", "eyJ", "SG.", "https://", "Bearer ", "mysql -u"])
+        + "A1b2C3d4E5f6G7h8"[: random.Random(i).randrange(4, 16)] * 3
+        for i in range(ONE_MB // 40)
+    ),
 }
 
 

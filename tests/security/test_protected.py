@@ -4,7 +4,6 @@ of cluster-wide privileges are critical, need --allow-destructive and are never 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -19,17 +18,8 @@ PRIVILEGED = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "pri
 
 
 @pytest.fixture
-def settings(tmp_path: Path, cluster) -> Settings:
-    return Settings(
-        k8s={"kubeconfig": cluster.kubeconfig, "context": None, "cache_ttl_seconds": 0},
-        store={"path": tmp_path / "cloudpilot.db"},
-        safety={"allow_write": True, "allow_destructive": True},
-    )
-
-
-@pytest.fixture
-def api(cluster):
-    return cluster.require_control_plane().api
+def settings(write_settings: Settings) -> Settings:  # writes switched on
+    return write_settings
 
 
 def _update(runtime, group: str, **values) -> None:
