@@ -17,6 +17,17 @@ and says what to try next. Whether to retry lives in the type::
 
 from __future__ import annotations
 
+from typing import Any
+
+QUOTE_CHARS = 80  # the most of a caller's input any error message repeats
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """A short, printable prefix of caller input for an error message (the rest is counted, not shown)."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\n", "\\n")
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text)} chars)"
+
 
 class CloudPilotError(Exception):
     """Base of all errors a tool reports to its caller."""

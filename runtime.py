@@ -65,9 +65,15 @@ class TTLCache:
         self._locks: dict[Any, asyncio.Lock] = {}
 
     async def get(
-        self, key: Any, ttl: float, load: Callable[[], Awaitable[T]], refresh: bool = False
+        self,
+        key: Any,
+        ttl: float,
+        load: Callable[[], Awaitable[T]],
+        refresh: bool = False,
+        keep: Callable[[T], bool] | None = None,
     ) -> tuple[T, float]:
-        """Return (value, age in seconds); load it when missing, expired or `refresh`."""
+        """Return (value, age in seconds); load it when missing, expired or `refresh`. A loaded value for which
+        `keep` says False (a partial result) is returned but not kept, so the next call loads again."""
         hit = self._data.get(key)
         if hit and not refresh and time.monotonic() - hit[0] < ttl:
             return hit[1], time.monotonic() - hit[0]
@@ -77,7 +83,7 @@ class TTLCache:
             if hit and not refresh and time.monotonic() - hit[0] < ttl:
                 return hit[1], time.monotonic() - hit[0]
             value = await load()
-            if ttl > 0:
+            if ttl > 0 and (keep is None or keep(value)):
                 self._data[key] = (time.monotonic(), value)
             return value, 0.0
 

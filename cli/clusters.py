@@ -17,7 +17,6 @@ Exit codes: 0 done; 1 refused or failed (not a Kubernetes API server, name taken
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,12 +24,12 @@ import yaml
 
 from cli import Failed, UsageError, run
 from connections.kube import IN_CLUSTER, Clusters, verify_kubernetes
-from connections.kubeconfig import for_registry, quote
-from errors import CloudPilotError
+from connections.kubeconfig import for_registry
+from errors import CloudPilotError, quote
+from guard import validate
 from settings import Settings
 from store import ClusterRecord, Store
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAX_FILE_BYTES = 1 << 20
 
 
@@ -127,7 +126,7 @@ def remove_cluster(args: argparse.Namespace, settings: Settings, store: Store) -
 # -- building the record --------------------------------------------------------------------------------
 def cluster_name(name: str) -> str:
     """`name` when it is a DNS label (it names the cluster in every tool call), else UsageError."""
-    if len(name) > 63 or not _DNS_LABEL.match(name):
+    if not validate.is_dns_label(name):
         raise UsageError(
             f"Cluster name {quote(name)} is invalid: use a DNS label (lowercase letters, digits and '-', starting "
             "and ending with a letter or digit, at most 63 characters), e.g. prod-eu."

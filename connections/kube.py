@@ -32,9 +32,9 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from kubernetes.config.config_exception import ConfigException
 
-from connections.kubeconfig import QUOTE_CHARS, inline_only, install, load_into, unreadable, yaml_reason
-from connections.kubeconfig import quote as quote_input
+from connections.kubeconfig import inline_only, install, load_into, unreadable, yaml_reason
 from errors import (
+    QUOTE_CHARS,
     CloudPilotError,
     Conflict,
     Forbidden,
@@ -42,6 +42,7 @@ from errors import (
     NotFound,
     Unreachable,
 )
+from errors import quote as quote_input  # urllib's quote is the one named quote here
 from settings import KubeSettings
 from store import ClusterRecord, Store
 

@@ -27,9 +27,8 @@ from kubernetes import config as kconfig
 from kubernetes.config.config_exception import ConfigException
 from urllib3.util.ssl_ import create_urllib3_context
 
-from errors import InvalidInput, NotAllowed
+from errors import InvalidInput, NotAllowed, quote
 
-QUOTE_CHARS = 80
 USER_FIELDS = {
     "exec": "runs a program",
     "auth-provider": "runs a credential plugin",
@@ -44,12 +43,6 @@ _FILE_TO_DATA = {
     "client-key": "client-key-data",
 }
 _LOADING = threading.Lock()  # the client's temp-file cache is global: one load (and clean-up) at a time
-
-
-def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
-    """A short prefix of an offending input, for an error message."""
-    text = str(value).replace("\n", "\\n")
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
 
 
 def selected(doc: Any, context: str | None) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:

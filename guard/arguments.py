@@ -15,19 +15,11 @@ import orjson
 from mcp.server.fastmcp.utilities.func_metadata import FuncMetadata, func_metadata
 from pydantic import ValidationError
 
-from errors import InvalidInput
+from errors import InvalidInput, quote
 from settings import LimitSettings
 
-QUOTE_CHARS = 80
 MAX_NUMBER = 1e15  # beyond any count, byte size or timestamp a tool takes; 1e308 and 2**64 are mistakes
 MAX_DEPTH = 32
-
-
-def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
-    """A short, printable prefix of a value for an error message."""
-    text = value if isinstance(value, str) else repr(value)
-    text = text.replace("\n", "\\n")
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text)} chars)"
 
 
 class Arguments:

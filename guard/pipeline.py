@@ -19,9 +19,9 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from errors import CloudPilotError, InvalidInput, NotAllowed
+from errors import CloudPilotError, InvalidInput, NotAllowed, quote
 from guard import bounds, mask
-from guard.arguments import Arguments, quote
+from guard.arguments import Arguments
 from runtime import Confirm, Principal, Progress, Runtime, bind, caller, progress_to
 from tools.catalogue import ToolSpec
 from tools.results import Result

@@ -15,10 +15,15 @@ _EXISTS = re.compile(r"^(?P<neg>!?)\s*(?P<key>[^\s!=(),]+)$")
 _FIELD_EXPR = re.compile(r"^(?P<key>[A-Za-z0-9_.\-\[\]]+)\s*(==|=|!=)\s*(?P<value>[^,]*)$")
 
 
+def is_dns_label(name: str) -> bool:
+    """A DNS-1123 label: what namespaces, cluster names and many other names must be."""
+    return len(name) <= 63 and bool(_DNS_LABEL.match(name))
+
+
 def namespace(name: str | None) -> str | None:
     if name is None or name == "":
         return None
-    if len(name) > 63 or not _DNS_LABEL.match(name):
+    if not is_dns_label(name):
         raise InvalidInput(
             f"Namespace {name!r} is invalid: a namespace is a DNS-1123 label (lowercase "
             "letters, digits and '-', starting and ending with an alphanumeric, at most 63)."

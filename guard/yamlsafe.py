@@ -11,18 +11,11 @@ from typing import Any
 
 import yaml
 
-from errors import InvalidInput
+from errors import QUOTE_CHARS, InvalidInput
 from settings import LimitSettings
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-QUOTE_CHARS = 80
 EXTRA_NODES = 100_000  # aliases may add at most this many nodes to a document once expanded
-
-
-def prefix(text: str, limit: int = QUOTE_CHARS) -> str:
-    """A printable prefix of caller input for an error message."""
-    shown = text[:limit].replace("\n", "\\n")
-    return repr(shown) + (f"… ({len(text)} chars)" if len(text) > limit else "")
 
 
 def load_all(text: str, limits: LimitSettings, what: str = "manifest", max_bytes: int | None = None) -> list[Any]:

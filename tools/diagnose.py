@@ -31,7 +31,6 @@ from runtime import Runtime, current, validate_limit
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.results import Result
-from tools.snapshot import cached_unless
 
 logger = logging.getLogger(__name__)
 
@@ -347,7 +346,7 @@ async def snapshot(
             return await gather(rt, conn, namespaces, istio_only=istio_only)
 
     # a snapshot missing lists it could not read is used once, not cached: the next call reads them again
-    return await cached_unless(rt, key, load, lambda g: g.skipped > 0, refresh)
+    return await rt.cache.get(key, rt.settings.k8s.cache_ttl_seconds, load, refresh, keep=lambda g: g.skipped == 0)
 
 
 # -- results ---------------------------------------------------------------------------------------------

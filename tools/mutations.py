@@ -18,9 +18,9 @@ from engines.diagnosis import ObjectRef
 from engines.remediation import Change, Edit, Patch, Plan
 from engines.remediation.blast import assess
 from engines.remediation.planner import revision_template
-from errors import Forbidden, InvalidInput, NotFound
+from errors import Forbidden, InvalidInput, NotFound, quote
 from guard import validate
-from guard.yamlsafe import load_all, prefix
+from guard.yamlsafe import load_all
 from runtime import Runtime, current
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
@@ -343,11 +343,11 @@ def _identify(doc: dict[str, Any]) -> tuple[str, str, str | None]:
         raise InvalidInput("The manifest needs apiVersion, kind and metadata.name.")
     for what, value, rule in (("apiVersion", api_version, _API_VERSION), ("kind", kind, _KIND)):
         if not isinstance(value, str) or not rule.match(value):
-            raise InvalidInput(f"The manifest's {what} {prefix(str(value))} is not a valid {what}.")
+            raise InvalidInput(f"The manifest's {what} {quote(str(value))} is not a valid {what}.")
     if not isinstance(name, str) or len(name) > 253:
-        raise InvalidInput(f"The manifest's metadata.name {prefix(str(name))} is not a valid object name.")
+        raise InvalidInput(f"The manifest's metadata.name {quote(str(name))} is not a valid object name.")
     if ns is not None and (not isinstance(ns, str) or len(ns) > 63):
-        raise InvalidInput(f"The manifest's metadata.namespace {prefix(str(ns))} is not a valid namespace.")
+        raise InvalidInput(f"The manifest's metadata.namespace {quote(str(ns))} is not a valid namespace.")
     validate.object_name(name)
     validate.namespace(ns)
     group = api_version.split("/")[0] if "/" in api_version else ""

@@ -95,8 +95,8 @@ async def cluster_overview(cluster: ClusterArg = None, force_refresh: Refresh = 
         return await _overview(conn.name, force_refresh)
 
     # a partial result is answered but not cached: the next call tries the failed kinds again
-    result, age_s = await snapshot.cached_unless(
-        rt, (conn.name, "overview"), load, lambda o: bool(o.errors), force_refresh
+    result, age_s = await rt.cache.get(
+        (conn.name, "overview"), rt.settings.k8s.cache_ttl_seconds, load, force_refresh, keep=lambda o: not o.errors
     )
     return result.model_copy(update={"from_cache": age_s > 0})
 

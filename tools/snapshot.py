@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -130,33 +129,3 @@ async def metadata(rt: Runtime, conn: Connection, path: str) -> list[dict[str, A
         for i in items
         if rt.namespace_visible((i.get("metadata") or {}).get("namespace", "") or "")
     ]
-
-
-class _Uncached(Exception):
-    """Carries a value out of a cache load without the cache keeping it."""
-
-    def __init__(self, value: Any) -> None:
-        super().__init__("not cached")
-        self.value = value
-
-
-async def cached_unless(
-    rt: Runtime,
-    key: Any,
-    load: Callable[[], Awaitable[T]],
-    failed: Callable[[T], bool],
-    refresh: bool = False,
-) -> tuple[T, float]:
-    """`rt.cache.get` for results that may be partial: a value for which `failed` is true is returned but not
-    kept, so an error seen once is not served again for `k8s.cache_ttl_seconds`."""
-
-    async def guarded() -> T:
-        value = await load()
-        if failed(value):
-            raise _Uncached(value)
-        return value
-
-    try:
-        return await rt.cache.get(key, rt.settings.k8s.cache_ttl_seconds, guarded, refresh)
-    except _Uncached as kept:
-        return kept.value, 0.0

@@ -66,34 +66,7 @@ def _decoded(value: Any) -> str | None:
 
 def is_hidden(obj: Obj | None, pointer: str) -> bool:
     """Whether the value at a JSON pointer of `obj` (or anything under it) is masked by `redact`."""
-    if not obj:
-        return False
-    check = getattr(mask, "hidden", None)
-    if check is not None and check(obj, pointer):
-        return True
-    plain, shown = obj, redact(obj)
-    for part in split_pointer(pointer):
-        plain, shown = _step(plain, part), _step(shown, part)
-        if plain is None:
-            return False
-    return bool(plain != shown)
-
-
-def split_pointer(pointer: str) -> list[str]:
-    """The reference tokens of a JSON pointer (RFC 6901); ValueError when it is not one."""
-    if pointer == "":
-        return []
-    if not pointer.startswith("/"):
-        raise ValueError(f"JSON pointer {pointer[:80]!r} must start with '/'")
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
-
-
-def _step(node: Any, part: str) -> Any:
-    if isinstance(node, dict):
-        return node.get(part)
-    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-        return node[int(part)]
-    return None
+    return bool(obj) and mask.hidden(obj, pointer)
 
 
 def masked_read(obj: Obj | None, ops: Any) -> tuple[str, str, str] | None:
