@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-TOOLSETS = ("core", "istio", "diagnose", "rca", "fix")
+TOOLSETS = ("core", "istio", "diagnose", "rca", "fix", "runbooks", "agents")
 
 
 class KubeSettings(BaseModel):
@@ -145,6 +145,62 @@ class FixSettings(BaseModel):
     )
 
 
+class LlmSettings(BaseModel):
+    """The model the agent team talks to: any OpenAI-compatible chat-completions server."""
+
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1, http://localhost:11434/v1."
+    )
+    api_key: SecretStr | None = Field(None, description="API key; never logged, returned or put in a prompt.")
+    model: str | None = Field(None, description="Model name, e.g. gpt-4o-mini, qwen2.5:14b.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one model request.")
+    max_retries: int = Field(2, ge=0, le=10, description="Retries of a failed model request (5xx, timeouts).")
+    streaming: bool = Field(True, description="Stream the model's answers (tokens appear as they come).")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class AgentSettings(BaseModel):
+    """The agent team: threads, budgets, approvals, the coder's sandbox, runbooks."""
+
+    checkpoint_path: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("cloudpilot")) / "threads.db",
+        description="SQLite file of conversation threads and pending approvals (checkpoints).",
+    )
+    max_steps: int = Field(40, ge=1, le=1000, description="Most agent steps (model calls and handoffs) per run.")
+    max_tool_calls: int = Field(30, ge=1, le=1000, description="Most tool calls per run.")
+    max_tokens: int = Field(200_000, ge=1_000, description="Most model tokens (in + out) per run.")
+    approval_ttl_minutes: int = Field(
+        60, ge=1, description="A pending approval expires after this (never later than its plan)."
+    )
+    sandbox: bool = Field(
+        False, description="Let the coder run model-written Python (numpy/pandas, no network) in a sandbox."
+    )
+    sandbox_cpu_seconds: int = Field(10, ge=1, le=600, description="CPU limit of one sandbox run.")
+    sandbox_memory_mb: int = Field(512, ge=64, le=16_384, description="Memory limit of one sandbox run.")
+    sandbox_wall_seconds: float = Field(20.0, gt=0, le=600, description="Wall-clock limit of one sandbox run.")
+    runbook_folders: list[Path] = Field(
+        default_factory=list, description="Extra folders of markdown runbooks, searched beside the shipped ones."
+    )
+
+
+class NotifySettings(BaseModel):
+    """Where the team's outcomes go (notifiers/)."""
+
+    log: bool = Field(True, description="Write every notification to the server log.")
+    webhook_url: str | None = Field(None, description="POST each notification as signed JSON to this URL.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key for the webhook's X-CloudPilot-Signature header."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="Timeout of one webhook delivery.")
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "info", description="Notifications below this severity are not sent."
+    )
+
+
 class ServerSettings(BaseModel):
     """The MCP transport."""
 
@@ -194,6 +250,9 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     fix: FixSettings = Field(default_factory=FixSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    agents: AgentSettings = Field(default_factory=AgentSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logs go to stderr.")
 
     @classmethod

@@ -1,9 +1,9 @@
 """The audit log and saved plans, in the store's SQLite file.
 
 Every step of a change is a row: planned, approved, refused, applied, conflict, verified, failed,
-rolled_back — with who asked (the authenticated principal, and the client's self-declared name apart from it),
-who approved and how, the cluster identity, the object, the diff and the outcome. Plans are saved as JSON, so a
-plan made in one call, or by one server process, is applied in the next; what a plan keeps is decided by
+rolled_back, rejected — with who asked (the authenticated principal, and the client's self-declared name apart
+from it), who approved and how, the cluster identity, the object, the diff and the outcome. Plans are saved as
+JSON, so a plan made in one call, or by one server process, is applied in the next; what a plan keeps is decided by
 `tools.fixloop` (never the objects themselves, nor any masked value).
 """
 
@@ -53,6 +53,7 @@ EVENTS = (
     "failed",
     "rolled_back",
     "interrupted",
+    "rejected",
 )
 
 
