@@ -60,6 +60,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.forecast",
     "tools.fix",
     "tools.mutations",
+    "tools.runbooks",
 )
 
 
