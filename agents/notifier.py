@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage
 from agents.crew import Turn
 from agents.state import TeamState
 from notifiers import Notification, deliver
+from notifiers.base import Severity
 
 NAME = "notifier"
 FAILED = {"failed", "rolled_back", "conflict", "refused"}
@@ -47,6 +48,7 @@ def notification(state: TeamState, thread_id: str) -> Notification | None:
         return None
     root = state.get("root_cause") or {}
     request = state.get("request") or {}
+    severity: Severity
     if outcome in FAILED:
         severity, help_needed, title = "critical", True, f"Fix {outcome}"
     elif stopped:

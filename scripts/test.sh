@@ -40,6 +40,7 @@ fi
 echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache --no-logo
 .venv/bin/bandit -q -c pyproject.toml -r server.py settings.py errors.py runtime.py cli connections guard kube tools \
   engines agents notifiers prompts store
 
