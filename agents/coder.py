@@ -30,10 +30,11 @@ def sandbox_tool(turn: Turn) -> BaseTool:
 
     settings = turn.crew.settings.agents
 
-    async def python_sandbox(code: str) -> str:
+    async def python_sandbox(code: str, data: dict[str, Any] | None = None) -> str:
         """Run a short Python program (numpy and pandas available; no network, no files outside a temporary
-        directory, no credentials) and return what it prints."""
-        result = await run_python(code, settings)
+        directory, no credentials) and return what it prints. `data` (e.g. series from the tools) is the
+        program's `DATA`."""
+        result = await run_python(code, settings, data)
         return f"{result.exit_reason} after {result.seconds:.1f}s\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
     return StructuredTool.from_function(coroutine=python_sandbox, name="python_sandbox")

@@ -190,3 +190,42 @@ async def test_a_decision_claimed_before_a_crash_resumes_once(api, namespace, te
             await t.decide(reply.approval.id, approve=True, decider=BOB)
     applied = [e for e in AuditLog(runtime.store).entries(plan_id=reply.plan["plan_id"]) if e.event == "applied"]
     assert len(applied) == 1
+
+
+async def test_coder_analyses_with_the_engines_and_the_sandbox(settings, llm):
+    """Supervisor → coder: a forecast through the engine's tool, then a small calculation in the sandbox."""
+    from tests.agents.brain import tool_results
+    from tests.llm.server import Call, Text, ToolCalls
+
+    series = [100 + (i % 24) * 5 for i in range(24 * 7)]
+
+    def respond(request):
+        who, results = role(request), tool_results(request)
+        if who == "supervisor":
+            if "Report from the coder" in str(request["messages"]):
+                return Text("Analysis: " + str(request["messages"][-1]["content"])[-400:])
+            return ToolCalls([Call("transfer_to_coder", {"task": "How high will load go tomorrow?"})])
+        if who == "coder" and not results:
+            return ToolCalls(
+                [Call("forecast_series", {"values": series, "step_seconds": 3600, "horizon_minutes": 1440})]
+            )
+        if who == "coder" and len(results) == 1:
+            code = "import numpy as np, pandas as pd\nprint('peak', int(np.max(pd.Series(DATA['v']))))"
+            return ToolCalls([Call("python_sandbox", {"code": code, "data": {"v": series}})])
+        return Text(f"forecast done; sandbox said: {results[-1][-200:]}")
+
+    llm.respond = respond
+    chosen = with_model(settings, llm.base_url)
+    chosen = chosen.model_copy(update={"agents": chosen.agents.model_copy(update={"sandbox": True})})
+    rt = Runtime(chosen)
+    try:
+        async with Team.open(rt, sinks=[]) as team:
+            reply = await team.ask("how high will load go tomorrow?", user=ALICE)
+    finally:
+        rt.close()
+    coder_tools = next(tools_offered(r) for r in llm.requests if role(r) == "coder")
+    assert {"forecast_series", "python_sandbox"} <= coder_tools and not coder_tools & {"fix_plan", "pod_logs"}
+    tool_texts = [m["content"] for r in llm.requests for m in r["messages"] if m.get("role") == "tool"]
+    assert any("forecast" in t.lower() for t in tool_texts[:1]), tool_texts
+    assert reply.status == "answered", reply.answer
+    assert "sandbox said" in reply.answer and "peak 215" in reply.answer, reply.answer
