@@ -5,6 +5,7 @@ injection in a pod log → no change without a plan and an approval."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,8 +47,9 @@ def researcher_reads(namespace: str) -> Any:
 
 @pytest.mark.parametrize("fault", ["500", "garbage", "hang"])
 async def test_model_server_faults_retry_then_stop_cleanly_and_the_thread_survives(
-    fault, settings, llm, namespace, recorder
+    fault, settings, llm, namespace, recorder, caplog
 ):
+    caplog.set_level(logging.DEBUG)
     failing: dict[str, Step] = {"500": Status(500, "upstream exploded"), "garbage": Garbage(), "hang": Hang(10)}
     healthy = researcher_reads(namespace)
     broken = {"on": True}
@@ -69,6 +71,9 @@ async def test_model_server_faults_retry_then_stop_cleanly_and_the_thread_surviv
     finally:
         rt.close()
     assert again.status == "answered" and again.answer == "All pods are listed above.", again.answer
+    assert API_KEY not in caplog.text  # not even at DEBUG, where the HTTP clients log their requests
+    stored = settings.agents.checkpoint_path.read_bytes() + settings.store.path.read_bytes()
+    assert API_KEY.encode() not in stored
     assert [speaker for speaker, _ in history].count("user") == 2
 
 
