@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field
 
 import cli
 import prompts
+from agents.mcp import agent_tools, close_team
 from guard import auth
 from guard.mask import MaskingFilter
 from guard.pipeline import Pipeline
@@ -55,6 +57,8 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
         try:
             yield
         finally:
+            with anyio.CancelScope(shield=True):  # a cancelled server still closes the team's checkpoint database
+                await close_team(runtime)
             runtime.close()
 
     mcp = CloudPilotMCP(
@@ -67,7 +71,7 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
         # Host/Origin checks on every bind; bearer tokens once the store holds one (guard/auth.py)
         **auth.fastmcp_options(settings, runtime.store if settings.store.path.exists() else None),
     )
-    specs = enabled_tools(settings)
+    specs = enabled_tools(settings) + agent_tools(settings)
     for spec in specs:
         _register(mcp, spec, runtime)
     mcp.pipeline = Pipeline(runtime, specs)

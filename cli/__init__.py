@@ -2,6 +2,8 @@
 
 cloudpilot clusters add|list|remove ...   clusters that need local files or exec plugins
 cloudpilot tokens create|list|revoke ...  bearer tokens for the HTTP transport
+cloudpilot chat | autofix NAMESPACE ...    the agent team at a terminal, plans approved inline
+cloudpilot approvals [list|approve|reject] the team's pending plans; cloudpilot trace THREAD: a thread's steps
 """
 
 from __future__ import annotations
@@ -17,15 +19,22 @@ from errors import CloudPilotError
 from settings import Settings, load_settings
 from store import Store
 
-COMMANDS = {"clusters": "cli.clusters", "tokens": "cli.tokens"}
+COMMANDS = {
+    "clusters": "cli.clusters:main",
+    "tokens": "cli.tokens:main",
+    "chat": "cli.chat:main",
+    "autofix": "cli.autofix:main",
+    "approvals": "cli.approvals:main",
+    "trace": "cli.approvals:trace_main",
+}
 
 
 def dispatch(argv: list[str]) -> int | None:
     """Run an operator command when `argv` names one; None when it does not (the server starts instead)."""
     if not argv or argv[0] not in COMMANDS:
         return None
-    module = importlib.import_module(COMMANDS[argv[0]])
-    return int(module.main(argv[1:]))
+    module, _, function = COMMANDS[argv[0]].partition(":")
+    return int(getattr(importlib.import_module(module), function)(argv[1:]))
 
 
 class UsageError(Exception):

@@ -68,8 +68,9 @@ def test_runtime_sits_below_tools():
     assert {name for name in imports_of("runtime") if under(name, ABOVE_TOOLS)} == set()
 
 
-def test_the_server_reaches_the_agent_team_only_through_agents_api():
-    assert {n for n in imports_of("server") if under(n, ("agents",)) and not under(n, ("agents.api",))} == set()
+def test_the_server_reaches_the_agent_team_only_through_its_api_and_mcp_face():
+    allowed = ("agents.api", "agents.mcp")  # the Python API, and the team's MCP tools declared on top of it
+    assert {n for n in imports_of("server") if under(n, ("agents",)) and not under(n, allowed)} == set()
 
 
 def test_project_imports_sees_every_form():
