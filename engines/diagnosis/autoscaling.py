@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from engines.diagnosis.common import pod_template_spec
-from engines.diagnosis.model import Finding
-from engines.diagnosis.snapshot import Obj, Snapshot, condition, ns_of
+from engines.diagnosis.model import Finding, Fix
+from engines.diagnosis.snapshot import Obj, Snapshot, condition, name_of, ns_of
+from engines.diagnosis.traffic import edit_distance
 
 TARGET_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "ReplicaSet": "replicasets"}
 
@@ -19,13 +20,24 @@ def hpas(snap: Snapshot) -> Iterator[Finding]:
         key = TARGET_KINDS.get(ref.get("kind", ""))
         target = snap.get(key, ns, ref.get("name", "")) if key else None
         if key and snap.covers(key, ns) and target is None:
+            near = typo_of(str(ref.get("name", "")), [name_of(w) for w in snap.in_ns(key, ns)])
             yield Finding(
                 code="HPA_TARGET_MISSING",
                 severity="critical",
                 object=snap.ref(hpa, "HorizontalPodAutoscaler"),
                 summary=f"scale target {ref.get('kind')} {ref.get('name')} does not exist",
-                evidence={"scaleTargetRef": ref},
+                evidence={"scaleTargetRef": ref} | ({"closest": f"{ref.get('kind')} {near}"} if near else {}),
                 remediation="Point scaleTargetRef at the workload's real name, or delete the HPA.",
+                fix=None
+                if near is None
+                else Fix(
+                    action="set_fields",
+                    target=snap.ref(hpa, "HorizontalPodAutoscaler"),
+                    params={
+                        "fields": [[["spec", "scaleTargetRef", "name"], near]],
+                        "expected": f"the autoscaler scales {ref.get('kind')} {near} again",
+                    },
+                ),
             )
             continue
         missing = _missing_requests(spec, target) if target else {}
@@ -116,6 +128,7 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
             )
         elif status["disruptionsAllowed"] == 0 and status.get("desiredHealthy", 0) >= expected:
             yield Finding(
+                fix=_one_disruption(snap, pdb, spec, expected),
                 code="PDB_BLOCKS_DISRUPTIONS",
                 severity="warning",
                 object=snap.ref(pdb, "PodDisruptionBudget"),
@@ -124,6 +137,41 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
                 remediation="Allow at least one disruption: lower minAvailable below the replica count (or set "
                 "maxUnavailable: 1), or run more replicas.",
             )
+
+
+def _one_disruption(snap: Snapshot, pdb: Obj, spec: Obj, expected: int) -> Fix | None:
+    """Allow exactly one disruption, keeping the budget's own form (maxUnavailable or minAvailable as a count);
+    with a single pod that means accepting downtime, which is the owner's call: no fix then."""
+    if expected < 2:
+        return None
+    if "maxUnavailable" in spec:
+        path, value = ["spec", "maxUnavailable"], 1
+    elif isinstance(spec.get("minAvailable"), int):
+        path, value = ["spec", "minAvailable"], expected - 1
+    else:
+        return None  # a percentage: the owner's intent is a share, not a count
+    return Fix(
+        action="set_fields",
+        target=snap.ref(pdb, "PodDisruptionBudget"),
+        params={
+            "fields": [[path, value]],
+            "expected": f"one of the {expected} pods may be evicted at a time; node drains proceed",
+        },
+    )
+
+
+def typo_of(name: str, names: list[str]) -> str | None:
+    """The one name `name` plausibly meant — a typo away, or the same name with a prefix or suffix added or
+    dropped (webapp → web) — and strictly closer than any other; else None."""
+
+    def near(n: str, distance: int) -> bool:
+        return distance <= max(1, len(name) // 4) or n.startswith(name) or name.startswith(n)
+
+    ranked = sorted((edit_distance(name[:63], n[:63]), n) for n in names if n != name)
+    ranked = [(d, n) for d, n in ranked if near(n, d)]
+    if not ranked or (len(ranked) > 1 and ranked[1][0] == ranked[0][0]):
+        return None
+    return ranked[0][1]
 
 
 RULES = [hpas, pdbs]

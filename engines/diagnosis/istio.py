@@ -332,7 +332,8 @@ def destination_rules(snap: Snapshot) -> Iterator[Finding]:
             continue
         pods = mesh.service_pods(full) if status == "found" else None
         if pods:
-            for subset in spec.get("subsets") or []:
+            subsets = spec.get("subsets") or []
+            for index, subset in enumerate(subsets):
                 labels = subset.get("labels") or {}
                 if labels and not any(selector_matches(labels_of(p), labels) for p in pods):
                     yield _finding(
@@ -351,6 +352,7 @@ def destination_rules(snap: Snapshot) -> Iterator[Finding]:
                         },
                         "Correct the subset's labels to the pods' labels (often the `version` label); traffic "
                         "routed to this subset fails with 503 (no healthy upstream).",
+                        fix=_subset_fix(snap, dr, subsets, index, pods),
                     )
         tls = (spec.get("trafficPolicy") or {}).get("tls") or {}
         if tls.get("mode") in ("SIMPLE", "MUTUAL") and not (
@@ -419,6 +421,28 @@ def _pa_mode(snap: Snapshot, pods: list[Obj], namespace: str) -> tuple[str, Obj 
     return "PERMISSIVE", None
 
 
+def _subset_fix(snap: Snapshot, dr: Obj, subsets: list[Obj], index: int, pods: list[Obj]) -> Fix | None:
+    """When the host's pods carry exactly one combination of the subset's label keys, and no other subset
+    already selects it, the subset can only have meant that one (e.g. version=v2 while only v1 runs)."""
+    labels = subsets[index].get("labels") or {}
+    combos = {tuple(labels_of(p).get(k) for k in labels) for p in pods if all(k in labels_of(p) for k in labels)}
+    if len(combos) != 1:
+        return None
+    (values,) = combos
+    found = dict(zip(labels, values, strict=True))
+    if any((s.get("labels") or {}) == found for i, s in enumerate(subsets) if i != index):
+        return None  # another subset already routes there: which one was meant is the owner's call
+    return Fix(
+        action="set_fields",
+        target=snap.ref(dr, "DestinationRule"),
+        params={
+            "fields": [[["spec", "subsets", index, "labels", k], v] for k, v in found.items() if labels[k] != v],
+            "expected": f"subset {subsets[index].get('name')} selects the pods labelled "
+            + ",".join(f"{k}={v}" for k, v in found.items()),
+        },
+    )
+
+
 def mtls_conflicts(snap: Snapshot) -> Iterator[Finding]:
     if not snap.has("peerauthentications"):
         return
@@ -458,6 +482,17 @@ def mtls_conflicts(snap: Snapshot) -> Iterator[Finding]:
             "Make them agree: with STRICT use tls.mode ISTIO_MUTUAL (or drop the tls setting); with DISABLE drop "
             "ISTIO_MUTUAL. Requests fail with connection resets until then.",
             involves=[snap.ref(pa, "PeerAuthentication")],
+            fix=Fix(  # the client side follows the server's policy, which the namespace's owner set on purpose
+                action="set_fields",
+                target=snap.ref(dr, "DestinationRule"),
+                params={
+                    "fields": [
+                        [["spec", "trafficPolicy", "tls", "mode"], "ISTIO_MUTUAL" if mode == "DISABLE" else "DISABLE"]
+                    ],
+                    "expected": f"clients of {spec['host']} use the TLS mode the PeerAuthentication ({pa_mode}) "
+                    "accepts",
+                },
+            ),
         )
 
 

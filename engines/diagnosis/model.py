@@ -19,6 +19,7 @@ FixAction = Literal[
     "set_target_port",  # params: port, target_port (a Service port's targetPort)
     "uncordon",  # target: a Node
     "rollout_restart",  # target: a workload whose pods must be re-created (e.g. to get a sidecar)
+    "set_fields",  # params: fields [[path, value], ...], expected — a reference with one unambiguous correction
 ]
 
 

@@ -70,6 +70,7 @@ def services(snap: Snapshot) -> Iterator[Finding]:
 def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | None:
     ns = ns_of(svc)
     candidates: list[tuple[tuple[int, int], str]] = []  # ((label distance, name distance), description)
+    corrections: dict[str, dict[str, str]] = {}  # description → the selector values that would match it
     for key, kind in WORKLOAD_KINDS:
         for w in snap.in_ns(key, ns):
             labels = pod_template_labels(w)
@@ -82,11 +83,24 @@ def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | No
                 text = f"{kind} {name_of(w)} has " + ", ".join(f"{k}={labels[k]}" for k in sorted(shared))
                 rank = (_label_distance(selector, labels), edit_distance(name_of(svc)[:63], name_of(w)[:63]))
                 candidates.append((rank, text))
+                if set(selector) <= set(labels):
+                    corrections[text] = {k: labels[k] for k in selector if labels[k] != selector[k]}
     candidates.sort(key=lambda c: c[0])
     evidence: dict[str, Any] = {"selector": selector, "pods_in_namespace": len(snap.in_ns("pods", ns))}
     if candidates:
         evidence["similar_workloads"] = [text for _, text in candidates[:5]]
     closest = _clearly_closest(candidates, selector)
+    wanted = corrections.get(closest or "")
+    fix = None
+    if wanted and closest:  # one workload is a typo away, with every selector key: correct the selector's values to it
+        fix = Fix(
+            action="set_fields",
+            target=snap.ref(svc, "Service"),
+            params={
+                "fields": [[["spec", "selector", k], v] for k, v in sorted(wanted.items())],
+                "expected": f"the selector matches the pods of {closest.split(' has ')[0]}; the Service gets endpoints",
+            },
+        )
     return Finding(
         code="SVC_SELECTOR_NO_PODS",
         severity="critical",
@@ -96,6 +110,7 @@ def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | No
         remediation="Correct the Service selector to the pods' labels (or the pods' labels to the selector)"
         + (f"; closest: {closest}" if closest else "")
         + ".",
+        fix=fix,
     )
 
 

@@ -150,6 +150,28 @@ def _set_target_port(obj: Obj, edit: Edit) -> None:
     raise EditError(f"Service {obj.get('metadata', {}).get('name')} has no port {port!r}.")
 
 
+def _set_fields(obj: Obj, edit: Edit) -> None:
+    """Set each field at its path; every step of the path but the last must already exist (an edit corrects a
+    reference, it never invents structure), and the last must exist too unless it is a map key."""
+    fields = edit.params.get("fields") or []
+    if not fields:
+        raise EditError("nothing to change.")
+    for path, value in fields:
+        here: Any = obj
+        for step in path[:-1]:
+            try:
+                here = here[step]
+            except (KeyError, IndexError, TypeError):
+                raise EditError(f"{'.'.join(map(str, path))} does not exist on the object.") from None
+        last = path[-1]
+        if isinstance(here, list):
+            if not isinstance(last, int) or not 0 <= last < len(here):
+                raise EditError(f"{'.'.join(map(str, path))} does not exist on the object.")
+        elif not isinstance(here, dict):
+            raise EditError(f"{'.'.join(map(str, path[:-1]))} is not a map.")
+        here[last] = value
+
+
 _EDITS = {
     "set_probe": _set_probe,
     "set_resources": _set_resources,
@@ -159,4 +181,5 @@ _EDITS = {
     "set_template": _set_template,
     "cordon": _cordon,
     "set_target_port": _set_target_port,
+    "set_fields": _set_fields,
 }

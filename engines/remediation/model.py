@@ -19,6 +19,7 @@ EditAction = Literal[
     "set_template",  # params: template (a whole pod template), revision
     "cordon",  # params: unschedulable (bool)
     "set_target_port",  # params: port, target_port
+    "set_fields",  # params: fields — [[path, value], ...]; a path is a list of keys and list indexes
 ]
 
 

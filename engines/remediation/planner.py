@@ -265,6 +265,14 @@ def _plain(action: str, expected: str) -> Any:
     return rule
 
 
+def _fields(f: Finding, live: Obj, ctx: Context) -> _Step:
+    """A reference one typo away from the one thing it can mean (diagnosis proposed it only then)."""
+    assert f.fix is not None
+    params = {"fields": f.fix.params["fields"]}
+    expected = str(f.fix.params.get("expected") or f"diagnosis no longer reports {f.code}")
+    return _step(f, Edit(action="set_fields", params=params), expected, dict(f.evidence))
+
+
 _STEP_RULES = {
     "set_probe": _probe,
     "set_resources": _resources,
@@ -274,6 +282,7 @@ _STEP_RULES = {
     "uncordon": _plain("cordon", "the node accepts new pods again"),
     "rollout_restart": _plain("restart", "every pod is re-created with the current configuration"),
     "set_target_port": _plain("set_target_port", "the Service routes to a port the pods expose"),
+    "set_fields": _fields,
 }
 
 

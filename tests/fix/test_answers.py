@@ -1,4 +1,4 @@
-"""Honest answers: a finding filter that matches nothing is an error, and a suggested selector fix names the
+"""Honest answers: a finding filter that matches nothing is an error, and a selector fix names (and plans) the
 workload a typo away, or nothing when no workload is clearly closest."""
 
 from __future__ import annotations
@@ -36,26 +36,29 @@ def _service(api, namespace: str, name: str, app: str) -> None:
     api("POST", f"/api/v1/namespaces/{namespace}/services", body)
 
 
-async def _advice(call, namespace: str, service: str) -> tuple[str, str]:
+async def _advice(call, namespace: str, service: str):
     report = await call(diagnose, namespace=namespace, kind="Service", name=service)
     finding = next(f for f in report.findings if f.code == "SVC_SELECTOR_NO_PODS")
     plan = await call(fix_plan, namespace=namespace, name=service, kind="Service")
-    reason = next(r.reason for r in plan.refused if r.finding == "SVC_SELECTOR_NO_PODS")
-    return finding.remediation, reason
+    return finding.remediation, plan
 
 
 async def test_the_suggested_workload_is_the_one_a_typo_away(api, namespace, call) -> None:
     _workload(api, namespace, "fraud-check", "fraud-check")
     _workload(api, namespace, "payment", "payment")
     _service(api, namespace, "payment", "paymnet")
-    for text in await _advice(call, namespace, "payment"):
-        assert "closest: Deployment payment has app=payment" in text, text
-        assert "fraud-check" not in text
+    remediation, plan = await _advice(call, namespace, "payment")
+    assert "closest: Deployment payment has app=payment" in remediation and "fraud-check" not in remediation
+    (change,) = plan.changes  # one unambiguous correction: planned, for a person to approve
+    assert change.object == f"Service {namespace}/payment" and change.actions == ["set_fields"]
+    assert "+    app: payment" in change.diff.splitlines() and "fraud-check" not in change.diff
 
 
 async def test_no_suggestion_when_nothing_is_clearly_closest(api, namespace, call) -> None:
     _workload(api, namespace, "aaa", "aaa")
     _workload(api, namespace, "bbb", "bbb")
     _service(api, namespace, "orders", "zzz")
-    for text in await _advice(call, namespace, "orders"):
-        assert "closest" not in text, text
+    remediation, plan = await _advice(call, namespace, "orders")
+    assert "closest" not in remediation and plan.changes == []
+    reason = next(r.reason for r in plan.refused if r.finding == "SVC_SELECTOR_NO_PODS")
+    assert "closest" not in reason
