@@ -33,6 +33,12 @@ _PATTERNS: list[tuple[re.Pattern[str], set[str]]] = [
         {"POD_CONFIG_MISSING"},
     ),
     (re.compile(r"progressdeadlineexceeded|rollout", re.I), {"DEPLOY_ROLLOUT_STUCK", "POD_IMAGE_NOT_FOUND"}),
+    # the seeds' operators write in Chinese: 探针 probe, 路径 path, 频率 frequency, 资源请求 resource requests
+    (re.compile(r"探针.*(路径|不存在|404|端口)|(路径|端口).*(不存在|错误)"), {"POD_PROBE_BAD_TARGET"}),
+    (re.compile(r"探针.*(频率|太频繁|过于频繁|超时)|(频率|间隔)过(高|短)"), {"POD_PROBE_AGGRESSIVE"}),
+    (re.compile(r"资源(请求)?(过高|太高|不足)|无法调度|调度失败"), {"POD_INSUFFICIENT_RESOURCES"}),
+    (re.compile(r"内存(溢出|不足)|OOM"), {"POD_OOMKILLED"}),
+    (re.compile(r"镜像.*(拉取|不存在|失败)"), {"POD_IMAGE_NOT_FOUND", "POD_IMAGE_PULL"}),
 ]
 
 

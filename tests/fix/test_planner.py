@@ -228,3 +228,6 @@ def test_operator_description_narrows_the_codes() -> None:
     assert "POD_OOMKILLED" in codes_for_text("Back-off restarting failed container app (OOMKilled)")
     assert codes_for_text("0/3 nodes are available: 3 Insufficient cpu") == {"POD_INSUFFICIENT_RESOURCES"}
     assert codes_for_text("please look at it") is None
+    # the seeds' /autofix example
+    seeds = "Pod启动失败，原因是readinessProbe探针路径(/health)不存在，探针频率过高，且资源请求过高"
+    assert codes_for_text(seeds) == {"POD_PROBE_BAD_TARGET", "POD_PROBE_AGGRESSIVE", "POD_INSUFFICIENT_RESOURCES"}
