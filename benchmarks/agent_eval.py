@@ -38,14 +38,13 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fix.expectations import EXPECTED  # noqa: E402
-
 from agents.api import Reply, Team  # noqa: E402
 from runtime import Principal, Runtime  # noqa: E402
 from settings import Settings  # noqa: E402
 from store import AuditLog  # noqa: E402
 from tests.agents.brain import role, tool_results  # noqa: E402
 from tests.cluster.controlplane import ControlPlane  # noqa: E402
+from tests.fix.expectations import EXPECTED  # noqa: E402
 from tests.llm.server import Call, ScriptedLLM, Step, Text, ToolCalls  # noqa: E402
 from tests.tools.diagnosis_scenarios import SCENARIOS, Kube, Scenario, install_mesh  # noqa: E402
 
