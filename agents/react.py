@@ -10,6 +10,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ValidationError
 
 from agents.crew import UNTRUSTED_NOTE, Turn, fence
 from agents.tools import as_langchain_tool
@@ -68,9 +69,15 @@ async def _run(
     name, args = call["name"], call.get("args") or {}
     if name in extras:
         turn.spend(tool_calls=1)
-        text = str(await extras[name].ainvoke(args))
+        try:
+            text = str(await extras[name].ainvoke(args))
+        except ValidationError as e:  # the model's arguments do not fit the tool: tell it which, so it can retry
+            problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
+            text, status = f"Invalid arguments for {name}: {problems}", "error"
+        else:
+            status = "success"
         turn.note("tool", name, arguments=args, result=text[:300])
-        return ToolMessage(fence(name, text), tool_call_id=call["id"], name=name)
+        return ToolMessage(fence(name, text), tool_call_id=call["id"], name=name, status=status)
     if not isinstance(args, dict):
         args = {"_": json.dumps(args)}
     answer = await turn.tool(name, args, allowed=specs)

@@ -209,7 +209,10 @@ async def test_coder_analyses_with_the_engines_and_the_sandbox(settings, llm):
             return ToolCalls(
                 [Call("forecast_series", {"values": series, "step_seconds": 3600, "horizon_minutes": 1440})]
             )
-        if who == "coder" and len(results) == 1:
+        if who == "coder" and len(results) == 1:  # a call with the wrong argument name first
+            return ToolCalls([Call("python_sandbox", {"source": "print(1)"})])
+        if who == "coder" and len(results) == 2:
+            assert "Invalid arguments for python_sandbox: code" in results[-1], results[-1]
             code = "import numpy as np, pandas as pd\nprint('peak', int(np.max(pd.Series(DATA['v']))))"
             return ToolCalls([Call("python_sandbox", {"code": code, "data": {"v": series}})])
         return Text(f"forecast done; sandbox said: {results[-1][-200:]}")
