@@ -229,6 +229,9 @@ def principal() -> Principal:
     return _principal.get()
 
 
+CHAT_TRANSPORTS = ("slack", "feishu")  # people deciding with a chat button (bots/), audited as such
+
+
 def approval_methods(settings: Settings, transport: str) -> set[str]:
     """How plans may be approved on this transport: fix.approval, else all three for a local user (stdio, direct
     calls) and elicitation or policy elsewhere (HTTP, agents), where a `confirm` argument would let a remote

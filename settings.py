@@ -7,6 +7,7 @@ Nested fields use a double underscore: `CLOUDPILOT_SAFETY__ALLOW_WRITE=true`,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -187,6 +188,23 @@ class AgentSettings(BaseModel):
     )
 
 
+GRADES = ("info", "warning", "critical", "human-help")
+
+
+class Route(BaseModel):
+    """One routing rule: a notification that matches every condition goes to `to`."""
+
+    to: str = Field(
+        description="Destination: slack:<channel id> or feishu:<chat id> (the bot must be in it).",
+        pattern=r"^(slack|feishu):[A-Za-z0-9_#.-]{1,80}$",
+    )
+    min_grade: Literal["info", "warning", "critical", "human-help"] = Field(
+        "info", description="Lowest grade routed (human-help ranks above critical)."
+    )
+    clusters: list[str] = Field(default_factory=list, description="Cluster globs; empty = any.")
+    namespaces: list[str] = Field(default_factory=list, description="Namespace globs; empty = any.")
+
+
 class NotifySettings(BaseModel):
     """Where the team's outcomes go (notifiers/)."""
 
@@ -195,10 +213,82 @@ class NotifySettings(BaseModel):
     webhook_secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 key for the webhook's X-CloudPilot-Signature header."
     )
-    timeout_seconds: float = Field(10.0, gt=0, le=120, description="Timeout of one webhook delivery.")
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="Timeout of one delivery request.")
     min_severity: Literal["info", "warning", "critical"] = Field(
         "info", description="Notifications below this severity are not sent."
     )
+    routes: list[Route] = Field(
+        default_factory=list,
+        description="Chat routing rules, all that match apply; none match → slack.default_channel and "
+        "feishu.default_chat.",
+    )
+    dedup_window_seconds: float = Field(
+        600.0, ge=0, le=86_400, description="The same alert again within this: one message, updated with a count."
+    )
+    per_channel_per_second: float = Field(
+        1.0, gt=0, le=100, description="Most messages per second into one channel (Slack allows about 1)."
+    )
+    give_up_after_minutes: float = Field(
+        1440.0, gt=0, description="A chat message still undelivered after this is marked failed (and logged)."
+    )
+
+
+class SlackSettings(BaseModel):
+    """The Slack app: notifications, the bot (Events API over HTTP or Socket Mode), approvals."""
+
+    bot_token: SecretStr | None = Field(None, description="Bot token (xoxb-…): chat:write and the read scopes.")
+    signing_secret: SecretStr | None = Field(None, description="Signing secret: verifies every HTTP request.")
+    app_token: SecretStr | None = Field(None, description="App-level token (xapp-…, connections:write): Socket Mode.")
+    mode: Literal["http", "socket"] = Field("http", description="Receive events over HTTP or over Socket Mode.")
+    default_channel: str | None = Field(None, description="Channel id notifications go to when no route matches.")
+    webhook_url: SecretStr | None = Field(
+        None, description="Incoming-webhook URL (a secret): notifications only, no buttons, no updates."
+    )
+    api_url: str = Field("https://slack.com/api/", description="Web API base URL.")
+
+
+class FeishuSettings(BaseModel):
+    """The Feishu/Lark app: notifications as cards, the bot (event webhook or long connection), approvals."""
+
+    app_id: str | None = Field(None, description="App ID (cli_…).")
+    app_secret: SecretStr | None = Field(None, description="App secret.")
+    verification_token: SecretStr | None = Field(None, description="Event subscription verification token.")
+    encrypt_key: SecretStr | None = Field(None, description="Event encrypt key: requests are signed and encrypted.")
+    mode: Literal["webhook", "ws"] = Field("webhook", description="Receive events by HTTP webhook or long connection.")
+    default_chat: str | None = Field(None, description="Chat id (oc_…) notifications go to when no route matches.")
+    domain: str = Field(
+        "https://open.feishu.cn", description="Open API domain; https://open.larksuite.com for Lark."
+    )
+    webhook_url: SecretStr | None = Field(None, description="Custom-bot webhook URL (a secret): notifications only.")
+    webhook_secret: SecretStr | None = Field(None, description="The custom bot's signing secret.")
+
+
+class Approvers(BaseModel):
+    """Who may approve plans touching these clusters and namespaces from chat."""
+
+    clusters: list[str] = Field(default_factory=lambda: ["*"], description="Cluster globs.")
+    namespaces: list[str] = Field(default_factory=lambda: ["*"], description="Namespace globs.")
+    slack_users: list[str] = Field(default_factory=list, description="Slack user ids (U…).")
+    slack_groups: list[str] = Field(default_factory=list, description="Slack user-group ids (S…).")
+    feishu_users: list[str] = Field(default_factory=list, description="Feishu open_ids (ou_…).")
+
+
+class BotSettings(BaseModel):
+    """The chat bots (bots/): who may approve, the two-person rule, the HTTP endpoint."""
+
+    host: str = Field("127.0.0.1", description="HTTP bind address of the bots' endpoints.")
+    port: int = Field(3000, ge=1, le=65535, description="HTTP port of the bots' endpoints.")
+    approvers: list[Approvers] = Field(
+        default_factory=list, description="Allow-lists; nobody may approve from chat until one is set."
+    )
+    two_person_namespaces: list[str] = Field(
+        default_factory=list, description="Namespace globs where a plan needs two different approvers."
+    )
+    two_person_destructive: bool = Field(True, description="Plans that delete or replace need two approvers.")
+    replay_window_seconds: int = Field(
+        300, ge=30, le=3600, description="Requests older than this, or seen before, are refused."
+    )
+    progress_seconds: float = Field(1.5, ge=0, le=60, description="Least time between edits of a progress message.")
 
 
 class ServerSettings(BaseModel):
@@ -253,6 +343,9 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     agents: AgentSettings = Field(default_factory=AgentSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    feishu: FeishuSettings = Field(default_factory=FeishuSettings)
+    bots: BotSettings = Field(default_factory=BotSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logs go to stderr.")
 
     @classmethod
@@ -264,7 +357,40 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+        sources = [init_settings, env_settings]
+        secrets_dir = os.environ.get("CLOUDPILOT_SECRETS_DIR")
+        if secrets_dir:  # e.g. a mounted Kubernetes Secret: files named slack__bot_token, llm__api_key, ...
+            sources.append(SecretFiles(settings_cls, Path(secrets_dir)))
+        return (*sources, YamlConfigSettingsSource(settings_cls))
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """Settings from a folder of files, one value each, named like the variables without the prefix:
+    `slack__bot_token`, `feishu__app_secret`, `llm__api_key` (a mounted Kubernetes Secret). Trailing newlines are
+    dropped; files over 64 KiB, links and names that are not settings are ignored."""
+
+    def __init__(self, settings_cls: type[BaseSettings], folder: Path) -> None:
+        super().__init__(settings_cls)
+        self.folder = folder
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # values come whole from __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if not self.folder.is_dir():
+            return values
+        for path in sorted(self.folder.iterdir()):
+            group, _, name = path.name.lower().partition("__")
+            model = self.settings_cls.model_fields.get(group)
+            if path.is_symlink() and not path.resolve().is_file():  # Kubernetes mounts files as links: follow those
+                continue
+            if not path.is_file() or path.stat().st_size > 65_536 or model is None:
+                continue
+            fields = getattr(model.annotation, "model_fields", {})
+            if name in fields:
+                values.setdefault(group, {})[name] = path.read_text().rstrip("\r\n")
+        return values
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -96,7 +96,7 @@ class Team:
         self.crew = Crew(
             runtime,
             model,
-            notifiers.from_settings(runtime.settings) if sinks is None else sinks,
+            notifiers.from_settings(runtime.settings, runtime.store) if sinks is None else sinks,
             Trace(runtime.store),
             Approvals(runtime.store),
         )
@@ -204,8 +204,24 @@ class Team:
                     )
                 if not self.crew.approvals.claim(ticket.id, approve, decider.name, reason):
                     raise Conflict(f"Approval {ticket.id} was decided by someone else just now.")
-                decision = _decision(approve, decider.name, sorted(decider.scopes), reason, ticket)
+                decision = _decision(approve, decider.name, sorted(decider.scopes), reason, ticket, decider.transport)
             return await self._stream(Command(resume=decision), ticket.thread_id, on_event)
+
+    def approval(self, approval_id: str) -> Approval:
+        """The approval to decide, or a clear error: unknown (NotFound), expired (InvalidInput), already decided
+        (Conflict) — what a chat button checks before anything else."""
+        return self.crew.approvals.check(approval_id)
+
+    # -- single read-only tools (chat commands) -------------------------------------------------------------------
+    async def read(self, tool: str, arguments: dict[str, Any], *, user: Principal) -> str:
+        """One read-only catalogue tool through the guarded pipeline, as `user`: its compact text answer.
+
+        For short chat commands (overview, diagnose) that need no model. Tools that change anything are refused.
+        """
+        if not any(s.name == tool and s.access == "read" for s in self.crew.pipeline.visible(user)):
+            raise NotAllowed(f"{tool!r} is not a read-only tool of this server.")
+        answer = await self.crew.pipeline.call(tool, arguments, principal=user, client="chat")
+        return answer.text
 
     # -- reading threads ------------------------------------------------------------------------------------------
     def trace(self, thread_id: str, limit: int = 500) -> list[Step]:
@@ -296,5 +312,7 @@ def _config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}, "recursion_limit": 60}
 
 
-def _decision(approve: bool, by: str, scopes: list[str], reason: str, ticket: Approval) -> dict[str, Any]:
-    return {"approve": approve, "by": by, "scopes": scopes, "reason": reason, "approval_id": ticket.id}
+def _decision(
+    approve: bool, by: str, scopes: list[str], reason: str, ticket: Approval, via: str = "agent"
+) -> dict[str, Any]:
+    return {"approve": approve, "by": by, "scopes": scopes, "reason": reason, "approval_id": ticket.id, "via": via}

@@ -17,7 +17,7 @@ from langgraph.types import interrupt
 
 from agents.crew import Turn
 from agents.state import TeamState
-from runtime import Principal, approval_methods, caller
+from runtime import CHAT_TRANSPORTS, Principal, approval_methods, caller
 from store.audit import AuditLog
 from tools.fix import ApplyResult
 from tools.fixloop import load, pre_approved
@@ -81,7 +81,8 @@ async def apply(turn: Turn, state: TeamState) -> dict[str, Any]:
         text = f"Plan {plan_id} was rejected by {decision['by']}; nothing was applied."
         return {"outcome": {"status": "rejected", "text": text}}
     by_policy = decision["by"] == POLICY
-    decider = turn.user if by_policy else Principal(decision["by"], frozenset(decision["scopes"]), transport="agent")
+    via = decision.get("via") if decision.get("via") in CHAT_TRANSPORTS else "agent"
+    decider = turn.user if by_policy else Principal(decision["by"], frozenset(decision["scopes"]), transport=via)
 
     async def approved(_: str) -> bool:  # the person already saw the diff and decided, in the interrupt
         return True

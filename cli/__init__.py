@@ -4,6 +4,7 @@ cloudpilot clusters add|list|remove ...   clusters that need local files or exec
 cloudpilot tokens create|list|revoke ...  bearer tokens for the HTTP transport
 cloudpilot chat | autofix NAMESPACE ...    the agent team at a terminal, plans approved inline
 cloudpilot approvals [list|approve|reject] the team's pending plans; cloudpilot trace THREAD: a thread's steps
+cloudpilot bot                             the Slack and Feishu/Lark apps, and the chat outbox's deliveries
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ COMMANDS = {
     "autofix": "cli.autofix:main",
     "approvals": "cli.approvals:main",
     "trace": "cli.approvals:trace_main",
+    "bot": "cli.bot:main",
 }
 
 

@@ -1,12 +1,15 @@
-"""Notifiers (Slack, Feishu/Lark) behind one small interface — the notifier agent and the bots use them.
+"""Notifiers: the server log, a signed webhook, Slack and Feishu/Lark — behind one small interface, used by the
+notifier agent and the bots.
 
-Sinks today: the server log and a signed webhook; Slack and Feishu plug in as further `Notifier`s. Everything goes
-out through `deliver` (severity filter, masking, size caps, per-sink results); `from_settings` builds the sinks
-that `notify.*` configures.
+Everything goes out through `deliver` (severity filter, masking, size caps, per-sink results). Slack and Feishu apps
+deliver through the persistent `Outbox` (retries honouring Retry-After, de-duplication, per-channel rate limits,
+routing rules); their incoming/custom-bot webhooks post directly. `from_settings` builds what `notify.*`,
+`slack.*` and `feishu.*` configure.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from errors import InvalidInput
@@ -21,33 +24,44 @@ from notifiers.base import (
     prepared,
 )
 from notifiers.log import LogNotifier
+from notifiers.outbox import Channel, Outbox, OutboxNotifier, RetryLater
+from notifiers.routing import destinations
 from notifiers.webhook import WebhookNotifier, sign, verify_signature
 
 if TYPE_CHECKING:
     from settings import Settings
+    from store.sqlite import Store
 
 __all__ = [
     "SEVERITIES",
+    "Channel",
     "DeliveryError",
     "DeliveryResult",
     "LogNotifier",
     "Notification",
     "Notifier",
+    "Outbox",
+    "OutboxNotifier",
+    "RetryLater",
     "Severity",
     "WebhookNotifier",
+    "chat_channels",
     "deliver",
+    "destinations",
     "from_settings",
+    "outbox_from_settings",
     "prepared",
     "sign",
     "verify_signature",
 ]
 
 
-def from_settings(settings: Settings) -> list[Notifier]:
-    """The sinks `settings.notify` asks for: the log when `log` is on, a webhook when `webhook_url` is set.
+def from_settings(settings: Settings, store: Store | None = None) -> list[Notifier]:
+    """The sinks the settings ask for: the log, a signed webhook, Slack/Feishu webhooks, and — given the store —
+    the chat outbox when a Slack or Feishu app is configured.
 
     Raises:
-        InvalidInput: a webhook URL without `webhook_secret` (deliveries are always signed), or a URL that is not
+        InvalidInput: a webhook URL without its secret (deliveries are always signed), or a URL that is not
             http(s).
     """
     notify = settings.notify
@@ -62,4 +76,57 @@ def from_settings(settings: Settings) -> list[Notifier]:
                 "X-CloudPilot-Signature with notifiers.verify_signature), or unset the URL.",
             )
         sinks.append(WebhookNotifier(notify.webhook_url, notify.webhook_secret, timeout_seconds=notify.timeout_seconds))
+    if settings.slack.webhook_url:
+        from notifiers.slack import SlackWebhookNotifier
+
+        sinks.append(SlackWebhookNotifier(settings.slack.webhook_url, notify.timeout_seconds))
+    if settings.feishu.webhook_url:
+        from notifiers.feishu import FeishuWebhookNotifier
+
+        sinks.append(
+            FeishuWebhookNotifier(settings.feishu.webhook_url, settings.feishu.webhook_secret, notify.timeout_seconds)
+        )
+    outbox = outbox_from_settings(settings, store) if store is not None else None
+    if outbox is not None:
+        sinks.append(OutboxNotifier(outbox, partial(destinations, settings=settings), notify.timeout_seconds))
     return sinks
+
+
+def chat_channels(settings: Settings) -> list[Channel]:
+    """The Slack and Feishu apps configured (a bot token; an app id and secret)."""
+    channels: list[Channel] = []
+    if settings.slack.bot_token:
+        from notifiers.slack import SlackChannel
+
+        channels.append(
+            SlackChannel.from_token(settings.slack.bot_token, settings.slack.api_url, settings.notify.timeout_seconds)
+        )
+    if settings.feishu.app_id and settings.feishu.app_secret:
+        from notifiers.feishu import FeishuChannel, client
+
+        channels.append(
+            FeishuChannel(
+                client(
+                    settings.feishu.app_id,
+                    settings.feishu.app_secret,
+                    settings.feishu.domain,
+                    settings.notify.timeout_seconds,
+                )
+            )
+        )
+    return channels
+
+
+def outbox_from_settings(settings: Settings, store: Store) -> Outbox | None:
+    """The chat outbox over `store`, or None when no chat app is configured."""
+    channels = chat_channels(settings)
+    if not channels:
+        return None
+    notify = settings.notify
+    return Outbox(
+        store,
+        channels,
+        dedup_window_seconds=notify.dedup_window_seconds,
+        per_channel_per_second=notify.per_channel_per_second,
+        give_up_after_minutes=notify.give_up_after_minutes,
+    )

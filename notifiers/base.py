@@ -9,6 +9,8 @@ A sink only formats and sends. It may assume what it is given is already masked 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 RANK: Mapping[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+Grade = Literal["info", "warning", "critical", "human-help"]  # what people see: a severity, or "someone must act"
 
 MAX_TEXT_CHARS = 16_000  # Slack's section text stops at 3,000 and a message at 40,000; a webhook needs no novel
 MAX_TITLE_CHARS = 200
@@ -47,6 +50,11 @@ class Notification:
         links: Label → URL (a dashboard, the runbook, the plan); shown as buttons or links.
         id: Unique per notification (not per delivery attempt): receivers de-duplicate retried deliveries by it.
         created_at: When it was made (UTC).
+        cluster: The cluster it is about (routing rules match it).
+        namespace: The namespace it is about (routing rules and approver lists match it).
+        proposal: A fix waiting for a decision: chat sinks show its diff with Approve / Reject buttons.
+        key: Alerts with the same key within `notify.dedup_window_seconds` are one message, updated with a count.
+            Default: the title, severity, cluster, namespace and fields (so a repeat of the same alert matches).
     """
 
     title: str
@@ -58,10 +66,37 @@ class Notification:
     links: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    cluster: str | None = None
+    namespace: str | None = None
+    proposal: Proposal | None = None
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in RANK:
             raise ValueError(f"severity must be one of {list(SEVERITIES)}, not {self.severity!r}")
+
+    @property
+    def grade(self) -> Grade:
+        """The severity people see: "human-help" when someone has to act, else the severity."""
+        return "human-help" if self.human_help else self.severity
+
+    @property
+    def dedup_key(self) -> str:
+        """Same alert, same key: the explicit `key`, else a digest of what makes the alert what it is."""
+        if self.key:
+            return self.key
+        basis = json.dumps(
+            [
+                self.title,
+                self.severity,
+                self.cluster,
+                self.namespace,
+                sorted(self.fields.items()),
+                self.proposal.approval_id if self.proposal else None,
+            ],
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (the webhook's body; a chat sink's raw material)."""
@@ -75,7 +110,43 @@ class Notification:
             "fields": dict(self.fields),
             "links": dict(self.links),
             "thread_id": self.thread_id,
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "proposal": dataclasses.asdict(self.proposal) if self.proposal else None,
+            "key": self.key,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Notification:
+        """The inverse of `to_dict` (the outbox stores notifications this way)."""
+        values = dict(data)
+        values["created_at"] = datetime.fromisoformat(values["created_at"])
+        if values.get("proposal"):
+            values["proposal"] = Proposal(**values["proposal"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A fix waiting for a person: chat sinks show the diff with Approve / Reject buttons carrying `approval_id`.
+
+    Attributes:
+        approval_id: The pending approval the buttons decide (agents.approvals).
+        plan_id: The plan it applies.
+        risk: low / medium / high, as the planner rated it.
+        title: One line: each object and its actions.
+        diff: The dry-run diff (already masked by the planner; masked again on the way out).
+        expires_at: When the approval lapses (ISO 8601).
+        destructive: The plan deletes or replaces something (the two-person rule may apply).
+    """
+
+    approval_id: str
+    plan_id: str
+    risk: str
+    title: str
+    diff: str
+    expires_at: str = ""
+    destructive: bool = False
 
 
 @runtime_checkable
@@ -116,6 +187,11 @@ def prepared(n: Notification) -> Notification:
         fields={_cut(mask_text(k), 100): _cut(mask_text(v), MAX_FIELD_CHARS) for k, v in n.fields.items()},
         links={_cut(mask_text(k), 100): mask_text(v) for k, v in n.links.items()},
         thread_id=mask_text(n.thread_id) if n.thread_id else n.thread_id,
+        proposal=dataclasses.replace(
+            n.proposal, title=_cut(mask_text(n.proposal.title), MAX_FIELD_CHARS), diff=mask_text(n.proposal.diff)
+        )
+        if n.proposal
+        else None,
     )
 
 

@@ -22,7 +22,16 @@ from engines.remediation import Context, Plan, make_plan
 from engines.remediation.describe import codes_for_text
 from errors import CloudPilotError, Conflict, Forbidden, InvalidInput, NotAllowed, NotFound, Unsupported
 from guard import validate
-from runtime import Runtime, approval_methods, ask_confirmation, client_name, current, principal, validate_limit
+from runtime import (
+    CHAT_TRANSPORTS,
+    Runtime,
+    approval_methods,
+    ask_confirmation,
+    client_name,
+    current,
+    principal,
+    validate_limit,
+)
 from tools.catalogue import tool
 from tools.clusters import ClusterArg
 from tools.diagnose import snapshot
@@ -371,7 +380,8 @@ async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dic
         question = clip(view(saved, "planned", rt.settings).render(), 6000) + "\n\nApply this plan?"
         answer = await ask_confirmation(question)
         if answer is True:
-            return f"{who} via elicitation"
+            transport = principal().transport
+            return f"{who} via " + (f"{transport} button" if transport in CHAT_TRANSPORTS else "elicitation")
         if answer is False:
             log.record("refused", **base, object=_objects(saved), result="declined by the user")
             raise NotAllowed(f"The user declined plan {saved.id}; nothing was applied.")
