@@ -245,13 +245,8 @@ class LongConnection:
         import lark_oapi.ws.client as ws_module
 
         self.loop = ws_module.loop
-        self.client = lark.ws.Client(
-            feishu.app_id,
-            feishu.app_secret.get_secret_value(),
-            event_handler=app.dispatcher,
-            domain=feishu.domain,
-            log_level=lark.LogLevel.WARNING,
-        )
+        self.app, self.settings = app, settings
+        self.client: Any = None  # made in the thread: its constructor starts a task on the current loop
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="feishu-ws", daemon=True)
@@ -262,7 +257,16 @@ class LongConnection:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        feishu = self.settings.feishu
+        assert feishu.app_id and feishu.app_secret
         try:
+            self.client = lark.ws.Client(
+                feishu.app_id,
+                feishu.app_secret.get_secret_value(),
+                event_handler=self.app.dispatcher,
+                domain=feishu.domain,
+                log_level=lark.LogLevel.WARNING,
+            )
             self.client.start()  # returns when the loop is stopped
         except BaseException as exc:  # a boundary: the thread reports, never dies silently
             self.error = exc
@@ -272,7 +276,8 @@ class LongConnection:
         for task in pending:
             task.cancel()  # cancelling (not an Exception) keeps the SDK from reconnecting
         self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self.loop.run_until_complete(self.client._disconnect())
+        if self.client is not None:
+            self.loop.run_until_complete(self.client._disconnect())
 
     def stop(self, timeout: float = 10.0) -> None:
         while not self.done.wait(0.05):

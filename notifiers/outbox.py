@@ -288,18 +288,28 @@ class Outbox:
                 "status = CASE WHEN status = 'sending' THEN 'queued' ELSE status END WHERE id = ?",
                 (self.clock() + delay, exc.message[:300], row.id),
             )
+            self._hold(row, self.clock() + delay)
             logger.info("%s: retrying in %.1fs (%s)", row.dest, delay, exc.message[:200])
             return "wait"
         except CloudPilotError as exc:
             return self._fail(row, exc.message)
         except Exception as exc:  # a boundary: a timeout or a library's surprise is a retry, never a lost row
             # the post may have landed: the row stays 'sending', so the next attempt looks for it before posting
+            until = self.clock() + _backoff(row.attempts)
             self.store.execute(
                 "UPDATE outbox SET due = ?, attempts = attempts + 1, error = ? WHERE id = ?",
-                (self.clock() + _backoff(row.attempts), type(exc).__name__, row.id),
+                (until, type(exc).__name__, row.id),
             )
+            self._hold(row, until)
             logger.warning("%s: unexpected %s; will retry", row.dest, type(exc).__name__)
             return "wait"
+
+    def _hold(self, row: Row, until: float) -> None:
+        """The channel's later rows wait too, so its messages keep their order."""
+        self.store.execute(
+            "UPDATE outbox SET due = MAX(due, ?) WHERE dest = ? AND id > ? AND status IN ('queued', 'sending')",
+            (until, row.dest, row.id),
+        )
 
     async def _pace(self, dest: str) -> None:
         now = self.clock()

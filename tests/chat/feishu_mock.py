@@ -2,7 +2,6 @@
 
     with FeishuMock(app_id="cli_test", app_secret="secret") as feishu:
         client = lark.Client.builder().app_id("cli_test").app_secret("secret").domain(feishu.domain).build()
-        ws = lark.ws.Client("cli_test", "secret", event_handler=dispatcher, domain=feishu.domain)
 
 HTTP (stdlib threading server): token endpoints, im/v1 messages (create/reply/patch/put, `uuid` idempotency),
 custom-bot webhooks (signed), the long-connection endpoint, fault injection. Websocket (websockets' sync server):
@@ -154,6 +153,17 @@ class FeishuMock:
         with self._cond:
             msgs = [dict(m) for m in self._msgs.values() if chat_id is None or m["chat_id"] == chat_id]
         return [{**m, "content": json.loads(m["content"])} for m in msgs]
+
+    def add_message(self, chat_id: str, text: str) -> str:
+        """A person's text message in `chat_id` (what a bot's reply hangs under); returns its message id."""
+        now = str(int(time.time() * 1000))
+        with self._cond:
+            msg = {"message_id": f"om_{next(self._ids)}", "chat_id": chat_id, "msg_type": "text",
+                   "content": json.dumps({"text": text}), "root_id": None, "parent_id": None,
+                   "reply_in_thread": False, "uuid": None, "create_time": now, "update_time": now,
+                   "updated": False}  # fmt: skip
+            self._msgs[msg["message_id"]] = msg
+        return str(msg["message_id"])
 
     def wait_connected(self, timeout: float = 10) -> None:
         with self._cond:
@@ -438,48 +448,3 @@ def signed(
         raw = json.dumps({"encrypt": encrypt(raw, encrypt_key)}).encode()
         headers["X-Lark-Signature"] = hashlib.sha256((ts + nonce + encrypt_key).encode() + raw).hexdigest()
     return raw, headers
-
-
-# ----------------------------------------------------------------- running lark_oapi.ws.Client in a thread
-class WsClientThread:
-    """Runs a real `lark_oapi.ws.Client.start()` in a daemon thread; `stop()` ends it.
-
-    `start()` ignores the calling thread's loop: it drives `lark_oapi.ws.client.loop`, a module-level loop
-    created (or taken from the importing thread) at import time. So only one ws.Client can run per process,
-    and that loop is reused, never closed. `stop()` stops that loop, cancels the SDK's tasks (receive loop,
-    ping loop — cancelling keeps the SDK from reconnecting) and closes the socket through the SDK's own
-    `_disconnect()` (the only way to close it: the SDK has no public stop).
-    """
-
-    def __init__(self, client: Any) -> None:
-        import lark_oapi.ws.client as ws_module
-
-        self.client, self.loop = client, ws_module.loop
-        self.error: BaseException | None = None
-        self._returned = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lark-ws-client", daemon=True)
-
-    def start(self) -> WsClientThread:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        import asyncio
-
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.client.start()  # returns only when the loop is stopped (RuntimeError) or on ClientException
-        except BaseException as e:  # surfaced through .error
-            self.error = e
-        finally:
-            self._returned.set()
-        tasks = asyncio.all_tasks(self.loop)
-        for t in tasks:
-            t.cancel()
-        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        self.loop.run_until_complete(self.client._disconnect())
-
-    def stop(self, timeout: float = 10) -> None:
-        while not self._returned.wait(0.05):
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout)

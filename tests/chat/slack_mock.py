@@ -52,7 +52,8 @@ class _Fault:
     def response(self) -> tuple[int, dict[str, str], bytes]:
         headers = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
         if self.body is not None:
-            return self.status, {**headers, "Content-Type": "text/plain"}, self.body.encode()
+            kind = "application/json; charset=utf-8" if self.body.startswith("{") else "text/plain"
+            return self.status, {**headers, "Content-Type": kind}, self.body.encode()
         if self.status == 429:
             body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
             return 429, {**headers, "Content-Type": "application/json"}, body
@@ -77,6 +78,7 @@ class SlackMock:
         self._channels: dict[str, list[dict[str, Any]]] = {}
         self._posts: list[dict[str, Any]] = []
         self._faults: dict[str, _Fault] = {}
+        self._last_ts = 0
         self._storm: _Fault | None = None
         self._seq = itertools.count(1)
         self._ws_links = itertools.count(1)
@@ -175,8 +177,10 @@ class SlackMock:
                 return {"ok": False, "error": str(e)}
 
     def _next_ts(self) -> str:
-        micros = next(self._seq) * 100
-        return f"{1700000000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+        """Like Slack's: the current time in microseconds, unique and increasing (so `oldest` filters work)."""
+        micros = max(int(time.time() * 1_000_000), self._last_ts + 1)
+        self._last_ts = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _find(self, channel: str, ts: str) -> dict[str, Any]:
         for message in self._channels.get(channel, []):

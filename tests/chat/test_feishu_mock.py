@@ -24,7 +24,6 @@ from tests.chat.feishu_mock import (
     ENCRYPT_KEY,
     VERIFICATION_TOKEN,
     FeishuMock,
-    WsClientThread,
     card_action,
     hook_sign,
     message_event,
@@ -144,19 +143,3 @@ def test_signed_encrypted_webhook_events() -> None:
     body, headers = signed(message_event("x", token="wrong"), ENCRYPT_KEY)
     assert handler.do(_raw(body, headers)).status_code == 500
     assert len(seen) == 2
-
-
-def test_long_connection_delivers_event_and_gets_answer() -> None:
-    seen: list = []
-    done = threading.Event()
-    with FeishuMock() as feishu:
-        ws = lark.ws.Client("cli_test", "secret", event_handler=_dispatcher(seen, done), domain=feishu.domain)
-        runner = WsClientThread(ws).start()
-        try:
-            feishu.wait_connected()
-            frame_id = feishu.push_event(message_event("scale web to 3"))
-            assert done.wait(10) and seen == ["@_user_1 scale web to 3"]
-            assert feishu.wait_response(frame_id)["code"] == 200
-        finally:
-            runner.stop()
-        assert not runner._thread.is_alive()

@@ -188,7 +188,7 @@ async def test_reject_and_expired_buttons(api, namespace, write_settings, tmp_pa
         approval_id = next(e["value"] for b in plan["blocks"] if b["type"] == "actions" for e in b["elements"])
         await click(http, slack, "cloudpilot_reject", approval_id, BOB, plan["ts"])
         await eventually(
-            lambda: "Rejected by" in shown(next(m for m in slack.messages(CHANNEL) if m["ts"] == plan["ts"])),
+            lambda: "nothing was applied" in shown(next(m for m in slack.messages(CHANNEL) if m["ts"] == plan["ts"])),
             "the rejection on the message",
         )
         assert content(deployment(api, namespace)) == content(before)
