@@ -37,7 +37,7 @@ from agents import graph
 from agents.approvals import Approval, Approvals
 from agents.crew import Crew, principal_record
 from agents.llm import chat_model
-from agents.notifier import final_answer
+from agents.notifier import destructive, final_answer, plan_namespaces, proposal
 from agents.state import TeamState, fresh_run
 from agents.trace import Step, Trace
 from errors import Conflict, InvalidInput, NotAllowed
@@ -51,7 +51,7 @@ EVENT_CHARS = 4_000
 REASON_CHARS = 500
 _THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
-__all__ = ["Approval", "Event", "Reply", "Step", "Team"]
+__all__ = ["Approval", "Event", "Reply", "Step", "Team", "destructive", "plan_namespaces", "proposal"]
 
 
 @dataclass(frozen=True)

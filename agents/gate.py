@@ -16,7 +16,9 @@ from typing import Any
 from langgraph.types import interrupt
 
 from agents.crew import Turn
+from agents.notifier import proposal
 from agents.state import TeamState
+from notifiers import deliver
 from runtime import CHAT_TRANSPORTS, Principal, approval_methods, caller
 from store.audit import AuditLog
 from tools.fix import ApplyResult
@@ -38,9 +40,14 @@ async def wait(turn: Turn, state: TeamState) -> dict[str, Any]:
     if "policy" in approval_methods(turn.crew.settings, "agent") and policy_covers(turn, plan["plan_id"]):
         turn.note("approval", plan["plan_id"], result=f"pre-approved by {POLICY}")
         return {"decision": {"approve": True, "by": POLICY, "reason": "", "approval_id": None, "scopes": ["write"]}}
+    new = turn.crew.approvals.by_plan(plan["plan_id"]) is None  # the step re-runs on resume: announce once
     ticket = turn.crew.approvals.request(
         turn.thread_id, plan, turn.user.name, turn.crew.settings.agents.approval_ttl_minutes
     )
+    if new and turn.user.transport not in CHAT_TRANSPORTS and turn.crew.notifiers:
+        # asked from a terminal, an MCP client or an alert: the plan goes to chat with its buttons (a chat thread
+        # shows it in place instead)
+        await deliver(turn.crew.notifiers, proposal(ticket), turn.crew.settings.notify.min_severity)
     turn.say("approval", f"approval {ticket.id} needed for plan {plan['plan_id']}", approval_id=ticket.id)
     decision = interrupt(
         {
@@ -81,7 +88,7 @@ async def apply(turn: Turn, state: TeamState) -> dict[str, Any]:
         text = f"Plan {plan_id} was rejected by {decision['by']}; nothing was applied."
         return {"outcome": {"status": "rejected", "text": text}}
     by_policy = decision["by"] == POLICY
-    via = decision.get("via") if decision.get("via") in CHAT_TRANSPORTS else "agent"
+    via = str(decision["via"]) if decision.get("via") in CHAT_TRANSPORTS else "agent"
     decider = turn.user if by_policy else Principal(decision["by"], frozenset(decision["scopes"]), transport=via)
 
     async def approved(_: str) -> bool:  # the person already saw the diff and decided, in the interrupt

@@ -8,13 +8,15 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
+from agents.approvals import Approval
 from agents.crew import Turn
 from agents.state import TeamState
 from notifiers import Notification, deliver
-from notifiers.base import Severity
+from notifiers.base import Proposal, Severity
 
 NAME = "notifier"
 FAILED = {"failed", "rolled_back", "conflict", "refused"}
+DESTRUCTIVE_ACTIONS = {"set_template", "cordon"}  # a rollback replaces the pod template; a cordon drains a node
 
 
 def final_answer(state: TeamState) -> str:
@@ -87,3 +89,49 @@ async def run(turn: Turn, state: TeamState) -> dict[str, Any]:
     if not state.get("answer"):
         update["messages"] = [AIMessage(answer, name=NAME)]
     return update
+
+
+# -- a plan waiting for people -----------------------------------------------------------------------------------
+def proposal(ticket: Approval, first: str = "") -> Notification:
+    """The plan message: summary, diff and (until decided) the Approve / Reject buttons of chat sinks. `first` names
+    the first approver when the two-person rule waits for a second."""
+    s = ticket.summary
+    diff = "\n".join(str(c.get("diff", "")) for c in s.get("changes", []))
+    fields = {"risk": str(s.get("risk", "?")), "asked by": ticket.requested_by, "expires": ticket.expires_at}
+    if first:
+        fields["approvals"] = f"{first} (1 of 2): a second approver is needed"
+    namespaces = plan_namespaces(ticket)
+    return Notification(
+        title=f"Plan {ticket.plan_id} needs approval",
+        text=str(s.get("title", "")),
+        severity="warning",
+        thread_id=ticket.thread_id,
+        cluster=str(s.get("cluster") or "") or None,
+        namespace=namespaces[0] if len(namespaces) == 1 else None,
+        fields=fields,
+        proposal=Proposal(
+            approval_id=ticket.id,
+            plan_id=ticket.plan_id,
+            risk=str(s.get("risk", "?")),
+            title=str(s.get("title", "")),
+            diff=diff,
+            expires_at=ticket.expires_at,
+            destructive=destructive(ticket),
+        ),
+        key=f"approval:{ticket.id}",
+    )
+
+
+def plan_namespaces(ticket: Approval) -> list[str]:
+    """The namespaces a plan touches ("" for cluster-scoped objects), from objects shown as "Kind ns/name"."""
+    found = []
+    for change in ticket.summary.get("changes", []):
+        target = str(change.get("object", "")).split(" ", 1)[-1]
+        found.append(target.split("/", 1)[0] if "/" in target else "")
+    return sorted(set(found)) or [""]
+
+
+def destructive(ticket: Approval) -> bool:
+    """A plan that replaces a pod template, cordons a node, or that the planner rates high risk or worse."""
+    s = ticket.summary
+    return str(s.get("risk")) in ("high", "critical") or bool(DESTRUCTIVE_ACTIONS & set(s.get("actions", [])))

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from agents.api import Approval, Event, Reply, Team
+from agents.api import Approval, Event, Reply, Team, destructive, plan_namespaces, proposal
 from errors import CloudPilotError
 from notifiers import Notification
-from notifiers.base import Proposal
 from notifiers.text import split
 from runtime import Principal
 from settings import Settings
@@ -46,7 +45,6 @@ CREATE TABLE IF NOT EXISTS chat_approvals (
     at TEXT NOT NULL
 );
 """
-DESTRUCTIVE_ACTIONS = {"set_template", "cordon"}  # a rollback replaces the pod template; a cordon drains a node
 
 
 @dataclass(frozen=True)
@@ -263,36 +261,6 @@ class Progress:
             await self.out.edit(self.ref, "Working on it…\n" + "\n".join(self.lines[-8:]))
 
 
-# -- what a plan looks like in chat ------------------------------------------------------------------------------
-def proposal(ticket: Approval, first: str = "") -> Notification:
-    """The plan message: summary, diff and (until decided) the Approve / Reject buttons."""
-    s = ticket.summary
-    diff = "\n".join(str(c.get("diff", "")) for c in s.get("changes", []))
-    fields = {"risk": str(s.get("risk", "?")), "asked by": ticket.requested_by, "expires": ticket.expires_at}
-    if first:
-        fields["approvals"] = f"{first} (1 of 2): a second approver is needed"
-    namespaces = plan_namespaces(ticket)
-    return Notification(
-        title=f"Plan {ticket.plan_id} needs approval",
-        text=str(s.get("title", "")),
-        severity="warning",
-        thread_id=ticket.thread_id,
-        cluster=str(s.get("cluster") or "") or None,
-        namespace=namespaces[0] if len(namespaces) == 1 else None,
-        fields=fields,
-        proposal=Proposal(
-            approval_id=ticket.id,
-            plan_id=ticket.plan_id,
-            risk=str(s.get("risk", "?")),
-            title=str(s.get("title", "")),
-            diff=diff,
-            expires_at=ticket.expires_at,
-            destructive=destructive(ticket),
-        ),
-        key=f"approval:{ticket.id}",
-    )
-
-
 def outcome_line(reply: Reply, decider: str) -> str:
     outcome = reply.outcome or {}
     status = str(outcome.get("status", reply.status))
@@ -303,21 +271,6 @@ def outcome_line(reply: Reply, decider: str) -> str:
         "rejected": f"Rejected by {decider}; nothing was applied.",
     }
     return said.get(status, f"Decided by {decider}: {status}." + (f" {first[0]}" if first else ""))[:1000]
-
-
-def plan_namespaces(ticket: Approval) -> list[str]:
-    """The namespaces a plan touches ("" for cluster-scoped objects), from objects shown as "Kind ns/name"."""
-    found = []
-    for change in ticket.summary.get("changes", []):
-        target = str(change.get("object", "")).split(" ", 1)[-1]
-        found.append(target.split("/", 1)[0] if "/" in target else "")
-    return sorted(set(found)) or [""]
-
-
-def destructive(ticket: Approval) -> bool:
-    """A plan that replaces a pod template, cordons a node, or that the planner rates high risk or worse."""
-    s = ticket.summary
-    return str(s.get("risk")) in ("high", "critical") or bool(DESTRUCTIVE_ACTIONS & set(s.get("actions", [])))
 
 
 def where(ticket: Approval) -> str:

@@ -5,6 +5,7 @@ enough for Feishu (text and diff are cut harder until the serialised card fits).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ TITLE_CHARS = 200  # ours: the header title at most
 PLAIN_CHARS = 1000  # ours: a proposal title, a status or a note at most
 LINK_BUTTONS = 5  # ours: more than 5 link buttons is noise
 
+_AT = re.compile(r"<(?=/?at\b)", re.IGNORECASE)
 COLOUR = {"info": "blue", "warning": "orange", "critical": "red", "human-help": "carmine"}
 
 
@@ -91,7 +93,10 @@ def _card(n: Notification, count: int, status: str, b: _Budget) -> dict[str, Any
 
 
 def _field(label: str, value: str) -> dict[str, Any]:
-    return {"is_short": True, "text": {"tag": "lark_md", "content": _clip(f"**{label}**\n{value}", PLAIN_CHARS)}}
+    return {
+        "is_short": True,
+        "text": {"tag": "lark_md", "content": defuse(_clip(f"**{label}**\n{value}", PLAIN_CHARS))},
+    }
 
 
 def _proposal(p: Proposal, status: str, diff_chars: int) -> list[dict[str, Any]]:
@@ -153,7 +158,12 @@ def _web_url(url: str) -> bool:
 
 
 def _markdown(content: str) -> dict[str, Any]:
-    return {"tag": "markdown", "content": content}
+    return {"tag": "markdown", "content": defuse(content)}
+
+
+def defuse(text: str) -> str:
+    """Cluster text must not @-mention anyone: `<at id=all>` in a pod's log would page the whole group."""
+    return _AT.sub("‹", text)
 
 
 def _note(text: str) -> dict[str, Any]:

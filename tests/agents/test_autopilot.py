@@ -26,7 +26,9 @@ async def test_autofix_plans_waits_applies_and_verifies(scenario: Scenario, api,
         assert "--- live" in reply.plan["changes"][0]["diff"]
         assert content(deployment(api, namespace)) == content(before)  # waiting: nothing changed
         assert [a.id for a in t.pending()] == [reply.approval.id]
-        assert recorder.sent == []  # nothing to tell before the outcome
+        [asked] = recorder.sent  # people are asked to decide, with the diff and the approval's buttons
+        assert asked.proposal is not None and asked.proposal.approval_id == reply.approval.id
+        assert asked.proposal.diff and asked.namespace == namespace
 
         with kubelet(api, namespace, "ready"):
             done = await t.decide(reply.approval.id, approve=True, decider=BOB, reason="looks right")
@@ -34,8 +36,8 @@ async def test_autofix_plans_waits_applies_and_verifies(scenario: Scenario, api,
     assert scenario.fixed(deployment(api, namespace))
     events = [(e.event, e.approver) for e in AuditLog(runtime.store).entries(plan_id=reply.plan["plan_id"])]
     assert ("approved", "bob (test) via elicitation") in events and ("verified", "") in events, events
-    assert [n.title for n in recorder.sent] == ["Fix verified"]
-    assert recorder.sent[0].fields["root cause"].startswith(reply.root_cause["code"])
+    assert [n.title for n in recorder.sent] == [f"Plan {reply.plan['plan_id']} needs approval", "Fix verified"]
+    assert recorder.sent[1].fields["root cause"].startswith(reply.root_cause["code"])
 
 
 def seed_example(api, ns: str) -> None:
@@ -101,7 +103,7 @@ async def test_reject_applies_nothing_and_the_audit_says_rejected(api, namespace
     assert entries[0].event == "rejected"
     assert entries[0].approver == "bob (test)" and "not during the sale" in entries[0].result
     assert "applied" not in {e.event for e in entries}
-    assert [n.title for n in recorder.sent] == ["Fix rejected"]
+    assert [n.title for n in recorder.sent][1:] == ["Fix rejected"]
 
 
 async def test_unknown_expired_and_decided_approvals_are_refused(api, namespace, team, runtime):

@@ -69,7 +69,7 @@ async def test_question_to_verified_fix_through_the_real_client(api, namespace, 
     assert done.outcome["status"] == "verified", done.answer
     assert done.answer.startswith("Done: the fix is verified")
     assert BAD_PROBE.fixed(deployment(api, namespace))
-    assert [n.title for n in recorder.sent] == ["Fix verified"]
+    assert [n.title for n in recorder.sent] == [f"Plan {reply.plan['plan_id']} needs approval", "Fix verified"]
 
     roles = [role(r) for r in llm.requests]
     assert roles[:2] == ["supervisor", "researcher"] and "fixer" in roles and roles[-1] == "supervisor"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from bots.serve import Bots
-from runtime import Runtime
+from runtime import Principal, Runtime
 from settings import Settings
 from store import AuditLog
 from tests.agents.brain import fixing_team
@@ -290,3 +290,26 @@ async def test_socket_mode_mention_and_click(write_settings, tmp_path, slack):
             stale = await eventually(lambda: ephemeral_to(slack, ALICE), "the stale click's answer")
             assert "no approval" in stale[0]
             tg.cancel_scope.cancel()
+
+
+async def test_a_plan_made_elsewhere_reaches_the_channel_and_is_approved_there(
+    api, namespace, write_settings, tmp_path, slack
+):
+    """Autofix from a terminal or an alert: the plan goes through the outbox to the default channel, with buttons."""
+    BAD_PROBE.build(api, namespace)
+    settings = chat_settings(write_settings, tmp_path, slack, None)
+    async with running(settings) as (bots, http):
+        operator = Principal("oncall (terminal)", frozenset({"read", "write"}), transport="direct")
+        reply = await bots.bot.team.autofix(namespace, deployment="web", user=operator)
+        assert reply.status == "awaiting_approval"
+        [plan] = await eventually(lambda: slack.messages("C0ALERTS"), "the plan in the alerts channel")
+        assert plan_message_in(plan) and reply.approval.id in json.dumps(plan["blocks"])
+        with kubelet(api, namespace, "ready"):
+            payload = block_action(
+                "cloudpilot_approve", reply.approval.id, user=BOB, channel="C0ALERTS", message_ts=plan["ts"]
+            )
+            body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+            headers = signed_headers(body, SIGNING_SECRET) | {"Content-Type": "application/x-www-form-urlencoded"}
+            assert (await http.post("/slack/events", content=body, headers=headers)).status_code == 200
+            await eventually(lambda: "applied and verified" in shown(slack.messages("C0ALERTS")[0]), "the outcome", 90)
+        assert BAD_PROBE.fixed(deployment(api, namespace))

@@ -288,3 +288,14 @@ def test_cut_counts_lines_left_out() -> None:
     assert kept == [f"line {i}" for i in range(len(kept))]
     assert out.split("\n")[-1] == f"… {100 - len(kept)} more lines cut"
     assert cut("abcdefghij" * 10, 30, "… {n} cut") == "abcdefghijabcdefghija…\n… 1 cut"
+
+
+def test_cluster_text_cannot_mention_anyone_in_feishu():
+    from notifiers import Notification
+    from notifiers.cards import card
+
+    n = Notification(
+        title="t", text='log: <at id=all></at> and <AT user_id="ou_x">x</at>', fields={"pod": "<at id=all></at>"}
+    )
+    shown = json.dumps(card(n), ensure_ascii=False)
+    assert "<at" not in shown.lower() and "‹at id=all>" in shown
