@@ -191,9 +191,11 @@ class Bot:
             decider = Principal(f"{first[1]} + {user.label}", frozenset({"read", "write"}), transport=user.platform)
         if working is not None:
             verb = "Approved" if approve else "Rejected"
-            await working(
-                f"{verb} by {decider.name}: {'applying and verifying…' if approve else 'recording…'}", proposal(ticket)
-            )
+            doing = "applying and verifying…" if approve else "recording…"
+            try:
+                await working(f"{verb} by {decider.name}: {doing}", proposal(ticket))
+            except Exception as exc:  # a message we cannot edit (deleted, archived) must not stop the decision
+                logger.warning("could not show progress on the plan message: %s", type(exc).__name__)
         try:
             reply = await self.team.decide(ticket.id, approve=approve, decider=decider, reason=f"via {user.platform}")
         except CloudPilotError as exc:

@@ -145,7 +145,11 @@ def build(bot: Bot, settings: Settings, client: AsyncWebClient | None = None) ->
 async def show_click(client: AsyncWebClient, channel: str, ts: str, user: ChatUser, click: Click) -> None:
     if click.note is not None:
         text, blocks = message(click.note, 1, click.status)
-        await client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        try:
+            await client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except SlackApiError as exc:  # the message is gone: say the outcome to the clicker instead
+            logger.warning("plan message %s/%s not updated: %s", channel, ts, exc.response.get("error"))
+            await client.chat_postEphemeral(channel=channel, user=user.id, text=click.status)
     if click.ephemeral:
         await client.chat_postEphemeral(channel=channel, user=user.id, text=click.ephemeral)
 

@@ -170,8 +170,9 @@ class Outbox:
 
     # -- reading ------------------------------------------------------------------------------------------------
     def rows(self, status: str | None = None, limit: int = 1000) -> list[Row]:
-        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
-        found = self.store.execute(f"SELECT * FROM outbox {where} ORDER BY id LIMIT ?", (*params, limit))  # nosec B608
+        found = self.store.execute(
+            "SELECT * FROM outbox WHERE ? IS NULL OR status = ? ORDER BY id LIMIT ?", (status, status, limit)
+        )
         return [_row(r) for r in found]
 
     def backlog(self) -> int:
@@ -253,38 +254,41 @@ class Outbox:
             return self._fail(row, f"still undelivered after {self.give_up_after / 60:g} minutes")
         await self._pace(row.dest)
         now = self.clock()
-        if not self.store.execute(
-            "UPDATE outbox SET lease = ? WHERE id = ? AND lease < ? RETURNING id", (now + self.lease, row.id, now)
-        ):
-            return "busy"  # another worker has it
+        claimed = self.store.execute(
+            "UPDATE outbox SET lease = ?, status = CASE WHEN status = 'queued' THEN 'sending' ELSE status END "
+            "WHERE id = ? AND lease < ? AND (status IN ('queued', 'sending') OR (status = 'sent' AND count > shown)) "
+            "RETURNING *",
+            (now + self.lease, row.id, now),
+        )
+        if not claimed:
+            return "busy"  # another worker has it, or finished it between our look and our claim
         try:
-            fresh = _row(self.store.execute("SELECT * FROM outbox WHERE id = ?", (row.id,))[0])
-            if fresh.status == "failed" or (fresh.status == "sent" and fresh.count <= fresh.shown):
-                return "busy"  # someone finished it between our look and our lease
-            return await self._attempt(channel, fresh)
-        finally:
+            return await self._attempt(channel, _row(claimed[0]), may_have_landed=row.status == "sending")
+        except BaseException:  # cancelled mid-send: free the row now rather than when the lease lapses
             self.store.execute("UPDATE outbox SET lease = 0 WHERE id = ?", (row.id,))
+            raise
 
-    async def _attempt(self, channel: Channel, row: Row) -> str:
+    async def _attempt(self, channel: Channel, row: Row, may_have_landed: bool) -> str:
         try:
             if row.status == "sent":
                 await channel.update(row.ref, row.notification, row.to, row.count)
-                self.store.execute("UPDATE outbox SET shown = ?, error = '' WHERE id = ?", (row.count, row.id))
+                self.store.execute(
+                    "UPDATE outbox SET shown = ?, error = '', lease = 0 WHERE id = ?", (row.count, row.id)
+                )
                 return "done"
-            ref = await channel.find(row.notification, row.to) if row.status == "sending" else None
+            ref = await channel.find(row.notification, row.to) if may_have_landed else None
             if ref is None:
-                self.store.execute("UPDATE outbox SET status = 'sending' WHERE id = ?", (row.id,))
                 ref = await channel.post(row.notification, row.to, row.count)
             # a repeat that arrived while posting leaves count > shown: the next pass edits the message
             self.store.execute(
-                "UPDATE outbox SET status = 'sent', ref = ?, shown = ?, error = '' WHERE id = ?",
+                "UPDATE outbox SET status = 'sent', ref = ?, shown = ?, error = '', lease = 0 WHERE id = ?",
                 (ref, row.count, row.id),
             )
             return "done"
-        except RetryLater as exc:
+        except RetryLater as exc:  # the platform refused it: nothing landed
             delay = exc.after if exc.after is not None else _backoff(row.attempts)
             self.store.execute(
-                "UPDATE outbox SET due = ?, attempts = attempts + 1, error = ?, "
+                "UPDATE outbox SET due = ?, attempts = attempts + 1, error = ?, lease = 0, "
                 "status = CASE WHEN status = 'sending' THEN 'queued' ELSE status END WHERE id = ?",
                 (self.clock() + delay, exc.message[:300], row.id),
             )
@@ -297,7 +301,7 @@ class Outbox:
             # the post may have landed: the row stays 'sending', so the next attempt looks for it before posting
             until = self.clock() + _backoff(row.attempts)
             self.store.execute(
-                "UPDATE outbox SET due = ?, attempts = attempts + 1, error = ? WHERE id = ?",
+                "UPDATE outbox SET due = ?, attempts = attempts + 1, error = ?, lease = 0 WHERE id = ?",
                 (until, type(exc).__name__, row.id),
             )
             self._hold(row, until)
@@ -319,14 +323,16 @@ class Outbox:
             await anyio.sleep(wait)
 
     def _fail(self, row: Row, reason: str) -> str:
-        self.store.execute("UPDATE outbox SET status = 'failed', error = ? WHERE id = ?", (reason[:300], row.id))
+        self.store.execute(
+            "UPDATE outbox SET status = 'failed', error = ?, lease = 0 WHERE id = ?", (reason[:300], row.id)
+        )
         logger.warning("notification %s to %s failed: %s", row.notification.id, row.dest, reason[:200])
         return "failed"
 
 
 def _backoff(attempts: int) -> float:
     base: float = min(MAX_BACKOFF_SECONDS, 2.0**attempts)
-    return base * (0.75 + random.random() / 2)  # nosec B311 - jitter, not security
+    return base * (0.75 + random.random() / 2)  # nosec B311
 
 
 def _row(r: Any) -> Row:

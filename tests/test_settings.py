@@ -45,3 +45,20 @@ def test_in_cluster_outside_a_pod_says_what_to_use(tmp_path):
     clusters = Clusters(s.k8s, Store(s.store.path))
     with pytest.raises(NotFound, match=r"Not running in a pod.*kubeconfig context or a registered cluster"):
         clusters.get()
+
+
+def test_secrets_come_from_a_folder_of_files(tmp_path, monkeypatch):
+    """A mounted Kubernetes Secret: one file per value, named like the variable without its prefix."""
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    (folder / "slack__bot_token").write_text("xoxb-from-file\n")
+    (folder / "feishu__app_secret").write_text("feishu-from-file")
+    (folder / "nonsense__field").write_text("ignored")  # not a setting: skipped
+    (folder / "llm__api_key").symlink_to(folder / "feishu__app_secret")  # how Kubernetes mounts them
+    monkeypatch.setenv("CLOUDPILOT_SECRETS_DIR", str(folder))
+    monkeypatch.setenv("CLOUDPILOT_FEISHU__APP_SECRET", "feishu-from-env")  # the environment wins
+    loaded = load_settings()
+    assert loaded.slack.bot_token is not None and loaded.slack.bot_token.get_secret_value() == "xoxb-from-file"
+    assert loaded.feishu.app_secret is not None and loaded.feishu.app_secret.get_secret_value() == "feishu-from-env"
+    assert loaded.llm.api_key is not None and loaded.llm.api_key.get_secret_value() == "feishu-from-file"
+    assert "xoxb-from-file" not in repr(loaded) and "xoxb-from-file" not in loaded.model_dump_json()

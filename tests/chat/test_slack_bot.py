@@ -20,7 +20,7 @@ from runtime import Principal, Runtime
 from settings import Settings
 from store import AuditLog
 from tests.agents.brain import fixing_team
-from tests.chat.conftest import ALICE, BOB, BOT_TOKEN, MALLORY, SIGNING_SECRET, chat_settings, eventually
+from tests.chat.conftest import ALICE, APP_TOKEN, BOB, BOT_TOKEN, MALLORY, SIGNING_SECRET, chat_settings, eventually
 from tests.chat.slack_mock import SlackMock, block_action, event_body, mention, signed_headers, slash
 from tests.fix.scenarios import SCENARIOS, deployment, kubelet
 from tests.llm.server import ScriptedLLM
@@ -250,9 +250,10 @@ async def test_forged_stale_and_replayed_requests_get_401(write_settings, tmp_pa
     assert not any(SIGNING_SECRET in r or BOT_TOKEN in r for r in refused)
 
 
-async def test_slash_commands_answer_privately(api, namespace, write_settings, tmp_path, slack):
+async def test_slash_commands_answer_privately(api, namespace, write_settings, tmp_path, slack, caplog):
     BAD_PROBE.build(api, namespace)
     settings = chat_settings(write_settings, tmp_path, slack, None)
+    caplog.set_level(logging.DEBUG)  # every library's debug log too
     async with running(settings) as (_bots, http):
         for i, text in enumerate(["help", f"diagnose {namespace}", "pending", "diagnose ../etc"]):
             fields = slash("/cloudpilot", text, user=ALICE, channel=CHANNEL, response_url=slack.response_url(f"r{i}"))
@@ -267,6 +268,8 @@ async def test_slash_commands_answer_privately(api, namespace, write_settings, t
     assert said["r2"]["text"] == "No plans are waiting for approval."
     assert said["r3"]["text"].startswith("Usage: `diagnose <namespace>`")
     assert all(r["response_type"] == "ephemeral" for r in said.values())
+    assert caplog.records  # the libraries did log, at length
+    assert not any(secret in caplog.text for secret in (BOT_TOKEN, SIGNING_SECRET, APP_TOKEN))
 
 
 async def test_socket_mode_mention_and_click(write_settings, tmp_path, slack):
