@@ -81,6 +81,14 @@ class Notification:
         return "human-help" if self.human_help else self.severity
 
     @property
+    def footer(self) -> str:
+        """The last line of a chat message: CloudPilot · grade · cluster · namespace (those known)."""
+        parts = ["CloudPilot", self.grade]
+        parts += [f"cluster {self.cluster}"] if self.cluster else []
+        parts += [f"namespace {self.namespace}"] if self.namespace else []
+        return " · ".join(parts)
+
+    @property
     def dedup_key(self) -> str:
         """Same alert, same key: the explicit `key`, else a digest of what makes the alert what it is."""
         if self.key:
@@ -147,6 +155,13 @@ class Proposal:
     diff: str
     expires_at: str = ""
     destructive: bool = False
+
+    def terms(self) -> str:
+        """The small print under the diff: when it expires, and whether two approvers may be needed."""
+        parts = [f"Expires {self.expires_at}"] if self.expires_at else []
+        if self.destructive:
+            parts.append("destructive: two approvals may be needed")
+        return " · ".join(parts)
 
 
 @runtime_checkable

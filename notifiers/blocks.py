@@ -6,10 +6,9 @@ link it writes itself reaches Slack as markup).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from notifiers.base import Notification, Proposal
-from notifiers.text import DIFF_NOTE, TEXT_NOTE, cut, fenced, split
+from notifiers.text import DIFF_NOTE, TEXT_NOTE, cut, fenced, split, web_url
 
 HEADER_CHARS = 150  # Slack: a header block's text is at most 150 characters
 SECTION_CHARS = 3000  # Slack: a section's text is at most 3,000 characters
@@ -93,11 +92,8 @@ def _proposal(p: Proposal, status: str) -> list[dict[str, Any]]:
     blocks = [_section(_clip(line, SECTION_CHARS))]
     if p.diff:
         blocks.append(_section(fenced(escape(p.diff), SECTION_CHARS, DIFF_NOTE)))
-    when = [f"Expires {escape(p.expires_at)}"] if p.expires_at else []
-    if p.destructive:
-        when.append("destructive: two approvals may be needed")
-    if when:
-        blocks.append(_context(" · ".join(when)))
+    if p.terms():
+        blocks.append(_context(escape(p.terms())))
     blocks.append(_section(_clip(status, SECTION_CHARS)) if status else _buttons(p))
     return blocks
 
@@ -125,7 +121,7 @@ def _buttons(p: Proposal) -> dict[str, Any]:
 def _links(links: dict[str, str]) -> dict[str, Any] | None:
     """Up to `LINK_BUTTONS` link buttons; a URL that is not http(s), or too long for a button, is dropped."""
     usable = [(label, url.strip()) for label, url in links.items()]
-    usable = [(label, url) for label, url in usable if _web_url(url) and len(url) <= BUTTON_URL_CHARS]
+    usable = [(label, url) for label, url in usable if web_url(url) and len(url) <= BUTTON_URL_CHARS]
     buttons = [
         {
             "type": "button",
@@ -139,17 +135,7 @@ def _links(links: dict[str, str]) -> dict[str, Any] | None:
 
 
 def _footer(n: Notification) -> str:
-    parts = ["CloudPilot", n.grade]
-    if n.cluster:
-        parts.append(f"cluster {escape(n.cluster)}")
-    if n.namespace:
-        parts.append(f"namespace {escape(n.namespace)}")
-    return " · ".join(parts)
-
-
-def _web_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+    return escape(n.footer)
 
 
 def _section(text: str) -> dict[str, Any]:

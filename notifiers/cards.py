@@ -8,10 +8,9 @@ import json
 import re
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from notifiers.base import Notification, Proposal
-from notifiers.text import DIFF_NOTE, TEXT_NOTE, cut, fenced
+from notifiers.text import DIFF_NOTE, TEXT_NOTE, cut, fenced, web_url
 
 MAX_CARD_BYTES = 28_000  # Feishu: a card is at most 30 KB; this leaves room for the envelope around it
 TEXT_CHARS = 5000  # ours: the body's markdown at most
@@ -105,11 +104,8 @@ def _proposal(p: Proposal, status: str, diff_chars: int) -> list[dict[str, Any]]
     elements: list[dict[str, Any]] = [{"tag": "hr"}, _markdown(line)]
     if p.diff:
         elements.append(_markdown(fenced(p.diff, diff_chars, DIFF_NOTE)))
-    when = [f"Expires {p.expires_at}"] if p.expires_at else []
-    if p.destructive:
-        when.append("destructive: two approvals may be needed")
-    if when:
-        elements.append(_note(" · ".join(when)))
+    if p.terms():
+        elements.append(_note(p.terms()))
     elements.append(_markdown(_clip(status, PLAIN_CHARS)) if status else _buttons(p))
     return elements
 
@@ -138,23 +134,13 @@ def _links(links: dict[str, str], most: int) -> dict[str, Any] | None:
     buttons = [
         {"tag": "button", "text": _plain(_clip(label, TITLE_CHARS) or "Link"), "type": "default", "url": url}
         for label, url in usable
-        if _web_url(url)
+        if web_url(url)
     ][:most]
     return {"tag": "action", "actions": buttons} if buttons else None
 
 
 def _footer(n: Notification) -> str:
-    parts = ["CloudPilot", n.grade]
-    if n.cluster:
-        parts.append(f"cluster {n.cluster}")
-    if n.namespace:
-        parts.append(f"namespace {n.namespace}")
-    return _clip(" · ".join(parts), PLAIN_CHARS)
-
-
-def _web_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+    return _clip(n.footer, PLAIN_CHARS)
 
 
 def _markdown(content: str) -> dict[str, Any]:

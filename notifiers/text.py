@@ -5,6 +5,8 @@ that fits a size.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 FENCE = "```"
 FENCE_LINE_CHARS = 20  # a fence opener longer than this, or more than a language tag, is reopened as a bare ```
 MIN_FENCE_LIMIT = 32  # below this a piece has no room to close and reopen a fence: fences are left as they fall
@@ -115,3 +117,9 @@ def _opener(line: str) -> str:
 
 def _note(note: str, n: int) -> str:
     return note.replace("{n}", str(n))
+
+
+def web_url(url: str) -> bool:
+    """Only http(s) links become buttons (no javascript:, no file:, no slack:// deep links from cluster text)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)

@@ -4,13 +4,17 @@ approvers on allow-lists, and helpers that wait for what the bots do in the back
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
+from bots.serve import Bots
+from runtime import Runtime
 from settings import BotSettings, FeishuSettings, Settings, SlackSettings
 from tests.chat.feishu_mock import ENCRYPT_KEY, VERIFICATION_TOKEN, FeishuMock
 from tests.chat.slack_mock import SlackMock
@@ -64,6 +68,19 @@ def chat_settings(
             default_chat="oc_alerts",
         )
     return base.model_copy(update=update)
+
+
+@asynccontextmanager
+async def running(settings: Settings, model: Any = None) -> AsyncIterator[tuple[Bots, httpx.AsyncClient]]:
+    """The bots over a fresh runtime, and an HTTP client posting to their endpoints (in process, over ASGI)."""
+    rt = Runtime(settings)
+    try:
+        async with Bots.open(rt, model=model) as bots:
+            transport = httpx.ASGITransport(app=bots.routes())
+            async with httpx.AsyncClient(transport=transport, base_url="http://bot") as http:
+                yield bots, http
+    finally:
+        rt.close()
 
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

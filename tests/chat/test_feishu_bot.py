@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -16,11 +14,8 @@ import httpx
 import pytest
 
 from bots.feishu import LongConnection
-from bots.serve import Bots
-from runtime import Runtime
-from settings import Settings
 from store import AuditLog
-from tests.chat.conftest import APP_SECRET, FEI_ALICE, FEI_BOB, chat_settings, eventually
+from tests.chat.conftest import APP_SECRET, FEI_ALICE, FEI_BOB, chat_settings, eventually, running
 from tests.chat.feishu_mock import ENCRYPT_KEY, FeishuMock, card_action, message_event, signed
 from tests.fix.scenarios import SCENARIOS, deployment, kubelet
 from tools.fixloop import content
@@ -32,21 +27,15 @@ CHAT = "oc_ops"
 APP = "cli_chat_test"
 
 
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[Bots, httpx.AsyncClient]]:
-    rt = Runtime(settings)
-    try:
-        async with Bots.open(rt, model=None) as bots:
-            transport = httpx.ASGITransport(app=bots.routes())
-            async with httpx.AsyncClient(transport=transport, base_url="http://bot") as http:
-                yield bots, http
-    finally:
-        rt.close()
-
-
 async def send(http: httpx.AsyncClient, event: dict[str, Any], **sign: Any) -> httpx.Response:
     body, headers = signed(event, ENCRYPT_KEY, **sign)
     return await http.post("/feishu/events", content=body, headers=headers)
+
+
+async def press(http: httpx.AsyncClient, approval_id: str, open_id: str, message_id: str) -> httpx.Response:
+    """An Approve click on the plan card, as Feishu's callback sends it."""
+    value = {"action": "approve", "approval_id": approval_id}
+    return await send(http, card_action(value, open_id=open_id, message_id=message_id, chat_id=CHAT, app_id=APP))
 
 
 def plan_card(feishu: FeishuMock) -> dict[str, Any] | None:
@@ -77,31 +66,13 @@ async def test_mention_plan_card_and_approval_by_button(api, namespace, write_se
         assert any(mid == progress["message_id"] for mid, _ in feishu.patches)  # edited in place
         approval_id = json.dumps(plan["content"]).split('"approval_id": "')[1].split('"')[0]
 
-        refusal = await send(
-            http,
-            card_action(
-                {"action": "approve", "approval_id": approval_id},
-                open_id="ou_mallory",
-                message_id=plan["message_id"],
-                chat_id=CHAT,
-                app_id=APP,
-            ),
-        )
+        refusal = await press(http, approval_id, "ou_mallory", plan["message_id"])
         toast = refusal.json()["toast"]
         assert refusal.status_code == 200 and toast["type"] == "warning" and "not an approver" in toast["content"]
         assert content(deployment(api, namespace)) == content(before)
 
         with kubelet(api, namespace, "ready"):
-            answer = await send(
-                http,
-                card_action(
-                    {"action": "approve", "approval_id": approval_id},
-                    open_id=FEI_BOB,
-                    message_id=plan["message_id"],
-                    chat_id=CHAT,
-                    app_id=APP,
-                ),
-            )
+            answer = await press(http, approval_id, FEI_BOB, plan["message_id"])
             assert answer.status_code == 200 and answer.json()["toast"]["type"] in ("info", "success")
             await eventually(
                 lambda: "applied and verified" in card_text(feishu, plan["message_id"]), "the outcome on the card", 90
@@ -110,16 +81,7 @@ async def test_mention_plan_card_and_approval_by_button(api, namespace, write_se
         approvers = {e.approver for e in AuditLog(bots.runtime.store).entries() if e.event == "approved"}
         assert approvers == {f"feishu:{FEI_BOB} via feishu button"}, approvers
 
-        again = await send(
-            http,
-            card_action(
-                {"action": "approve", "approval_id": approval_id},
-                open_id=FEI_ALICE,
-                message_id=plan["message_id"],
-                chat_id=CHAT,
-                app_id=APP,
-            ),
-        )
+        again = await press(http, approval_id, FEI_ALICE, plan["message_id"])
         assert "already approved" in again.json()["toast"]["content"]
 
 

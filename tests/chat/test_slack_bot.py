@@ -8,19 +8,26 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from bots.serve import Bots
-from runtime import Principal, Runtime
-from settings import Settings
+from runtime import Principal
 from store import AuditLog
 from tests.agents.brain import fixing_team
-from tests.chat.conftest import ALICE, APP_TOKEN, BOB, BOT_TOKEN, MALLORY, SIGNING_SECRET, chat_settings, eventually
+from tests.chat.conftest import (
+    ALICE,
+    APP_TOKEN,
+    BOB,
+    BOT_TOKEN,
+    MALLORY,
+    SIGNING_SECRET,
+    chat_settings,
+    eventually,
+    running,
+)
 from tests.chat.slack_mock import SlackMock, block_action, event_body, mention, signed_headers, slash
 from tests.fix.scenarios import SCENARIOS, deployment, kubelet
 from tests.llm.server import ScriptedLLM
@@ -37,19 +44,6 @@ LLM_KEY = "sk-chat-test-DO-NOT-LEAK"
 def llm() -> Iterator[ScriptedLLM]:
     with ScriptedLLM(api_key=LLM_KEY) as server:
         yield server
-
-
-@asynccontextmanager
-async def running(settings: Settings, model: Any = None) -> AsyncIterator[tuple[Bots, httpx.AsyncClient]]:
-    """The bots over a fresh runtime, and an HTTP client posting to their endpoints."""
-    rt = Runtime(settings)
-    try:
-        async with Bots.open(rt, model=model) as bots:
-            transport = httpx.ASGITransport(app=bots.routes())
-            async with httpx.AsyncClient(transport=transport, base_url="http://bot") as http:
-                yield bots, http
-    finally:
-        rt.close()
 
 
 async def post_event(http: httpx.AsyncClient, event: dict[str, Any], **sign: Any) -> httpx.Response:
