@@ -256,9 +256,7 @@ class FeishuSettings(BaseModel):
     encrypt_key: SecretStr | None = Field(None, description="Event encrypt key: requests are signed and encrypted.")
     mode: Literal["webhook", "ws"] = Field("webhook", description="Receive events by HTTP webhook or long connection.")
     default_chat: str | None = Field(None, description="Chat id (oc_…) notifications go to when no route matches.")
-    domain: str = Field(
-        "https://open.feishu.cn", description="Open API domain; https://open.larksuite.com for Lark."
-    )
+    domain: str = Field("https://open.feishu.cn", description="Open API domain; https://open.larksuite.com for Lark.")
     webhook_url: SecretStr | None = Field(None, description="Custom-bot webhook URL (a secret): notifications only.")
     webhook_secret: SecretStr | None = Field(None, description="The custom bot's signing secret.")
 
