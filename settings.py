@@ -269,6 +269,9 @@ class Approvers(BaseModel):
     slack_users: list[str] = Field(default_factory=list, description="Slack user ids (U…).")
     slack_groups: list[str] = Field(default_factory=list, description="Slack user-group ids (S…).")
     feishu_users: list[str] = Field(default_factory=list, description="Feishu open_ids (ou_…).")
+    feishu_groups: list[str] = Field(
+        default_factory=list, description="Feishu user-group ids (members read with contact:group:readonly)."
+    )
 
 
 class BotSettings(BaseModel):

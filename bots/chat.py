@@ -85,7 +85,7 @@ class Click:
     status: str = ""  # the outcome line that replaces the buttons ("" keeps them: a second approver is needed)
 
 
-Members = Callable[[str], Awaitable[set[str]]]  # a user group's member ids (Slack user groups)
+Members = Callable[[str], Awaitable[set[str]]]  # a user group's member ids (Slack, Feishu)
 Working = Callable[[str, Notification], Awaitable[None]]  # show a status line on the plan message
 
 
@@ -210,13 +210,12 @@ class Bot:
                 continue
             if not all(any(fnmatch.fnmatchcase(ns, n) for n in rule.namespaces) for ns in namespaces):
                 continue
-            ids = rule.slack_users if user.platform == "slack" else rule.feishu_users
-            if user.id in ids:
+            slack = user.platform == "slack"
+            if user.id in (rule.slack_users if slack else rule.feishu_users):
                 return True
-            if user.platform == "slack" and members is not None:
-                for group in rule.slack_groups:
-                    if user.id in await members(group):
-                        return True
+            groups = rule.slack_groups if slack else rule.feishu_groups
+            if members is not None and any([user.id in await members(group) for group in groups]):
+                return True
         return False
 
     def needs_two(self, ticket: Approval) -> bool:

@@ -23,10 +23,12 @@ import json
 import logging
 import re
 import threading
+import time
 from typing import Any
 
 import anyio
 import lark_oapi as lark
+from lark_oapi.api.contact.v3 import SimplelistGroupMemberRequest
 from lark_oapi.api.im.v1 import (
     P2ImMessageReceiveV1,
     PatchMessageRequest,
@@ -55,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4000  # one answer card's markdown
 TOAST_WAIT_SECONDS = 2.5  # Feishu waits 3 s for a card callback's answer
+GROUP_TTL_SECONDS = 300.0
+MAX_GROUP_PAGES = 20  # 2,000 members: a bigger approver group is a mistake
 _MENTION = re.compile(r"@_user_\d+")
 
 
@@ -101,12 +105,43 @@ async def patch(client: lark.Client, message_id: str, content: dict[str, Any]) -
         raise failed
 
 
+class FeishuGroups:
+    """Members (open_ids) of Feishu user groups, cached for five minutes; a group that cannot be read has none."""
+
+    def __init__(self, client: lark.Client) -> None:
+        self.client = client
+        self._cache: dict[str, tuple[float, set[str]]] = {}
+
+    async def members(self, group: str) -> set[str]:
+        hit = self._cache.get(group)
+        if hit and time.monotonic() - hit[0] < GROUP_TTL_SECONDS:
+            return hit[1]
+        found: set[str] = set()
+        token = ""
+        for _ in range(MAX_GROUP_PAGES):
+            request = SimplelistGroupMemberRequest.builder().group_id(group).member_id_type("open_id")
+            request = request.member_type("user").page_size(100)
+            response = await self.client.contact.v3.group_member.asimplelist(
+                (request.page_token(token) if token else request).build()
+            )
+            if problem("contact.group_member.simplelist", response) is not None:
+                logger.warning("Feishu user group %s could not be read: code %s", group, response.code)
+                break
+            found |= {m.member_id for m in response.data.memberlist or [] if m.member_id}
+            token = response.data.page_token or ""
+            if not response.data.has_more or not token:
+                break
+        self._cache[group] = (time.monotonic(), found)
+        return found
+
+
 class FeishuApp:
     """The event handlers, shared by the webhook and the long connection."""
 
     def __init__(self, bot: Bot, settings: Settings, client: lark.Client, loop: asyncio.AbstractEventLoop) -> None:
         self.bot, self.settings, self.client, self.loop = bot, settings, client, loop
         self.events = ReplayGuard(settings.bots.replay_window_seconds)
+        self.groups = FeishuGroups(client)
         self.tasks: set[concurrent.futures.Future[Any]] = set()
         feishu = settings.feishu
         key = feishu.encrypt_key.get_secret_value() if feishu.encrypt_key else ""
@@ -150,7 +185,7 @@ class FeishuApp:
 
         async def decide() -> Click:
             click = await self.bot.click(
-                user, str(value.get("approval_id", "")), value["action"] == "approve", None, working
+                user, str(value.get("approval_id", "")), value["action"] == "approve", self.groups.members, working
             )
             if click.note is not None:
                 await patch(self.client, message_id, card(click.note, 1, click.status))

@@ -43,7 +43,12 @@ def chat_settings(
     base: Settings, tmp_path: Path, slack: SlackMock | None, feishu: FeishuMock | None, **bots: Any
 ) -> Settings:
     """`base` with the apps of the stand-ins that are given, Alice and Bob as approvers everywhere."""
-    approvers = {"slack_users": [ALICE, BOB], "slack_groups": ["S0OPS"], "feishu_users": [FEI_ALICE, FEI_BOB]}
+    approvers = {
+        "slack_users": [ALICE, BOB],
+        "slack_groups": ["S0OPS"],
+        "feishu_users": [FEI_ALICE, FEI_BOB],
+        "feishu_groups": ["g_sre"],
+    }
     update: dict[str, Any] = {
         "agents": base.agents.model_copy(update={"checkpoint_path": tmp_path / "threads.db"}),
         "fix": base.fix.model_copy(update={"verify_timeout_seconds": 40}),

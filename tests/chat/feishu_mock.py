@@ -50,6 +50,7 @@ ROUTES = [
     ("PUT", "/open-apis/im/v1/messages/:id", "im.message.update"),
     ("POST", "/open-apis/bot/v2/hook/:id", "bot.hook"),
     ("POST", "/callback/ws/endpoint", "ws.endpoint"),
+    ("GET", "/open-apis/contact/v3/group/:id/member/simplelist", "contact.group_member.simplelist"),
 ]
 
 
@@ -83,6 +84,7 @@ class FeishuMock:
     def __init__(self, app_id: str = "cli_test", app_secret: str = "secret") -> None:
         self.app_id, self.app_secret = app_id, app_secret
         self.hook_secret: dict[str, str] = {}
+        self.groups: dict[str, list[str]] = {}  # user group id -> member open_ids
         self.client_config = {"ReconnectCount": -1, "ReconnectInterval": 120, "ReconnectNonce": 30, "PingInterval": 120}
         self.calls: list[Call] = []
         self.rejected: list[Call] = []
@@ -275,6 +277,12 @@ class FeishuMock:
             return 400, {}, {"code": 99991661, "msg": "Missing access token for authorization."}
         if auth != f"Bearer {TENANT_TOKEN}":
             return 400, {}, {"code": 99991663, "msg": "Invalid access token for authorization."}
+        if api == "contact.group_member.simplelist":
+            members = self.groups.get(ident or "")
+            if members is None:
+                return 400, {}, {"code": 42001, "msg": "group not found"}
+            listed = [{"member_id": m, "member_type": "user", "member_id_type": "open_id"} for m in members]
+            return 200, {}, {"code": 0, "msg": "success", "data": {"memberlist": listed, "has_more": False}}
         with self._cond:
             return self._im(api, ident, call.query, b)
 

@@ -15,7 +15,7 @@ import pytest
 
 from bots.feishu import LongConnection
 from store import AuditLog
-from tests.chat.conftest import APP_SECRET, FEI_ALICE, FEI_BOB, chat_settings, eventually, running
+from tests.chat.conftest import APP_SECRET, FEI_ALICE, chat_settings, eventually, running
 from tests.chat.feishu_mock import ENCRYPT_KEY, FeishuMock, card_action, message_event, signed
 from tests.fix.scenarios import SCENARIOS, deployment, kubelet
 from tools.fixloop import content
@@ -54,6 +54,7 @@ def card_text(feishu: FeishuMock, message_id: str) -> str:
 async def test_mention_plan_card_and_approval_by_button(api, namespace, write_settings, tmp_path, feishu):
     BAD_PROBE.build(api, namespace)
     before = deployment(api, namespace)
+    feishu.groups = {"g_sre": ["ou_carol"]}  # Carol approves as a member of an approver group
     settings = chat_settings(write_settings, tmp_path, None, feishu)
     async with running(settings) as (bots, http):
         root = feishu.add_message(CHAT, f"@CloudPilot autofix {namespace} web")
@@ -72,14 +73,14 @@ async def test_mention_plan_card_and_approval_by_button(api, namespace, write_se
         assert content(deployment(api, namespace)) == content(before)
 
         with kubelet(api, namespace, "ready"):
-            answer = await press(http, approval_id, FEI_BOB, plan["message_id"])
+            answer = await press(http, approval_id, "ou_carol", plan["message_id"])
             assert answer.status_code == 200 and answer.json()["toast"]["type"] in ("info", "success")
             await eventually(
                 lambda: "applied and verified" in card_text(feishu, plan["message_id"]), "the outcome on the card", 90
             )
         assert BAD_PROBE.fixed(deployment(api, namespace))
         approvers = {e.approver for e in AuditLog(bots.runtime.store).entries() if e.event == "approved"}
-        assert approvers == {f"feishu:{FEI_BOB} via feishu button"}, approvers
+        assert approvers == {"feishu:ou_carol via feishu button"}, approvers
 
         again = await press(http, approval_id, FEI_ALICE, plan["message_id"])
         assert "already approved" in again.json()["toast"]["content"]

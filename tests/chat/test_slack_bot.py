@@ -30,7 +30,7 @@ from tests.chat.conftest import (
 )
 from tests.chat.slack_mock import SlackMock, block_action, event_body, mention, signed_headers, slash
 from tests.fix.scenarios import SCENARIOS, deployment, kubelet
-from tests.llm.server import ScriptedLLM
+from tests.llm.server import ScriptedLLM, Text
 from tools.fixloop import content
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -310,3 +310,31 @@ async def test_a_plan_made_elsewhere_reaches_the_channel_and_is_approved_there(
             assert (await http.post("/slack/events", content=body, headers=headers)).status_code == 200
             await eventually(lambda: "applied and verified" in shown(slack.messages("C0ALERTS")[0]), "the outcome", 90)
         assert BAD_PROBE.fixed(deployment(api, namespace))
+
+
+async def test_a_follow_up_in_the_thread_keeps_the_conversation(write_settings, tmp_path, slack, llm):
+    """One chat thread is one agent thread: the second question reaches the model with the first one before it."""
+    llm.respond = lambda request: Text(f"answer {len(request['messages'])}")
+    settings = chat_settings(write_settings, tmp_path, slack, None)
+    settings = settings.model_copy(
+        update={
+            "llm": settings.llm.model_copy(
+                update={"base_url": llm.base_url, "model": "scripted", "api_key": LLM_KEY, "max_retries": 1}
+            )
+        }
+    )
+    root = "1700000500.000100"
+    async with running(settings, model="settings") as (_, http):
+        await post_event(http, mention("which pods restart most?", user=ALICE, channel=CHANNEL, ts=root))
+        await eventually(lambda: any("answer" in m["text"] for m in slack.messages(CHANNEL)), "the first answer")
+        follow_up = mention("and since when?", user=ALICE, channel=CHANNEL, ts="1700000501.000100", thread_ts=root)
+        await post_event(http, follow_up)
+        await eventually(lambda: len([m for m in slack.messages(CHANNEL) if "answer" in m["text"]]) == 2, "the second")
+        other = mention("and since when?", user=BOB, channel=CHANNEL, ts="1700000600.000100")  # a new thread
+        await post_event(http, other)
+        await eventually(lambda: len([m for m in slack.messages(CHANNEL) if "answer" in m["text"]]) == 3, "the third")
+    asked = [json.dumps(r["messages"]) for r in llm.requests]
+    second = next(r for r in asked if "since when" in r)
+    assert "which pods restart most" in second  # the thread's earlier question came along
+    third = [r for r in asked if "since when" in r][-1]
+    assert "which pods restart most" not in third  # a new chat thread starts a new conversation
