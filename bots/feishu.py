@@ -117,19 +117,19 @@ class FeishuGroups:
         if hit and time.monotonic() - hit[0] < GROUP_TTL_SECONDS:
             return hit[1]
         found: set[str] = set()
-        token = ""
+        page = ""
         for _ in range(MAX_GROUP_PAGES):
             request = SimplelistGroupMemberRequest.builder().group_id(group).member_id_type("open_id")
             request = request.member_type("user").page_size(100)
             response = await self.client.contact.v3.group_member.asimplelist(
-                (request.page_token(token) if token else request).build()
+                (request.page_token(page) if page else request).build()
             )
             if problem("contact.group_member.simplelist", response) is not None:
                 logger.warning("Feishu user group %s could not be read: code %s", group, response.code)
                 break
             found |= {m.member_id for m in response.data.memberlist or [] if m.member_id}
-            token = response.data.page_token or ""
-            if not response.data.has_more or not token:
+            page = response.data.page_token or ""
+            if not response.data.has_more or not page:
                 break
         self._cache[group] = (time.monotonic(), found)
         return found
