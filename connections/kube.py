@@ -20,6 +20,7 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,7 @@ class Connection:
             )
             payload = resp.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise Unreachable(
-                f"Cluster {self.name!r} at {self.server} did not answer: {_root_cause(e)}.",
-                hint="Check that the API server is running and reachable from CloudPilot, and the "
-                "cluster's URL and certificates (clusters_list shows them).",
-                delay=5.0,
-            ) from e
+            raise self._unreachable(e) from e
         return resp.status, payload, resp.headers
 
     def request(
@@ -205,6 +201,53 @@ class Connection:
             if not meta.get("continue"):
                 return items, meta
             query["continue"] = meta["continue"]
+
+    def watch(self, path: str, query: dict[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
+        """The decoded events of one watch request (`?watch=1`), as the API server sends them, until it ends the
+        request (its `timeoutSeconds`) or `timeout` seconds pass without a byte. Raises `Unreachable` when the
+        connection fails (the API server restarting). A resourceVersion too old for the server comes back as the
+        ERROR event with code 410 (as it does mid-stream); other HTTP errors raise as `request` does."""
+        params = [(k, _query_value(v)) for k, v in ({**query, "watch": True}).items() if v is not None]
+        m, url, hdrs, data, post = self.api.param_serialize(
+            "GET",
+            path,
+            query_params=params,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api.call_api(
+                m, url, header_params=hdrs, body=data, post_params=post, _request_timeout=(5.0, timeout)
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise self._unreachable(e) from e
+        response = resp.response
+        try:
+            if response.status == 410:  # the resourceVersion is too old: said the way a running watch says it
+                yield {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+                return
+            if not 200 <= response.status < 300:
+                raise self._error(response.status, response.read(), "GET", path)
+            pending = b""
+            try:
+                for chunk in response.stream(65_536, decode_content=True):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield orjson.loads(line)
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                raise self._unreachable(e) from e
+        finally:
+            response.release_conn()
+
+    def _unreachable(self, e: BaseException) -> Unreachable:
+        return Unreachable(
+            f"Cluster {self.name!r} at {self.server} did not answer: {_root_cause(e)}.",
+            hint="Check that the API server is running and reachable from CloudPilot, and the "
+            "cluster's URL and certificates (clusters_list shows them).",
+            delay=5.0,
+        )
 
     def count(self, path: str) -> int:
         """How many objects a list call would return, without transferring them."""

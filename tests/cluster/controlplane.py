@@ -121,7 +121,10 @@ class ControlPlane:
     """Start with `start()`, stop with `stop()`. `kubeconfig` has contexts `admin` (current, system:masters),
     and `viewer` and `auditor`, users with no permissions until a test binds some."""
 
-    def __init__(self, workdir: Path | None = None, binaries: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path | None = None, binaries: Path | None = None, apiserver_args: tuple[str, ...] = ()
+    ) -> None:
+        self.apiserver_args = apiserver_args
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="cloudpilot-cp-"))
         self.bin = binaries or ensure_binaries()
         self.etcd = shutil.which("etcd") or "/usr/bin/etcd"
@@ -198,6 +201,7 @@ class ControlPlane:
                 f"--kubelet-certificate-authority={pki}/ca.crt",
                 "--max-requests-inflight=1600",
                 "--max-mutating-requests-inflight=800",
+                *self.apiserver_args,
             ],
         )
         self._write_kubeconfig()
@@ -352,6 +356,18 @@ class ControlPlane:
         )
 
     # -- internals ---------------------------------------------------------------------------------
+    def restart_apiserver(self, down_seconds: float = 1.0) -> None:
+        """Kill kube-apiserver (as a crash or a node loss would), wait, start it again with the same arguments;
+        etcd keeps the data. (A graceful stop waits for long-running requests such as watches to end.)"""
+        i, proc = next((i, p) for i, p in enumerate(self.procs) if Path(str(p.args[0])).name == "kube-apiserver")
+        argv = [str(a) for a in proc.args]  # type: ignore[union-attr]
+        proc.kill()
+        proc.wait(30)
+        time.sleep(down_seconds)
+        self.procs.pop(i)
+        self._spawn("kube-apiserver", argv)
+        self._wait_ready()
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 (open for the child's lifetime)
         self._logs.append(log)
