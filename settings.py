@@ -292,6 +292,31 @@ class BotSettings(BaseModel):
     progress_seconds: float = Field(1.5, ge=0, le=60, description="Least time between edits of a progress message.")
 
 
+class WatchSettings(BaseModel):
+    """The event pipeline (watch/): which signals become incidents, and what is done about them."""
+
+    clusters: list[str] = Field(
+        default_factory=list, description="Clusters watched (registry names or contexts); empty = the default one."
+    )
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces watched; empty = all.")
+    reasons_extra: list[str] = Field(
+        default_factory=list, description="Event reasons that count as critical besides the shipped catalogue."
+    )
+    reasons_ignored: list[str] = Field(default_factory=list, description="Catalogue reasons to ignore.")
+    window_seconds: float = Field(600.0, gt=0, description="Signals of one root object this close are one incident.")
+    quiet_seconds: float = Field(900.0, gt=0, description="An incident with no signal for this long resolves.")
+    flap_limit: int = Field(3, ge=1, description="Reopened this often within an hour, an incident is flapping.")
+    investigate: bool = Field(
+        True, description="Start the team's autofix on each new incident (plans still wait for approval)."
+    )
+    token: SecretStr | None = Field(
+        None, description="Bearer token Alertmanager and other senders must present (required to receive)."
+    )
+    host: str = Field("127.0.0.1", description="HTTP bind address of the receivers (/alertmanager, /events).")
+    port: int = Field(9095, ge=1, le=65535, description="HTTP port of the receivers.")
+    max_body_bytes: int = Field(1_000_000, ge=1_000, le=20_000_000, description="Largest request body accepted.")
+
+
 class ServerSettings(BaseModel):
     """The MCP transport."""
 
@@ -347,6 +372,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     feishu: FeishuSettings = Field(default_factory=FeishuSettings)
     bots: BotSettings = Field(default_factory=BotSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logs go to stderr.")
 
     @classmethod

@@ -5,6 +5,7 @@ cloudpilot tokens create|list|revoke ...  bearer tokens for the HTTP transport
 cloudpilot chat | autofix NAMESPACE ...    the agent team at a terminal, plans approved inline
 cloudpilot approvals [list|approve|reject] the team's pending plans; cloudpilot trace THREAD: a thread's steps
 cloudpilot bot                             the Slack and Feishu/Lark apps, and the chat outbox's deliveries
+cloudpilot watch                           incidents from cluster events and alerts (in progress)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ COMMANDS = {
     "approvals": "cli.approvals:main",
     "trace": "cli.approvals:trace_main",
     "bot": "cli.bot:main",
+    "watch": "cli.watch:main",
 }
 
 

@@ -42,6 +42,7 @@ class Incident:
     flapping: bool = False
     resolved_at: float | None = None
     severity: str = "warning"
+    ref: int = 0  # its id in the store, once stored
 
     def take(self, s: Signal) -> None:
         self.last_at = max(self.last_at, s.at)
@@ -50,7 +51,7 @@ class Incident:
         self.events += s.count
         if s.object not in self.objects and len(self.objects) < MAX_OBJECTS:
             self.objects.append(s.object)
-        if s.source == "alertmanager":
+        if s.source != "kube":  # alerts and other senders say when it clears; Kubernetes events do not
             self.firing.add(s.fingerprint)
         if s.severity == "critical":
             self.severity = "critical"
@@ -136,6 +137,11 @@ class Grouper:
         self.seen = {fp: v for fp, v in self.seen.items() if now - v[0] <= max(self.dedup, self.window)}
         self.closed = {w: i for w, i in self.closed.items() if now - (i.resolved_at or 0) <= self.flap_window}
         return changes
+
+    def resolve(self, incident: Incident, at: float) -> Change:
+        """Resolve an open incident now (its fix was verified)."""
+        self._close((incident.cluster, incident.root), incident, at)
+        return Change("resolved", incident)
 
     def _resolve_alert(self, where: tuple[str, str], s: Signal) -> Change | None:
         incident = self.open.get(where)
