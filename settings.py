@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-TOOLSETS = ("core", "istio", "diagnose", "rca", "fix", "runbooks", "agents")
+TOOLSETS = ("core", "istio", "diagnose", "rca", "fix", "runbooks", "incidents", "agents")
 
 
 class KubeSettings(BaseModel):

@@ -17,7 +17,7 @@ from tools.catalogue import ToolSpec
 from tools.diagnose import Diagnosis
 
 NAME = "researcher"
-TOOLSETS = {"core", "istio", "diagnose", "rca", "runbooks"}
+TOOLSETS = {"core", "istio", "diagnose", "rca", "runbooks", "incidents"}
 ANALYSIS = frozenset({"rca_from_csv", "correlate_series", "forecast_series", "recommend_replicas"})  # the coder's
 
 

@@ -33,6 +33,7 @@ HELP = (
     "• `diagnose <namespace>` — what is wrong there, with evidence and fixes\n"
     "• `autofix <namespace> [deployment]` — diagnose, plan a fix and ask for approval (no model needed)\n"
     "• `pending` — plans waiting for an approval\n"
+    "• `incidents` — what the event pipeline has open; `incident <number>` — one with its timeline\n"
     "• `help` — this text\n"
     "Plans come with Approve / Reject buttons; only the configured approvers can use them."
 )
@@ -153,6 +154,10 @@ class Bot:
                 return await self.team.read("diagnose", {"namespace": rest[0], "limit": 20}, user=reader)
             if verb == "diagnose":
                 return "Usage: `diagnose <namespace>`, e.g. `diagnose shop`."
+            if verb == "incidents" and not rest:
+                return await self.team.read("incidents_list", {"status": "open"}, user=reader)
+            if verb == "incident" and len(rest) == 1 and rest[0].lstrip("#").isdigit() and len(rest[0]) < 10:
+                return await self.team.read("incident_get", {"incident_id": int(rest[0].lstrip("#"))}, user=reader)
             if verb == "pending" and not rest:
                 waiting = self.team.pending()
                 return "\n".join(a.line() for a in waiting) if waiting else "No plans are waiting for approval."

@@ -61,6 +61,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.fix",
     "tools.mutations",
     "tools.runbooks",
+    "tools.incidents",
 )
 
 

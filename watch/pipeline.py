@@ -35,7 +35,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
     ) -> None:
         w = runtime.settings.watch
-        self.settings = w
+        self.runtime, self.settings = runtime, w
         self.grouper = Grouper(window=w.window_seconds, quiet=w.quiet_seconds, flap_limit=w.flap_limit)
         self.incidents = Incidents(runtime.store)
         self.audit = AuditLog(runtime.store)

@@ -249,18 +249,22 @@ async def test_slash_commands_answer_privately(api, namespace, write_settings, t
     settings = chat_settings(write_settings, tmp_path, slack, None)
     caplog.set_level(logging.DEBUG)  # every library's debug log too
     async with running(settings) as (_bots, http):
-        for i, text in enumerate(["help", f"diagnose {namespace}", "pending", "diagnose ../etc"]):
+        for i, text in enumerate(
+            ["help", f"diagnose {namespace}", "pending", "diagnose ../etc", "incidents", "incident 7"]
+        ):
             fields = slash("/cloudpilot", text, user=ALICE, channel=CHANNEL, response_url=slack.response_url(f"r{i}"))
             body = urllib.parse.urlencode(fields)
             headers = signed_headers(body, SIGNING_SECRET) | {"Content-Type": "application/x-www-form-urlencoded"}
             assert (await http.post("/slack/events", content=body, headers=headers)).status_code == 200
         said = await eventually(
-            lambda: len(slack.responses) == 4 and {r["id"]: r for r in slack.responses}, "4 answers"
+            lambda: len(slack.responses) == 6 and {r["id"]: r for r in slack.responses}, "6 answers"
         )
     assert "`diagnose <namespace>`" in said["r0"]["text"]
     assert "Deployment" in said["r1"]["text"] and namespace in said["r1"]["text"]
     assert said["r2"]["text"] == "No plans are waiting for approval."
     assert said["r3"]["text"].startswith("Usage: `diagnose <namespace>`")
+    assert said["r4"]["text"] == "no incidents."
+    assert "There is no incident 7." in said["r5"]["text"]
     assert all(r["response_type"] == "ephemeral" for r in said.values())
     assert caplog.records  # the libraries did log, at length
     assert not any(secret in caplog.text for secret in (BOT_TOKEN, SIGNING_SECRET, APP_TOKEN))

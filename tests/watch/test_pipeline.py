@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from agents.api import Team
-from runtime import Principal, Runtime
+from guard.pipeline import Pipeline as GuardedPipeline
+from runtime import LOCAL, Principal, Runtime
 from settings import Settings, WatchSettings
 from store.incidents import Incidents
 from tests.agents.conftest import Recorder
 from tests.fix.scenarios import SCENARIOS, deployment, event, kubelet, newest_pods
+from tools.catalogue import enabled_tools
 from watch.pipeline import Pipeline
 from watch.receivers import receivers
 from watch.service import Service
@@ -159,3 +161,20 @@ async def _until(check, what: str, timeout: float = 90.0) -> None:
     with anyio.fail_after(timeout):
         while not check():
             await anyio.sleep(0.1)
+
+
+async def test_incidents_are_read_through_the_tools_and_the_bot_commands(http_pipeline):
+    pipeline, http, _, _ = http_pipeline
+    async with http:
+        await http.post("/alertmanager", json=alerts("firing", "Errors"), headers={"Authorization": f"Bearer {TOKEN}"})
+    guarded = GuardedPipeline(pipeline.runtime, enabled_tools(pipeline.runtime.settings))
+    listed = await guarded.call("incidents_list", {"status": "open"}, principal=LOCAL, client="test")
+    assert "#1 [open] critical Service shop/checkout: Errors" in listed.text
+    shown = await guarded.call("incident_get", {"incident_id": 1}, principal=LOCAL, client="test")
+    assert "opened: Errors on Service shop/checkout" in shown.text and "notified" in shown.text
+    missing = await guarded.call("incident_get", {"incident_id": 99}, principal=LOCAL, client="test")
+    assert missing.is_error and "incidents_list" in missing.text
+    hostile = await guarded.call(
+        "incident_get", {"incident_id": "1; DROP TABLE incidents"}, principal=LOCAL, client="test"
+    )
+    assert hostile.is_error and Incidents(pipeline.runtime.store).get(1) is not None
