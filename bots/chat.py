@@ -90,6 +90,25 @@ Members = Callable[[str], Awaitable[set[str]]]  # a user group's member ids (Sla
 Working = Callable[[str, Notification], Awaitable[None]]  # show a status line on the plan message
 
 
+class GroupMembers:
+    """Members of a platform's user groups, read by `fetch` and kept for five minutes (a click should not wait on
+    the platform's API each time). A group that cannot be read has no members: nobody is let in by mistake."""
+
+    TTL_SECONDS = 300.0
+
+    def __init__(self, fetch: Members) -> None:
+        self.fetch = fetch
+        self._cache: dict[str, tuple[float, set[str]]] = {}
+
+    async def members(self, group: str) -> set[str]:
+        hit = self._cache.get(group)
+        if hit and time.monotonic() - hit[0] < self.TTL_SECONDS:
+            return hit[1]
+        found = await self.fetch(group)
+        self._cache[group] = (time.monotonic(), found)
+        return found
+
+
 class Bot:
     """The rules of the chat bots, over the agent team's Python API."""
 
@@ -290,4 +309,4 @@ def thread_key(platform: str, channel: str, root: str) -> str:
     return ":".join(parts)[:128]
 
 
-__all__ = ["Bot", "ChatUser", "Click", "Progress", "Thread", "proposal", "thread_key"]
+__all__ = ["Bot", "ChatUser", "Click", "GroupMembers", "Progress", "Thread", "proposal", "thread_key"]

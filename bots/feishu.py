@@ -23,7 +23,6 @@ import json
 import logging
 import re
 import threading
-import time
 from typing import Any
 
 import anyio
@@ -45,7 +44,7 @@ from lark_oapi.event.callback.model.p2_card_action_trigger import (
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from bots.chat import Bot, ChatUser, Click, thread_key
+from bots.chat import Bot, ChatUser, Click, GroupMembers, thread_key
 from bots.replay import ReplayGuard
 from errors import InvalidInput
 from notifiers import Notification
@@ -57,7 +56,6 @@ logger = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4000  # one answer card's markdown
 TOAST_WAIT_SECONDS = 2.5  # Feishu waits 3 s for a card callback's answer
-GROUP_TTL_SECONDS = 300.0
 MAX_GROUP_PAGES = 20  # 2,000 members: a bigger approver group is a mistake
 _MENTION = re.compile(r"@_user_\d+")
 
@@ -105,34 +103,28 @@ async def patch(client: lark.Client, message_id: str, content: dict[str, Any]) -
         raise failed
 
 
-class FeishuGroups:
-    """Members (open_ids) of Feishu user groups, cached for five minutes; a group that cannot be read has none."""
+def feishu_groups(client: lark.Client) -> GroupMembers:
+    """Members (open_ids) of Feishu user groups (`contact.v3.group_member`, scope contact:group:readonly)."""
 
-    def __init__(self, client: lark.Client) -> None:
-        self.client = client
-        self._cache: dict[str, tuple[float, set[str]]] = {}
-
-    async def members(self, group: str) -> set[str]:
-        hit = self._cache.get(group)
-        if hit and time.monotonic() - hit[0] < GROUP_TTL_SECONDS:
-            return hit[1]
+    async def fetch(group: str) -> set[str]:
         found: set[str] = set()
         page = ""
         for _ in range(MAX_GROUP_PAGES):
             request = SimplelistGroupMemberRequest.builder().group_id(group).member_id_type("open_id")
             request = request.member_type("user").page_size(100)
-            response = await self.client.contact.v3.group_member.asimplelist(
+            response = await client.contact.v3.group_member.asimplelist(
                 (request.page_token(page) if page else request).build()
             )
             if problem("contact.group_member.simplelist", response) is not None:
                 logger.warning("Feishu user group %s could not be read: code %s", group, response.code)
-                break
+                return set()
             found |= {m.member_id for m in response.data.memberlist or [] if m.member_id}
             page = response.data.page_token or ""
             if not response.data.has_more or not page:
                 break
-        self._cache[group] = (time.monotonic(), found)
         return found
+
+    return GroupMembers(fetch)
 
 
 class FeishuApp:
@@ -141,7 +133,7 @@ class FeishuApp:
     def __init__(self, bot: Bot, settings: Settings, client: lark.Client, loop: asyncio.AbstractEventLoop) -> None:
         self.bot, self.settings, self.client, self.loop = bot, settings, client, loop
         self.events = ReplayGuard(settings.bots.replay_window_seconds)
-        self.groups = FeishuGroups(client)
+        self.groups = feishu_groups(client)
         self.tasks: set[concurrent.futures.Future[Any]] = set()
         feishu = settings.feishu
         key = feishu.encrypt_key.get_secret_value() if feishu.encrypt_key else ""

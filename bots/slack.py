@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -23,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from bots.chat import HELP, Bot, ChatUser, Click, thread_key
+from bots.chat import HELP, Bot, ChatUser, Click, GroupMembers, thread_key
 from bots.replay import ReplayGuard
 from errors import InvalidInput
 from notifiers import Notification
@@ -33,7 +32,6 @@ from settings import Settings
 logger = logging.getLogger(__name__)
 
 TEXT_LIMIT = 3000  # a section's text
-GROUP_TTL_SECONDS = 300.0
 _MENTION = re.compile(r"<@[A-Z0-9]+>")
 
 
@@ -57,25 +55,18 @@ class SlackThread:
         await self.client.chat_update(channel=self.channel, ts=ref, text=shown, blocks=blocks or [])
 
 
-class SlackGroups:
-    """Members of Slack user groups (`usergroups.users.list`), cached for five minutes."""
+def slack_groups(client: AsyncWebClient) -> GroupMembers:
+    """Members of Slack user groups (`usergroups.users.list`, scope usergroups:read)."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
-        self.client = client
-        self._cache: dict[str, tuple[float, set[str]]] = {}
-
-    async def members(self, group: str) -> set[str]:
-        hit = self._cache.get(group)
-        if hit and time.monotonic() - hit[0] < GROUP_TTL_SECONDS:
-            return hit[1]
+    async def fetch(group: str) -> set[str]:
         try:
-            answer = await self.client.usergroups_users_list(usergroup=group)
-            users = set(answer.get("users") or [])
+            answer = await client.usergroups_users_list(usergroup=group)
         except SlackApiError as exc:
             logger.warning("Slack user group %s could not be read: %s", group, exc.response.get("error"))
-            users = set()
-        self._cache[group] = (time.monotonic(), users)
-        return users
+            return set()
+        return set(answer.get("users") or [])
+
+    return GroupMembers(fetch)
 
 
 def build(bot: Bot, settings: Settings, client: AsyncWebClient | None = None) -> AsyncApp:
@@ -91,7 +82,7 @@ def build(bot: Bot, settings: Settings, client: AsyncWebClient | None = None) ->
         signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else "socket-mode",
         request_verification_enabled=slack.mode == "http",
     )
-    groups = SlackGroups(client)
+    groups = slack_groups(client)
 
     async def answer(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("bot_id") or event.get("subtype"):
