@@ -115,7 +115,7 @@ async def replay(minutes: float, incidents: int) -> None:
     tracemalloc.start()
     memory: list[tuple[int, float]] = []
     started = time.perf_counter()
-    processed, rounds, last_tick = 0, 0, 0.0
+    processed, rounds, last_tick, worst, seen = 0, 0, 0.0, 0.0, 0
     deadline = started + minutes * 60
     # the storm is replayed again and again (shifted in time) until the time is up: a sustained load
     while time.perf_counter() < deadline:
@@ -131,8 +131,11 @@ async def replay(minutes: float, incidents: int) -> None:
             before = sink.count
             await pipeline.take(signal)
             opened = sink.count > before and sink.last and sink.last[1].title.split(": ", 1)[0].endswith("opened")
-            if opened and sink.last and len(latencies) < 100_000:
-                latencies.append(sink.last[0] - first_seen[f"{rounds}/{signal.root}"])
+            if opened and sink.last:
+                took_ms = sink.last[0] - first_seen[f"{rounds}/{signal.root}"]
+                worst, seen = max(worst, took_ms), seen + 1
+                if len(latencies) < 5_000:  # a fixed sample: a growing list would be the benchmark's own growth
+                    latencies.append(took_ms)
             if now[0] - last_tick >= 5:
                 await pipeline.tick()
                 last_tick = now[0]
@@ -162,8 +165,8 @@ async def replay(minutes: float, incidents: int) -> None:
           f"Normal noise), replayed {rounds} times in {took / 60:.1f} min")  # fmt: skip
     print("| figure | CloudPilot (one Python process) | Aetherius (published) |\n|---|---|---|")
     print(f"| events per minute, sustained | {per_minute:,.0f} | {AETHERIUS_PER_MINUTE:,}+ (Go manager) |")
-    print(f"| first event → notification | median {statistics.median(latencies) * 1000:.2f} ms, "
-          f"max {max(latencies) * 1000:.1f} ms (n={len(latencies)}) | < 1 s (processing latency) |")  # fmt: skip
+    print(f"| first event → notification | median {statistics.median(latencies) * 1000:.2f} ms (first 5,000), "
+          f"max {worst * 1000:.1f} ms (n={seen:,}) | < 1 s (processing latency) |")  # fmt: skip
     print(f"| incidents produced / true (first replay) | {sum(produced.values())} / {len(truths)} | — |")
     print(f"| grouping precision / recall | {precision:.3f} / {recall:.3f} | — |")
     print("\nPython heap by events processed (MB): " + ", ".join(f"{n // 1000}k: {mb:.1f}" for n, mb in memory))
