@@ -145,8 +145,9 @@ class Bot:
 
     async def show(self, reply: Reply, out: Thread, ref: str | None = None) -> None:
         """The team's reply in the thread: the answer (split if long) and, for a plan, the plan with its buttons."""
-        pieces = split(reply.answer, out.limit) or ["(no answer)"]
-        if reply.approval is not None:
+        if reply.approval is None:
+            pieces = split(reply.answer, out.limit) or ["(no answer)"]
+        else:  # the plan message below says what it waits for, with its buttons
             pieces = split(reply.answer.split("\n\nWaiting for approval")[0], out.limit) or ["A plan is ready."]
         if ref is None:
             ref = await out.post(pieces[0])
@@ -207,9 +208,10 @@ class Bot:
         if approve and self.needs_two(ticket):
             first = self._first(ticket.id)
             if first is None:
-                self._record_first(ticket.id, user)
-                note = proposal(ticket, first=user.label)
-                return Click(ephemeral="Your approval is recorded; a second approver is needed.", note=note)
+                first = self._record_first(ticket.id, user)  # the one stored: two first clicks at once, one wins
+                if first[0] == f"{user.platform}:{user.id}":
+                    note = proposal(ticket, first=user.label)
+                    return Click(ephemeral="Your approval is recorded; a second approver is needed.", note=note)
             if first[0] == f"{user.platform}:{user.id}":
                 return Click(ephemeral="You already approved this plan; the two-person rule needs someone else.")
             decider = Principal(f"{first[1]} + {user.label}", frozenset({"read", "write"}), transport=user.platform)
@@ -255,11 +257,15 @@ class Bot:
         )
         return (rows[0]["first_by"], rows[0]["first_label"]) if rows else None
 
-    def _record_first(self, approval_id: str, user: ChatUser) -> None:
+    def _record_first(self, approval_id: str, user: ChatUser) -> tuple[str, str]:
+        """Store `user` as the first approver unless someone got there first; return whoever is first."""
         self.store.execute(
             "INSERT OR IGNORE INTO chat_approvals (approval_id, first_by, first_label, at) VALUES (?,?,?,?)",
             (approval_id, f"{user.platform}:{user.id}", user.label, datetime.now(UTC).isoformat(timespec="seconds")),
         )
+        first = self._first(approval_id)
+        assert first is not None
+        return first
 
     async def _say(self, out: Thread, text: str) -> None:
         for piece in split(text, out.limit) or ["(nothing to show)"]:

@@ -60,7 +60,9 @@ class Bots:
     ) -> AsyncIterator[Bots]:
         """Everything the settings configure; the outbox worker runs while the context is open."""
         settings = runtime.settings
-        async with Team.open(runtime, model=model) as team:
+        outbox = notifiers.outbox_from_settings(settings, runtime.store)
+        sinks = notifiers.from_settings(settings, runtime.store, outbox)
+        async with Team.open(runtime, model=model, sinks=sinks) as team:
             bots = cls(Bot(team, settings, runtime.store), runtime)
             if settings.slack.bot_token:
                 bots.slack_app = slack.build(bots.bot, settings, slack_client)
@@ -82,7 +84,7 @@ class Bots:
                     "No chat app is configured.",
                     hint="Set slack.bot_token (+ signing_secret or app_token) or feishu.app_id and app_secret.",
                 )
-            bots.outbox = notifiers.outbox_from_settings(settings, runtime.store)
+            bots.outbox = outbox
             async with anyio.create_task_group() as tg:
                 if bots.outbox is not None:
                     tg.start_soon(bots.outbox.run)

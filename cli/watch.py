@@ -38,9 +38,9 @@ def command(args: argparse.Namespace, settings: Settings, store: Store) -> int:
 
 async def _watch(settings: Settings, store: Store) -> None:
     rt = Runtime(settings, store)
-    sinks = notifiers.from_settings(settings, store)
     outbox = notifiers.outbox_from_settings(settings, store)
-    async with Team.open(rt) as team:
+    sinks = notifiers.from_settings(settings, store, outbox)  # one outbox for the team, the pipeline and the worker
+    async with Team.open(rt, sinks=sinks) as team:
         service = Service(rt, Pipeline(rt, team=team, sinks=sinks))
         tasks = [asyncio.create_task(service.run())]
         if outbox is not None:

@@ -145,19 +145,9 @@ class Connection:
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
-        params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
-        m, url, hdrs, data, post = self.api.param_serialize(
-            method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
+        wait = timeout or self.timeout
+        resp = self._open(method, path, query or {}, headers, body, (min(5.0, wait), wait))
         try:
-            resp = self.api.call_api(
-                m,
-                url,
-                header_params=hdrs,
-                body=data,
-                post_params=post,
-                _request_timeout=(min(5.0, timeout or self.timeout), timeout or self.timeout),
-            )
             payload = resp.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise self._unreachable(e) from e
@@ -207,20 +197,7 @@ class Connection:
         request (its `timeoutSeconds`) or `timeout` seconds pass without a byte. Raises `Unreachable` when the
         connection fails (the API server restarting). A resourceVersion too old for the server comes back as the
         ERROR event with code 410 (as it does mid-stream); other HTTP errors raise as `request` does."""
-        params = [(k, _query_value(v)) for k, v in ({**query, "watch": True}).items() if v is not None]
-        m, url, hdrs, data, post = self.api.param_serialize(
-            "GET",
-            path,
-            query_params=params,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
-        try:
-            resp = self.api.call_api(
-                m, url, header_params=hdrs, body=data, post_params=post, _request_timeout=(5.0, timeout)
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise self._unreachable(e) from e
+        resp = self._open("GET", path, {**query, "watch": True}, {"Accept": "application/json"}, None, (5.0, timeout))
         response = resp.response
         try:
             if response.status == 410:  # the resourceVersion is too old: said the way a running watch says it
@@ -240,6 +217,25 @@ class Connection:
                 raise self._unreachable(e) from e
         finally:
             response.release_conn()
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any],
+        headers: dict[str, str],
+        body: Any,
+        timeout: tuple[float, float],
+    ) -> Any:
+        """Send one request and return the response unread (a watch streams it). Raises Unreachable only."""
+        params = [(k, _query_value(v)) for k, v in query.items() if v is not None]
+        m, url, hdrs, data, post = self.api.param_serialize(
+            method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        try:
+            return self.api.call_api(m, url, header_params=hdrs, body=data, post_params=post, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise self._unreachable(e) from e
 
     def _unreachable(self, e: BaseException) -> Unreachable:
         return Unreachable(

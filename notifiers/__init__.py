@@ -56,9 +56,10 @@ __all__ = [
 ]
 
 
-def from_settings(settings: Settings, store: Store | None = None) -> list[Notifier]:
+def from_settings(settings: Settings, store: Store | None = None, outbox: Outbox | None = None) -> list[Notifier]:
     """The sinks the settings ask for: the log, a signed webhook, Slack/Feishu webhooks, and — given the store —
-    the chat outbox when a Slack or Feishu app is configured.
+    the chat outbox when a Slack or Feishu app is configured. A process that runs the outbox's worker passes its
+    `outbox`, so that one outbox (one set of clients, one pacing per channel) serves both.
 
     Raises:
         InvalidInput: a webhook URL without its secret (deliveries are always signed), or a URL that is not
@@ -86,7 +87,8 @@ def from_settings(settings: Settings, store: Store | None = None) -> list[Notifi
         sinks.append(
             FeishuWebhookNotifier(settings.feishu.webhook_url, settings.feishu.webhook_secret, notify.timeout_seconds)
         )
-    outbox = outbox_from_settings(settings, store) if store is not None else None
+    if outbox is None and store is not None:
+        outbox = outbox_from_settings(settings, store)
     if outbox is not None:
         sinks.append(OutboxNotifier(outbox, partial(destinations, settings=settings), notify.timeout_seconds))
     return sinks

@@ -156,6 +156,10 @@ class Proposal:
     expires_at: str = ""
     destructive: bool = False
 
+    def by_command(self) -> str:
+        """How to decide it where there are no buttons (incoming webhooks, custom bots)."""
+        return f"Approve or reject with `cloudpilot approvals approve|reject {self.approval_id}`."
+
     def terms(self) -> str:
         """The small print under the diff: when it expires, and whether two approvers may be needed."""
         parts = [f"Expires {self.expires_at}"] if self.expires_at else []

@@ -126,9 +126,7 @@ class FeishuWebhookNotifier:
         self._attempts = attempts
 
     async def send(self, n: Notification) -> None:
-        status = ""
-        if n.proposal:
-            status = f"Approve or reject with `cloudpilot approvals approve|reject {n.proposal.approval_id}`."
+        status = n.proposal.by_command() if n.proposal else ""
         payload: dict[str, Any] = {"msg_type": "interactive", "card": card(n, 1, status)}
         outcome = ""
         async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as http:

@@ -101,9 +101,7 @@ class SlackWebhookNotifier:
         self._attempts = attempts
 
     async def send(self, n: Notification) -> None:
-        status = ""
-        if n.proposal:
-            status = f"Approve or reject with `cloudpilot approvals approve|reject {n.proposal.approval_id}`."
+        status = n.proposal.by_command() if n.proposal else ""
         text, blocks = message(n, 1, status)
         for attempt in range(self._attempts):
             answer = await self._client.send(text=text, blocks=blocks)

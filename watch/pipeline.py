@@ -71,11 +71,6 @@ class Pipeline:
             await self._record(change)
         return changes
 
-    async def settle(self) -> None:
-        """Wait for the investigations started so far (tests, a graceful stop)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
     async def _record(self, change: Change) -> None:
         incident = change.incident
         incident.ref = self.incidents.save(incident.ref, _values(incident))

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engines.incidents import Signal, is_critical, root_of
+from engines.incidents.model import explain
 from engines.incidents.roots import key
 from errors import InvalidInput
 from settings import WatchSettings
@@ -67,9 +68,8 @@ def from_generic(payload: Any, cluster: str) -> Signal:
     try:
         e = GenericEvent.model_validate(payload)
     except ValidationError as err:
-        where = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}" for x in err.errors()[:5])
         raise InvalidInput(
-            f"Not a CloudPilot event ({where}).",
+            f"Not a CloudPilot event ({explain(err)}).",
             hint='POST JSON like {"reason": "HighErrorRate", "kind": "Deployment", "namespace": "shop", '
             '"name": "checkout", "message": "...", "severity": "critical"}.',
         ) from None

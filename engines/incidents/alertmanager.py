@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engines.incidents.model import Signal
+from engines.incidents.model import Signal, explain
 from engines.incidents.roots import key, root_of
 
 MAX_ALERTS = 1000  # Alertmanager sends at most max_alerts (default: all); a bigger batch is refused, not truncated
@@ -49,9 +49,8 @@ def signals_from_alertmanager(payload: Any, cluster: str) -> list[Signal]:
     try:
         parsed = _Payload.model_validate(payload)
     except ValidationError as e:
-        where = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors()[:5])
         raise AlertmanagerError(
-            f"Not an Alertmanager webhook payload ({where}). Point an Alertmanager receiver's webhook_configs url "
+            f"Not an Alertmanager webhook payload ({explain(e)}). Point an Alertmanager receiver's webhook_configs url "
             "here; its body has version, status and alerts[] with status, labels, annotations, startsAt."
         ) from None
     found = []

@@ -7,6 +7,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 _NUMBERS = re.compile(r"\d+")
 
 
@@ -49,3 +51,8 @@ class Signal:
         shape = _NUMBERS.sub("#", self.message)[:200]
         basis = "\x1f".join((self.source, self.cluster, self.object, self.reason, shape))
         return hashlib.blake2b(basis.encode(), digest_size=12).hexdigest()
+
+
+def explain(error: ValidationError, most: int = 5) -> str:
+    """Which fields of a payload are wrong and why, e.g. "alerts.0.status: Input should be 'firing' or ..."."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:most])
