@@ -230,6 +230,7 @@ def principal() -> Principal:
 
 
 CHAT_TRANSPORTS = ("slack", "feishu")  # people deciding with a chat button (bots/), audited as such
+DECIDED_OUTSIDE = {"slack": "slack button", "feishu": "feishu button", "policy": "watch.policy_file"}  # how, audited
 
 
 def approval_methods(settings: Settings, transport: str) -> set[str]:

@@ -25,13 +25,16 @@ from pydantic import BaseModel, Field
 
 import cli
 import prompts
+import watch.service as watch
 from agents.mcp import agent_tools, close_team
+from errors import CloudPilotError
 from guard import auth
 from guard.mask import MaskingFilter
 from guard.pipeline import Pipeline
 from runtime import LOCAL, Principal, Runtime, bind
 from settings import Settings, load_settings
 from tools.catalogue import ToolSpec, enabled_tools
+from watch.pipeline import policy_from_settings
 
 try:
     __version__ = version("cloudpilot")
@@ -242,7 +245,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     for handler in logging.getLogger().handlers:  # logs never carry what tool answers may not
         handler.addFilter(MaskingFilter())
-    server = build_server(settings)
+    runtime = Runtime(settings)
+    if settings.watch.in_server:
+        try:  # a policy that does not hold stops the start, not the pipeline later
+            policy_from_settings(runtime)
+        except CloudPilotError as e:
+            sys.exit(f"cloudpilot: {e}")
+    server = build_server(settings, runtime)
     if settings.server.transport == "http":
         try:
             warning = auth.check_binding(settings, tokens_configured=server.settings.auth is not None)
@@ -257,7 +266,27 @@ def main(argv: list[str] | None = None) -> None:
         settings.server.transport,
         "on" if settings.safety.allow_write else "off",
     )
-    server.run("stdio" if settings.server.transport == "stdio" else "streamable-http")
+    anyio.run(serve, server, runtime)
+
+
+async def serve(server: FastMCP, runtime: Runtime) -> None:
+    """The MCP transport, and beside it, once per process, the event pipeline when `watch.in_server` is on (the
+    server's own lifespan runs once per MCP session over HTTP)."""
+    async with anyio.create_task_group() as tg:
+        if runtime.settings.watch.in_server:
+            tg.start_soon(_watch, runtime)
+        if runtime.settings.server.transport == "stdio":
+            await server.run_stdio_async()
+        else:
+            await server.run_streamable_http_async()
+        tg.cancel_scope.cancel()
+
+
+async def _watch(runtime: Runtime) -> None:
+    try:
+        await watch.serve(runtime)
+    except Exception:  # the tools go on serving without it
+        logger.exception("the event pipeline (watch.in_server) stopped")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import platformdirs
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -292,6 +292,9 @@ class BotSettings(BaseModel):
     progress_seconds: float = Field(1.5, ge=0, le=60, description="Least time between edits of a progress message.")
 
 
+WatchSource = Literal["events", "pods", "nodes", "workloads", "configmaps", "secrets", "istio"]
+
+
 class WatchSettings(BaseModel):
     """The event pipeline (watch/): which signals become incidents, and what is done about them."""
 
@@ -306,9 +309,24 @@ class WatchSettings(BaseModel):
     window_seconds: float = Field(600.0, gt=0, description="Signals of one root object this close are one incident.")
     quiet_seconds: float = Field(900.0, gt=0, description="An incident with no signal for this long resolves.")
     flap_limit: int = Field(3, ge=1, description="Reopened this often within an hour, an incident is flapping.")
+    sources: list[WatchSource] = Field(
+        default_factory=lambda: list(get_args(WatchSource)),
+        description="What is watched per cluster. Secrets are read only to hash their content for the change "
+        "history; drop `secrets` where CloudPilot may not list them.",
+    )
     investigate: bool = Field(
         True, description="Start the team's autofix on each new incident (plans still wait for approval)."
     )
+    investigations_at_once: int = Field(2, ge=1, le=50, description="Incidents investigated at the same time.")
+    investigations_per_hour: int = Field(
+        30, ge=0, le=10_000, description="Investigations started per rolling hour; beyond, incidents are only recorded."
+    )
+    policy_file: Path | None = Field(
+        None,
+        description="YAML policy of automatic fixes, maintenance windows, rate limit and circuit breaker (see README). "
+        "Without one, every fix waits for a person.",
+    )
+    in_server: bool = Field(False, description="Run the event pipeline inside `cloudpilot serve` too.")
     token: SecretStr | None = Field(
         None, description="Bearer token Alertmanager and other senders must present (required to receive)."
     )

@@ -45,6 +45,8 @@ from guard import validate
 from guard.bounds import clip
 from guard.mask import mask_text
 from runtime import Principal, Runtime
+from store.incidents import Incidents
+from tools.incidents import acknowledge
 
 QUESTION_CHARS = 8_000
 EVENT_CHARS = 4_000
@@ -222,6 +224,11 @@ class Team:
             raise NotAllowed(f"{tool!r} is not a read-only tool of this server.")
         answer = await self.crew.pipeline.call(tool, arguments, principal=user, client="chat")
         return answer.text
+
+    def acknowledge(self, incident_id: int, *, user: Principal) -> str:
+        """Mark an open incident of the event pipeline as handled by `user` (authenticated by the caller)."""
+        record = acknowledge(Incidents(self.runtime.store), incident_id, user.name)
+        return f"Incident #{record.id} acknowledged by {record.acknowledged_by}."
 
     # -- reading threads ------------------------------------------------------------------------------------------
     def trace(self, thread_id: str, limit: int = 500) -> list[Step]:

@@ -19,7 +19,7 @@ from agents.crew import Turn
 from agents.notifier import proposal
 from agents.state import TeamState
 from notifiers import deliver
-from runtime import CHAT_TRANSPORTS, Principal, approval_methods, caller
+from runtime import CHAT_TRANSPORTS, DECIDED_OUTSIDE, Principal, approval_methods, caller
 from store.audit import AuditLog
 from tools.fix import ApplyResult
 from tools.fixloop import load, pre_approved
@@ -88,7 +88,7 @@ async def apply(turn: Turn, state: TeamState) -> dict[str, Any]:
         text = f"Plan {plan_id} was rejected by {decision['by']}; nothing was applied."
         return {"outcome": {"status": "rejected", "text": text}}
     by_policy = decision["by"] == POLICY
-    via = str(decision["via"]) if decision.get("via") in CHAT_TRANSPORTS else "agent"
+    via = str(decision["via"]) if decision.get("via") in DECIDED_OUTSIDE else "agent"
     decider = turn.user if by_policy else Principal(decision["by"], frozenset(decision["scopes"]), transport=via)
 
     async def approved(_: str) -> bool:  # the person already saw the diff and decided, in the interrupt

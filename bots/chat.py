@@ -34,6 +34,7 @@ HELP = (
     "• `autofix <namespace> [deployment]` — diagnose, plan a fix and ask for approval (no model needed)\n"
     "• `pending` — plans waiting for an approval\n"
     "• `incidents` — what the event pipeline has open; `incident <number>` — one with its timeline\n"
+    "• `ack <number>` — acknowledge an incident: you are handling it\n"
     "• `help` — this text\n"
     "Plans come with Approve / Reject buttons; only the configured approvers can use them."
 )
@@ -176,8 +177,10 @@ class Bot:
                 return "Usage: `diagnose <namespace>`, e.g. `diagnose shop`."
             if verb == "incidents" and not rest:
                 return await self.team.read("incidents_list", {"status": "open"}, user=reader)
-            if verb == "incident" and len(rest) == 1 and rest[0].lstrip("#").isdigit() and len(rest[0]) < 10:
-                return await self.team.read("incident_get", {"incident_id": int(rest[0].lstrip("#"))}, user=reader)
+            if verb == "incident" and (number := _number(rest)):
+                return await self.team.read("incident_get", {"incident_id": number}, user=reader)
+            if verb in ("ack", "acknowledge") and (number := _number(rest)):
+                return self.team.acknowledge(number, user=user.principal("read"))
             if verb == "pending" and not rest:
                 waiting = self.team.pending()
                 return "\n".join(a.line() for a in waiting) if waiting else "No plans are waiting for approval."
@@ -316,3 +319,10 @@ def thread_key(platform: str, channel: str, root: str) -> str:
 
 
 __all__ = ["Bot", "ChatUser", "Click", "GroupMembers", "Progress", "Thread", "proposal", "thread_key"]
+
+
+def _number(words: list[str]) -> int | None:
+    """The one incident number of a command ("42" or "#42"), else None."""
+    if len(words) != 1 or len(words[0]) > 10 or not words[0].lstrip("#").isdigit():
+        return None
+    return int(words[0].lstrip("#")) or None

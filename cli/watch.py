@@ -9,19 +9,23 @@ import asyncio
 import logging
 from pathlib import Path
 
-import notifiers
-from agents.api import Team
 from cli import run
+from engines.incidents.policy import Policy
 from runtime import Runtime
 from settings import Settings
 from store import Store
-from watch.pipeline import Pipeline
-from watch.service import Service
+from watch.pipeline import policy_from_settings
+from watch.service import serve
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cloudpilot watch", description=__doc__)
     p.add_argument("--config", type=Path, help="YAML settings file")
+    p.add_argument(
+        "--check-policy",
+        action="store_true",
+        help="validate watch.policy_file, say what it allows, and exit (nothing is watched)",
+    )
     p.set_defaults(command="watch")
     return p
 
@@ -31,18 +35,27 @@ def main(argv: list[str]) -> int:
 
 
 def command(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+    if args.check_policy:
+        print(describe(policy_from_settings(Runtime(settings, store)), settings.watch.policy_file))
+        return 0
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_watch(settings, store))
+    asyncio.run(serve(Runtime(settings, store)))
     return 0
 
 
-async def _watch(settings: Settings, store: Store) -> None:
-    rt = Runtime(settings, store)
-    outbox = notifiers.outbox_from_settings(settings, store)
-    sinks = notifiers.from_settings(settings, store, outbox)  # one outbox for the team, the pipeline and the worker
-    async with Team.open(rt, sinks=sinks) as team:
-        service = Service(rt, Pipeline(rt, team=team, sinks=sinks))
-        tasks = [asyncio.create_task(service.run())]
-        if outbox is not None:
-            tasks.append(asyncio.create_task(outbox.run()))
-        await asyncio.gather(*tasks)
+def describe(policy: Policy, path: Path | None) -> str:
+    if path is None:
+        return "No watch.policy_file: every fix waits for a person's approval."
+    lines = [f"{path}: valid" + (" (dry run: nothing is applied automatically)" if policy.dry_run else "")]
+    for rule in policy.rules:
+        after = f" after a {rule.after_change} within {rule.within_minutes} min" if rule.after_change else ""
+        lines.append(
+            f"- rule {rule.name}: {', '.join(rule.actions)} for {', '.join(rule.findings)} in namespaces "
+            f"{', '.join(rule.namespaces)} of clusters {', '.join(rule.clusters)}{after}, risk up to {rule.max_risk}"
+        )
+    lines += [f"- maintenance window {w.name}" for w in policy.maintenance]
+    limits = policy.limits
+    lines.append(
+        f"- at most {limits.per_hour} automatic fixes an hour; stop after {limits.failures_before_stop} failures"
+    )
+    return "\n".join(lines)

@@ -20,7 +20,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,13 +192,18 @@ class Connection:
                 return items, meta
             query["continue"] = meta["continue"]
 
-    def watch(self, path: str, query: dict[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, path: str, query: dict[str, Any], timeout: float, opened: Callable[[Any], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The decoded events of one watch request (`?watch=1`), as the API server sends them, until it ends the
         request (its `timeoutSeconds`) or `timeout` seconds pass without a byte. Raises `Unreachable` when the
         connection fails (the API server restarting). A resourceVersion too old for the server comes back as the
-        ERROR event with code 410 (as it does mid-stream); other HTTP errors raise as `request` does."""
+        ERROR event with code 410 (as it does mid-stream); other HTTP errors raise as `request` does. `opened`
+        receives the streaming response, whose `shutdown()` ends the watch from another thread."""
         resp = self._open("GET", path, {**query, "watch": True}, {"Accept": "application/json"}, None, (5.0, timeout))
         response = resp.response
+        if opened is not None:
+            opened(response)
         try:
             if response.status == 410:  # the resourceVersion is too old: said the way a running watch says it
                 yield {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}

@@ -40,6 +40,7 @@ CREATE INDEX IF NOT EXISTS incident_timeline_id ON incident_timeline (incident_i
 """
 COLUMNS = ("cluster", "root", "status", "severity", "opened_at", "last_at", "resolved_at", "reasons", "objects",
            "events", "reopened", "flapping", "acknowledged_by", "thread_id")  # fmt: skip
+STATUS_KEEPS_ACK = "status = CASE WHEN status = 'acknowledged' AND ? = 'open' THEN status ELSE ? END"
 TIMELINE_CHARS = 2000
 MAX_TIMELINE = 500  # entries kept per incident (a flapping one would grow without end)
 
@@ -86,9 +87,11 @@ class Incidents:
         if unknown:
             raise ValueError(f"not incident columns: {sorted(unknown)}")
         names = [n for n in COLUMNS if n in row]  # fixed names only: no value ever becomes SQL
-        if ref:
-            sql = "UPDATE incidents SET " + ", ".join(f"{n} = ?" for n in names) + " WHERE id = ?"  # nosec B608
-            self.store.execute(sql, (*[row[n] for n in names], ref))
+        if ref:  # an acknowledgement stands while the incident stays open
+            sets = [STATUS_KEEPS_ACK if n == "status" else f"{n} = ?" for n in names]
+            params = [x for n in names for x in ((row[n], row[n]) if n == "status" else (row[n],))]
+            sql = "UPDATE incidents SET " + ", ".join(sets) + " WHERE id = ?"  # nosec B608
+            self.store.execute(sql, (*params, ref))
             return ref
         sql = f"INSERT INTO incidents ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) RETURNING id"  # nosec B608
         found = self.store.execute(sql, tuple(row[n] for n in names))
@@ -132,6 +135,7 @@ class Incidents:
         return [_record(r) for r in rows]
 
     def acknowledge(self, incident_id: int, by: str) -> bool:
+        """Mark an open incident as being handled by `by`; False when it is not open (unknown, resolved, acked)."""
         done = self.store.execute(
             "UPDATE incidents SET status = 'acknowledged', acknowledged_by = ? WHERE id = ? AND status = 'open' "
             "RETURNING id",

@@ -23,7 +23,7 @@ from engines.remediation.describe import codes_for_text
 from errors import CloudPilotError, Conflict, Forbidden, InvalidInput, NotAllowed, NotFound, Unsupported
 from guard import validate
 from runtime import (
-    CHAT_TRANSPORTS,
+    DECIDED_OUTSIDE,
     Runtime,
     approval_methods,
     ask_confirmation,
@@ -381,7 +381,7 @@ async def _approve(rt: Runtime, saved: SavedPlan, confirm: str | None, base: dic
         answer = await ask_confirmation(question)
         if answer is True:
             transport = principal().transport
-            return f"{who} via " + (f"{transport} button" if transport in CHAT_TRANSPORTS else "elicitation")
+            return f"{who} via {DECIDED_OUTSIDE.get(transport, 'elicitation')}"
         if answer is False:
             log.record("refused", **base, object=_objects(saved), result="declined by the user")
             raise NotAllowed(f"The user declined plan {saved.id}; nothing was applied.")

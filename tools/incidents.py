@@ -1,5 +1,6 @@
 """Incidents: what the event pipeline (`cloudpilot watch`) noticed by itself — open, acknowledged or resolved — with
-their timelines (signals, findings, plans, actions). Read-only; the store is written only by the pipeline."""
+their timelines (signals, changes before, findings, policy, plans, actions). The pipeline writes them; a person may
+acknowledge one ("I'm on it"), which changes nothing in any cluster."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from errors import NotFound
-from runtime import current, validate_limit
+from errors import Conflict, NotFound
+from runtime import current, principal, validate_limit
 from store.incidents import IncidentRecord, Incidents
 from tools.catalogue import tool
 from tools.results import Result
@@ -30,6 +31,7 @@ class IncidentLine(BaseModel):
     flapping: bool
     opened_at: str
     last_at: str
+    acknowledged_by: str = ""
 
 
 class IncidentList(Result):
@@ -105,6 +107,35 @@ async def incident_get(
     )
 
 
+class Acknowledged(Result):
+    incident: IncidentLine
+
+    def render(self) -> str:
+        return f"incident #{self.incident.id} acknowledged by {self.incident.acknowledged_by}."
+
+
+@tool("incidents", access="write", title="Acknowledge an incident", idempotent=True)
+async def incident_acknowledge(
+    incident_id: Annotated[int, Field(description="The incident number, e.g. 42.", ge=1)],
+) -> Acknowledged:
+    """Say that you are handling an open incident: it is marked acknowledged under your authenticated name (shown in
+    incidents_list and its timeline). Changes nothing in the cluster; it resolves by itself when the problem clears."""
+    return Acknowledged(incident=_line(acknowledge(Incidents(current().store), incident_id, principal().name)))
+
+
+def acknowledge(incidents: Incidents, incident_id: int, by: str) -> IncidentRecord:
+    """Acknowledge as `by` (an authenticated name), or say clearly why not. Also the chat bots' `ack <number>`."""
+    if not incidents.acknowledge(incident_id, by):
+        found = incidents.get(incident_id)
+        if found is None:
+            raise NotFound(f"There is no incident {incident_id}.", hint="incidents_list shows the incidents there are.")
+        who = f" by {found.acknowledged_by}" if found.acknowledged_by else ""
+        raise Conflict(f"Incident {incident_id} is {found.status}{who}; only open incidents can be acknowledged.")
+    record = incidents.get(incident_id)
+    assert record is not None
+    return record
+
+
 def _line(r: IncidentRecord) -> IncidentLine:
     return IncidentLine(
         id=r.id,
@@ -117,6 +148,7 @@ def _line(r: IncidentRecord) -> IncidentLine:
         flapping=r.flapping,
         opened_at=_when(r.opened_at),
         last_at=_when(r.last_at),
+        acknowledged_by=r.acknowledged_by,
     )
 
 

@@ -8,6 +8,7 @@ changed since (and deletes what disappeared), so a consumer never counts an Even
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -32,27 +33,45 @@ class Watch:
         self.resource_version = ""
         self.relists = 0
         self.resumes = 0
+        self.stopped = ""  # why it stopped for good (the server refused it), set by whoever runs it
+        self._response: Any = None
+        self._stop = threading.Event()
 
     def run(self, deliver: Deliver, stop: threading.Event, resource_version: str | None = None) -> None:
-        """Deliver changes until `stop` is set (checked between events and at each server-side timeout)."""
+        """Deliver changes until `stop` is set (checked between events; `close` ends the request in flight)."""
+        self._stop = stop
         self.resource_version = resource_version or self.relist(deliver)
         backoff = 0.5
         while not stop.is_set():
             try:
                 query = {"resourceVersion": self.resource_version, "allowWatchBookmarks": True,
                          "timeoutSeconds": self.timeout}  # fmt: skip
-                for event in self.conn.watch(self.path, query, timeout=self.timeout + 30):
+                for event in self.conn.watch(self.path, query, timeout=self.timeout + 30, opened=self._opened):
                     if not self._take(event, deliver):
                         break
                     if stop.is_set():
                         return
                 backoff = 0.5
             except Unreachable as exc:
+                if stop.is_set():
+                    return  # closed on purpose
                 logger.warning("watch %s: %s; resuming from %s", self.path, exc.message, self.resource_version)
                 self.resumes += 1
                 if stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def close(self) -> None:
+        """End the watch request in flight (from another thread, after setting `stop`): no wait for its timeout."""
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already finished, or the connection is gone
+                response.shutdown()
+
+    def _opened(self, response: Any) -> None:
+        self._response = response
+        if self._stop.is_set():  # closed while this request was being opened
+            self.close()
 
     def relist(self, deliver: Deliver) -> str:
         """List everything now: offer what is new or changed, delete what is gone; return the list's version."""

@@ -1,5 +1,10 @@
-"""`cloudpilot watch`: the Kubernetes watches of the configured clusters and the HTTP receivers, feeding one
-pipeline, with a ticker that resolves what went quiet or was fixed."""
+"""`cloudpilot watch` (and the server, with `watch.in_server`): the Kubernetes watches of the configured clusters and
+the HTTP receivers, feeding one pipeline, with a ticker that resolves what went quiet or was fixed.
+
+Per cluster it watches Events (the critical reasons), Pods, Nodes and workloads (states that are broken: a pod in
+ImagePullBackOff, a node not Ready, a rollout past its deadline) and workloads, ConfigMaps, Secrets and Istio config
+(the change history: what changed before it broke). Each watch resumes from where it was and relists on 410 Gone.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,24 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import uvicorn
 
+import notifiers
+from agents.api import Team
+from connections.kube import Connection
 from engines.incidents import Signal
+from errors import CloudPilotError, PermanentError
 from runtime import Runtime
 from watch.kube import Watch
 from watch.pipeline import Pipeline
 from watch.receivers import receivers
-from watch.signals import from_kube_event
+from watch.signals import States, from_kube_event
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +37,54 @@ QUEUE = 100_000  # signals waiting for the pipeline; beyond this they are droppe
 TICK_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class Source:
+    kind: str
+    prefix: str  # /api/v1, /apis/apps/v1, ...
+    plural: str
+    group: str  # the `watch.sources` entry that switches it on
+    namespaced: bool = True
+    states: bool = False  # broken states become signals
+    history: bool = False  # versions go into the change history
+
+
+SOURCES = (
+    Source("Event", "/api/v1", "events", "events"),
+    Source("Pod", "/api/v1", "pods", "pods", states=True),
+    Source("Node", "/api/v1", "nodes", "nodes", namespaced=False, states=True),
+    Source("Deployment", "/apis/apps/v1", "deployments", "workloads", states=True, history=True),
+    Source("StatefulSet", "/apis/apps/v1", "statefulsets", "workloads", states=True, history=True),
+    Source("DaemonSet", "/apis/apps/v1", "daemonsets", "workloads", states=True, history=True),
+    Source("ConfigMap", "/api/v1", "configmaps", "configmaps", history=True),
+    Source("Secret", "/api/v1", "secrets", "secrets", history=True),
+)
+ISTIO = {
+    "networking.istio.io": (("VirtualService", "virtualservices"), ("DestinationRule", "destinationrules"),
+                            ("Gateway", "gateways"), ("ServiceEntry", "serviceentries"), ("Sidecar", "sidecars")),
+    "security.istio.io": (("PeerAuthentication", "peerauthentications"),
+                          ("AuthorizationPolicy", "authorizationpolicies")),
+}  # fmt: skip
+
+
+async def serve(runtime: Runtime) -> None:
+    """The whole event pipeline until cancelled: watches and receivers, the team that investigates, and one outbox
+    shared by the team, the pipeline and its worker. `cloudpilot watch` runs it; so does the server with
+    `watch.in_server`."""
+    outbox = notifiers.outbox_from_settings(runtime.settings, runtime.store)
+    sinks = notifiers.from_settings(runtime.settings, runtime.store, outbox)
+    async with Team.open(runtime, sinks=sinks) as team, anyio.create_task_group() as tg:
+        tg.start_soon(Service(runtime, Pipeline(runtime, team=team, sinks=sinks)).run)
+        if outbox is not None:
+            tg.start_soon(outbox.run)
+
+
 class Service:
     def __init__(self, runtime: Runtime, pipeline: Pipeline) -> None:
         self.runtime, self.pipeline = runtime, pipeline
+        self.states = States(runtime.settings.watch)
         self.watches: list[Watch] = []
         self.dropped = 0
+        self.started = False  # every watch has been started (each lists first, then watches)
 
     async def run(self, *, http: bool = True) -> None:
         """Watch, receive and tick until cancelled."""
@@ -44,26 +99,42 @@ class Service:
             except asyncio.QueueFull:
                 self.dropped += 1
 
-        def deliver_for(cluster: str) -> Any:
-            def deliver(kind: str, obj: dict[str, Any]) -> None:
-                if kind == "DELETED":
+        def observe(cluster: str, source: Source, event: str, obj: dict[str, Any]) -> None:  # on the loop
+            at = self.pipeline.clock()
+            if source.history:
+                self.pipeline.history.observe(cluster, source.kind, obj, at, event)
+            if source.states:
+                for s in self.states.take(cluster, source.kind, event, obj, at):
+                    offer(s)
+
+        def deliver_for(cluster: str, source: Source) -> Callable[[str, dict[str, Any]], None]:
+            def deliver(event: str, obj: dict[str, Any]) -> None:  # on the watch's thread
+                if stop.is_set():
                     return
-                signal = from_kube_event(obj, cluster, settings.watch)
-                if signal is not None:
-                    loop.call_soon_threadsafe(offer, signal)
+                with contextlib.suppress(RuntimeError):  # the loop closed while this thread held an event
+                    if source.kind != "Event":
+                        loop.call_soon_threadsafe(observe, cluster, source, event, obj)
+                    elif event != "DELETED" and (signal := from_kube_event(obj, cluster, settings.watch)):
+                        loop.call_soon_threadsafe(offer, signal)
 
             return deliver
 
         threads = []
         for name in settings.watch.clusters or [self.runtime.clusters.default_name()]:
             conn = self.runtime.clusters.get(name)
-            paths = [f"/api/v1/namespaces/{ns}/events" for ns in settings.watch.namespaces] or ["/api/v1/events"]
-            for path in paths:
-                watch = Watch(conn, path)
-                self.watches.append(watch)
-                thread = threading.Thread(target=watch.run, args=(deliver_for(conn.name), stop), daemon=True)
-                thread.start()
-                threads.append(thread)
+            sources = [s for s in SOURCES if s.group in settings.watch.sources]
+            if "istio" in settings.watch.sources:
+                sources += await anyio.to_thread.run_sync(istio_sources, conn)
+            for source in sources:
+                for path in self._paths(source):
+                    watch = Watch(conn, path)
+                    self.watches.append(watch)
+                    thread = threading.Thread(
+                        target=_run, args=(watch, deliver_for(conn.name, source), stop), daemon=True
+                    )
+                    thread.start()
+                    threads.append(thread)
+        self.started = True
 
         async def consume() -> None:
             while True:
@@ -92,6 +163,47 @@ class Service:
                     logger.warning("watch.token is not set: the Alertmanager and /events receivers are off")
         finally:
             stop.set()
+            for watch in self.watches:
+                watch.close()
             for thread in threads:
                 with contextlib.suppress(RuntimeError):
                     thread.join(1)
+
+    @property
+    def listening(self) -> bool:
+        """Every watch has listed its collection and is watching from there."""
+        return self.started and all(w.resource_version or w.stopped for w in self.watches)
+
+    def _paths(self, source: Source) -> list[str]:
+        namespaces = self.runtime.settings.watch.namespaces
+        if not source.namespaced or not namespaces:
+            return [f"{source.prefix}/{source.plural}"]
+        return [f"{source.prefix}/namespaces/{ns}/{source.plural}" for ns in namespaces]
+
+
+def istio_sources(conn: Connection) -> list[Source]:
+    """The Istio config kinds this cluster serves, at their preferred version (none when Istio is not installed)."""
+    found = []
+    for group, kinds in ISTIO.items():
+        try:
+            doc = conn.get(f"/apis/{group}")
+        except CloudPilotError:
+            continue  # not installed (404), or not allowed to look
+        version = (doc.get("preferredVersion") or {}).get("groupVersion") if isinstance(doc, dict) else None
+        if version:
+            found += [Source(kind, f"/apis/{version}", plural, "istio", history=True) for kind, plural in kinds]
+    return found
+
+
+def _run(watch: Watch, deliver: Callable[[str, dict[str, Any]], None], stop: threading.Event) -> None:
+    """A watch's thread: a watch the server refuses (403: no RBAC for it, 404: the kind is not served) is switched
+    off with a warning; the others go on."""
+    started = time.monotonic()
+    try:
+        watch.run(deliver, stop)
+    except PermanentError as exc:
+        watch.stopped = exc.message
+        logger.warning("watch %s is off after %.0f s: %s", watch.path, time.monotonic() - started, exc.message)
+    except Exception as exc:
+        watch.stopped = type(exc).__name__
+        logger.exception("watch %s stopped", watch.path)

@@ -3,6 +3,7 @@ events from other systems."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -94,3 +95,69 @@ def _seconds(value: Any) -> float:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
+
+
+class States:
+    """Signals from the state of watched objects — a Pod waiting in ImagePullBackOff or killed for memory, a Node not
+    Ready, a rollout past its progress deadline. A condition is signalled when it appears and resolved when it clears
+    (or its object goes), so the incident it belongs to stays open exactly as long as something is still broken.
+    Repeated updates of an object in the same state say nothing new."""
+
+    def __init__(self, settings: WatchSettings) -> None:
+        self.settings = settings
+        self.live: dict[str, tuple[str, str, dict[str, Signal]]] = {}  # uid → (cluster, kind, condition → signal)
+
+    def take(self, cluster: str, kind: str, event: str, obj: dict[str, Any], at: float) -> list[Signal]:
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid", ""))
+        if not uid:
+            return []
+        now = {} if event == "DELETED" else self._conditions(cluster, kind, obj, at)
+        before = self.live.pop(uid, (cluster, kind, {}))[2]
+        if now:
+            self.live[uid] = (cluster, kind, now)
+        fresh = [s for c, s in now.items() if c not in before]
+        cleared = [dataclasses.replace(s, resolved=True, at=at) for c, s in before.items() if c not in now]
+        return fresh + cleared
+
+    def _conditions(self, cluster: str, kind: str, obj: dict[str, Any], at: float) -> dict[str, Signal]:
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        ns, name = meta.get("namespace") or None, str(meta.get("name", ""))
+        found: dict[str, str] = {}  # reason → message
+        if kind == "Pod":
+            for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+                if not isinstance(cs, dict):
+                    continue
+                waiting = (cs.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason"):
+                    found[str(waiting["reason"])] = f"{cs.get('name')}: {waiting.get('message') or waiting['reason']}"
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                if last.get("reason") == "OOMKilled" and cs.get("restartCount", 0):
+                    found["OOMKilled"] = f"{cs.get('name')} was killed for memory ({cs.get('restartCount')} restarts)"
+        elif kind == "Node":
+            ready = next(
+                (c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {}
+            )
+            if ready and ready.get("status") != "True":
+                found["NodeNotReady"] = str(ready.get("message") or "the node is not Ready")
+        else:  # workloads: a rollout that stopped progressing
+            for c in status.get("conditions") or []:
+                if isinstance(c, dict) and c.get("reason") == "ProgressDeadlineExceeded" and c.get("status") == "False":
+                    found["ProgressDeadlineExceeded"] = str(c.get("message") or "the rollout stopped progressing")
+        uid, owners = str(meta.get("uid", "")), meta.get("ownerReferences") or []
+        root = root_of(kind, ns, name, owners if isinstance(owners, list) else [])
+        return {
+            reason: Signal(
+                source="state",
+                cluster=cluster,
+                reason=reason,
+                object=key(kind, ns, name),
+                root=root,
+                message=message[:MESSAGE_CHARS],
+                at=at,
+                severity="critical" if reason in ("OOMKilled", "NodeNotReady") else "warning",
+                key=f"{uid}:{reason}",
+            )
+            for reason, message in found.items()
+            if is_critical(reason, self.settings.reasons_extra, self.settings.reasons_ignored)
+        }

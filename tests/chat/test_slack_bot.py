@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from runtime import Principal
-from store import AuditLog
+from store import AuditLog, Store
+from store.incidents import Incidents
 from tests.agents.brain import fixing_team
 from tests.chat.conftest import (
     ALICE,
@@ -244,27 +245,47 @@ async def test_forged_stale_and_replayed_requests_get_401(write_settings, tmp_pa
     assert not any(SIGNING_SECRET in r or BOT_TOKEN in r for r in refused)
 
 
+INCIDENT = {
+    "cluster": "c1", "root": "Deployment shop/web", "status": "open", "severity": "critical", "opened_at": 1.0,
+    "last_at": 2.0, "resolved_at": None, "reasons": {"BackOff": 3}, "objects": ["Pod shop/web-1"], "events": 3,
+}  # fmt: skip
+
+
 async def test_slash_commands_answer_privately(api, namespace, write_settings, tmp_path, slack, caplog):
     BAD_PROBE.build(api, namespace)
     settings = chat_settings(write_settings, tmp_path, slack, None)
     caplog.set_level(logging.DEBUG)  # every library's debug log too
+    store = Store(settings.store.path)
+    Incidents(store).save(0, INCIDENT)
+    store.close()
     async with running(settings) as (_bots, http):
         for i, text in enumerate(
-            ["help", f"diagnose {namespace}", "pending", "diagnose ../etc", "incidents", "incident 7"]
+            [
+                "help",
+                f"diagnose {namespace}",
+                "pending",
+                "diagnose ../etc",
+                "incidents",
+                "incident 7",
+                "ack 1",
+                "ack #1",
+            ]
         ):
             fields = slash("/cloudpilot", text, user=ALICE, channel=CHANNEL, response_url=slack.response_url(f"r{i}"))
             body = urllib.parse.urlencode(fields)
             headers = signed_headers(body, SIGNING_SECRET) | {"Content-Type": "application/x-www-form-urlencoded"}
             assert (await http.post("/slack/events", content=body, headers=headers)).status_code == 200
         said = await eventually(
-            lambda: len(slack.responses) == 6 and {r["id"]: r for r in slack.responses}, "6 answers"
+            lambda: len(slack.responses) == 8 and {r["id"]: r for r in slack.responses}, "8 answers"
         )
     assert "`diagnose <namespace>`" in said["r0"]["text"]
     assert "Deployment" in said["r1"]["text"] and namespace in said["r1"]["text"]
     assert said["r2"]["text"] == "No plans are waiting for approval."
     assert said["r3"]["text"].startswith("Usage: `diagnose <namespace>`")
-    assert said["r4"]["text"] == "no incidents."
+    assert said["r4"]["text"].startswith("#1 [open] critical Deployment shop/web: BackOff")
     assert "There is no incident 7." in said["r5"]["text"]
+    assert said["r6"]["text"].startswith(f"Incident #1 acknowledged by slack:{ALICE}")  # the verified Slack user
+    assert said["r7"]["text"].startswith(f"Incident 1 is acknowledged by slack:{ALICE}")  # once only
     assert all(r["response_type"] == "ephemeral" for r in said.values())
     assert caplog.records  # the libraries did log, at length
     assert not any(secret in caplog.text for secret in (BOT_TOKEN, SIGNING_SECRET, APP_TOKEN))

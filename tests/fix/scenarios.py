@@ -195,8 +195,11 @@ class Kubelet:
 
 
 @contextmanager
-def kubelet(api: Api, ns: str, mode: str = "ready") -> Iterator[Kubelet]:
+def kubelet(api: Api, ns: str, mode: str = "ready", *, only_new: bool = False) -> Iterator[Kubelet]:
+    """`only_new`: leave the pods there now as they are (a broken revision stays broken until it is replaced)."""
     k = Kubelet(api, ns, mode)
+    if only_new:
+        k.seen = {p["metadata"]["uid"] for p in newest_pods(api, ns)}
     thread = threading.Thread(target=k.run, daemon=True)
     thread.start()
     try:

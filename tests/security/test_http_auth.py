@@ -259,11 +259,18 @@ async def test_an_origin_not_allowed_is_rejected(tmp_path):
 # -- binding --------------------------------------------------------------------------------------------------
 
 
+def _never_binds(ran: list[str]):
+    async def serve(self) -> None:  # in place of binding the port: note the transport asked for
+        ran.append("streamable-http")
+
+    return serve
+
+
 def test_binding_a_public_address_with_no_token_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("CLOUDPILOT_STORE__PATH", str(tmp_path / "cloudpilot.db"))
     monkeypatch.setenv("CLOUDPILOT_K8S__KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     ran: list[str] = []
-    monkeypatch.setattr(server.FastMCP, "run", lambda self, transport: ran.append(transport))
+    monkeypatch.setattr(server.FastMCP, "run_streamable_http_async", _never_binds(ran))
     with pytest.raises(SystemExit) as refused:
         server.main(["--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())])
     assert "refusing to serve HTTP on 0.0.0.0" in str(refused.value.code)
@@ -290,7 +297,7 @@ def test_insecure_no_auth_starts_with_a_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("CLOUDPILOT_STORE__PATH", str(tmp_path / "cloudpilot.db"))
     monkeypatch.setenv("CLOUDPILOT_K8S__KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     ran: list[str] = []
-    monkeypatch.setattr(server.FastMCP, "run", lambda self, transport: ran.append(transport))  # never binds
+    monkeypatch.setattr(server.FastMCP, "run_streamable_http_async", _never_binds(ran))
     with caplog.at_level(logging.WARNING, logger="cloudpilot"):
         server.main(["--transport", "http", "--host", "0.0.0.0", "--insecure-no-auth"])
     assert ran == ["streamable-http"]

@@ -15,6 +15,7 @@ from agents.api import Team
 from guard.pipeline import Pipeline as GuardedPipeline
 from runtime import LOCAL, Principal, Runtime
 from settings import Settings, WatchSettings
+from store.audit import AuditLog
 from store.incidents import Incidents
 from tests.agents.conftest import Recorder
 from tests.fix.scenarios import SCENARIOS, deployment, event, kubelet, newest_pods
@@ -125,6 +126,7 @@ async def test_a_bad_image_rollout_becomes_one_incident_fixed_and_resolved(api, 
             service = Service(rt, pipeline)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(lambda: service.run(http=False))
+                await _until(lambda: service.listening, "every watch listing, then watching")
                 await anyio.to_thread.run_sync(BAD_IMAGE.build, api, namespace)
                 pod = newest_pods(api, namespace)[-1]["metadata"]["name"]
                 for _ in range(3):  # the kubelet keeps trying: more events about the same pod
@@ -138,10 +140,15 @@ async def test_a_bad_image_rollout_becomes_one_incident_fixed_and_resolved(api, 
                 assert incident.events >= 4 and pipeline.taken >= 4
                 titles = [n.title for n in recorder.sent]
                 assert titles[0] == f"Incident #{incident.id} opened: Deployment {namespace}/web"
+                # the report names the rollout that preceded it, first
+                report = next(n for n in recorder.sent if "investigated" in n.title)
+                assert "Changed before it broke:\n1. rollout of Deployment" in report.text, report.text
+                assert "shop/web:1.0 → shop/web:2.0-typo" in report.text.split("\n2.")[0]
+                assert "waits for a person's approval" in report.text  # no policy file: a person decides
                 proposal = next(n for n in recorder.sent if n.proposal is not None)  # the plan, for approval in chat
                 assert "set_template" in json.dumps(team.approval(proposal.proposal.approval_id).summary)
                 decider = Principal("oncall (test)", frozenset({"read", "write"}), transport="agent")
-                with kubelet(api, namespace, "ready"):
+                with kubelet(api, namespace, "ready", only_new=True):
                     done = await team.decide(proposal.proposal.approval_id, approve=True, decider=decider)
                 assert done.outcome["status"] == "verified", done.answer
                 await pipeline.tick()
@@ -154,7 +161,64 @@ async def test_a_bad_image_rollout_becomes_one_incident_fixed_and_resolved(api, 
     assert titles[-1] == f"Incident #{incident.id} resolved: Deployment {namespace}/web"
     assert len([t for t in titles if "opened" in t]) == 1  # one incident, not one per pod or event
     kinds = [k for _, k, _ in Incidents(Runtime(settings).store).timeline(incident.id)]
-    assert {"opened", "finding", "plan", "fixed", "resolved"} <= set(kinds)
+    assert {"opened", "change", "finding", "policy", "plan", "fixed", "resolved"} <= set(kinds)
+
+
+POLICY = """
+rules:
+  - name: roll-back-bad-images
+    findings: [POD_IMAGE_NOT_FOUND, POD_IMAGE_PULL]
+    actions: [set_template]
+    namespaces: ["{namespace}"]
+    after_change: rollout
+    within_minutes: 30
+    max_risk: high
+limits:
+  per_hour: 2
+  failures_before_stop: 2
+"""
+
+
+async def test_a_written_policy_rolls_back_a_bad_image_by_itself(api, namespace, write_settings, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.format(namespace=namespace))
+    settings = write_settings.model_copy(
+        update={
+            "agents": write_settings.agents.model_copy(update={"checkpoint_path": tmp_path / "threads.db"}),
+            "fix": write_settings.fix.model_copy(update={"verify_timeout_seconds": 40}),
+            "notify": write_settings.notify.model_copy(update={"log": False}),
+            "watch": WatchSettings(namespaces=[namespace], sources=["events", "pods", "workloads"], policy_file=policy),
+        }
+    )
+    rt = Runtime(settings)
+    recorder = Recorder()
+    try:
+        async with Team.open(rt, model=None, sinks=[recorder]) as team:
+            pipeline = Pipeline(rt, team=team, sinks=[recorder])
+            service = Service(rt, pipeline)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: service.run(http=False))
+                await _until(lambda: service.listening, "every watch listing, then watching")
+                await anyio.to_thread.run_sync(BAD_IMAGE.build, api, namespace)
+                incidents = Incidents(rt.store)
+                with kubelet(api, namespace, "ready", only_new=True):  # the rolled-back pods come up; no one clicks
+                    await _until(lambda: any("applied automatically" in n.title for n in recorder.sent), "the fix")
+                    await pipeline.tick()
+                [incident] = incidents.list()
+                assert incident.status == "resolved" and BAD_IMAGE.fixed(deployment(api, namespace))
+                tg.cancel_scope.cancel()
+        timeline = incidents.timeline(incident.id)
+        policy_note = next(t for _, k, t in timeline if k == "policy")
+        assert policy_note.startswith("auto: ") and "roll-back-bad-images" in policy_note
+        [approved] = AuditLog(rt.store).entries(event="approved")
+        assert approved.approver == "watch policy rule roll-back-bad-images via watch.policy_file"
+        assert [e.plan_id for e in AuditLog(rt.store).entries(event="verified")] == [approved.plan_id]
+        assert not team.pending()  # nothing left waiting for a person
+        report = next(n for n in recorder.sent if "investigated" in n.title)
+        assert "is applied now by the policy" in report.text and "rollout of Deployment" in report.text
+        assert recorder.sent[-1].title == f"Incident #{incident.id} resolved: Deployment {namespace}/web"
+    finally:
+        rt.close()
 
 
 async def _until(check, what: str, timeout: float = 90.0) -> None:
@@ -178,3 +242,28 @@ async def test_incidents_are_read_through_the_tools_and_the_bot_commands(http_pi
         "incident_get", {"incident_id": "1; DROP TABLE incidents"}, principal=LOCAL, client="test"
     )
     assert hostile.is_error and Incidents(pipeline.runtime.store).get(1) is not None
+
+
+async def test_an_incident_is_acknowledged_once_by_an_authenticated_caller_and_stays_so(http_pipeline):
+    pipeline, http, _, incidents = http_pipeline
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with http:
+        await http.post("/alertmanager", json=alerts("firing", "Errors"), headers=auth)
+        rt = pipeline.runtime
+        writes = rt.settings.safety.model_copy(update={"allow_write": True})
+        settings = rt.settings.model_copy(update={"safety": writes})
+        guarded = GuardedPipeline(pipeline.runtime, enabled_tools(settings))
+        viewer = Principal("viewer (token v1)", frozenset({"read"}), transport="http")
+        refused = await guarded.call("incident_acknowledge", {"incident_id": 1}, principal=viewer, client="test")
+        assert refused.is_error and "needs 'write' access" in refused.text
+        oncall = Principal("oncall (token t1)", frozenset({"read", "write"}), transport="http")
+        done = await guarded.call("incident_acknowledge", {"incident_id": 1}, principal=oncall, client="test")
+        assert done.text == "incident #1 acknowledged by oncall (token t1)."
+        again = await guarded.call("incident_acknowledge", {"incident_id": 1}, principal=LOCAL, client="test")
+        assert again.is_error and "acknowledged by oncall (token t1)" in again.text
+        await http.post("/alertmanager", json=alerts("firing", "Latency"), headers=auth)  # the incident goes on
+        assert incidents.get(1).status == "acknowledged" and incidents.get(1).reasons == {"Errors": 1, "Latency": 1}
+        await http.post("/alertmanager", json=alerts("resolved", "Errors", "Latency"), headers=auth)
+    assert incidents.get(1).status == "resolved"
+    kinds = [k for _, k, _ in incidents.timeline(1)]
+    assert kinds.count("acknowledged") == 1 and kinds[-2:] == ["resolved", "notified"]
