@@ -111,7 +111,11 @@ class Pipeline:
             self.incidents.note(incident.ref, "muted", f"maintenance window {muted}: not announced, not acted on")
         tell = change.kind in ("opened", "resolved") or (change.kind == "reopened" and not incident.flapping)
         if tell and self.sinks and not muted:
-            preceding = self.history.preceding(incident.cluster, incident.root, incident.opened_at)
+            preceding = (
+                []
+                if change.kind == "resolved"
+                else self.history.preceding(incident.cluster, incident.root, incident.opened_at)
+            )
             await deliver(self.sinks, notification(incident, change, preceding))
             self.incidents.note(incident.ref, "notified", f"{change.kind} sent")
         if change.kind == "opened" and self.team is not None and self.settings.investigate and not muted:
@@ -282,7 +286,7 @@ def notification(incident: Incident, change: Change, preceding: Sequence[Ranked]
     lines.append(f"{incident.events} events from {len(incident.objects)} objects: {', '.join(incident.objects[:5])}")
     if incident.flapping:
         lines.append(f"Flapping: back {incident.reopened} times within the hour.")
-    if preceding and change.kind != "resolved":
+    if preceding:
         lines.append("Changed before: " + "; ".join(change_line(r) for r in preceding[:3]))
     return Notification(
         title=f"Incident #{incident.ref} {verb}: {incident.root}",

@@ -201,9 +201,11 @@ class History:
             return []
         view = self._root(cluster, root)
         ranked = []
-        for entry in entries:
+        for entry in reversed(entries):  # newest first; edits arrive in time order (the watcher's clock)
             edit = entry.edit
-            if not when - span <= edit.at <= when + SKEW:
+            if edit.at < when - span:
+                break
+            if edit.at > when + SKEW:
                 continue
             distance = _distance(view, entry)
             before = when - edit.at
@@ -219,10 +221,9 @@ class History:
             return
         cutoff = when - self.keep_seconds
         for cluster, entries in list(self.edits.items()):
-            kept = deque((e for e in entries if e.edit.at >= cutoff), maxlen=self.max_edits)
-            if kept:
-                self.edits[cluster] = kept
-            else:
+            while entries and entries[0].edit.at < cutoff:  # oldest first: edits arrive in time order
+                entries.popleft()
+            if not entries:
                 del self.edits[cluster]
 
     # Object states
