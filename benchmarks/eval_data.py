@@ -6,6 +6,7 @@ The location is `<repo>/../shared/eval`, or `$CLOUDPILOT_EVAL_DIR` when set.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 from dataclasses import dataclass
@@ -131,6 +132,40 @@ def nezha_cases(edges: bool, root: Path | None = None) -> list[Case]:
             stamp = datetime.fromtimestamp(time, UTC).strftime("%Y-%m-%dT%H:%M")
             cases.append(Case(f"{stamp} {service}", fault, service, time, frame, calls))
     return cases
+
+
+def tt_service(pod: str) -> str:
+    """Train Ticket: the service is the pod name without its last two dash-separated parts."""
+    return pod.rsplit("-", 2)[0]
+
+
+def tt_cases(root: Path | None = None) -> list[Case]:
+    """Nezha Train Ticket, one fault day: pod metrics (1 row per minute) as `<service>_<metric>`, node metrics left
+    out; one case per labelled fault, its frame the whole day (the harness cuts the window). No call graph is
+    published: derive one from spans where a method reads them."""
+    day = root or EVAL_DIR / "rca" / "nezha-tt" / "2023-01-29"
+    series: dict[str, dict[int, float]] = {}
+    for path in sorted((day / "metric").glob("*_metric.csv.gz")):
+        service = tt_service(path.name.removesuffix("_metric.csv.gz"))
+        with gzip.open(path, "rt", newline="") as f:
+            for row in csv.DictReader(f):
+                minute = _minute(row["Time"])
+                for key, value in row.items():
+                    if key in ("Time", "TimeStamp", "PodName") or key.startswith("Node") or value in ("", None):
+                        continue
+                    series.setdefault(f"{service}_{key}", {}).setdefault(minute, float(value))
+    minutes = sorted({m for points in series.values() for m in points})
+    columns = sorted(series)
+    values = np.array([[series[c].get(m, np.nan) for c in columns] for m in minutes], dtype=float)
+    frame = Frame(np.array(minutes, dtype=float), columns, values)
+    cases = []
+    for faults in json.loads((day / f"{day.name}-fault_list.json").read_text()).values():
+        for fault in faults:  # inject_time is UTC; inject_timestamp is 8 h off for most of this day
+            moment = datetime.strptime(fault["inject_time"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            service = tt_service(fault["inject_pod"])
+            stamp = moment.strftime("%Y-%m-%dT%H:%M")
+            cases.append(Case(f"{stamp} {service}", fault["inject_type"], service, moment.timestamp(), frame))
+    return sorted(cases, key=lambda c: c.inject_time)
 
 
 def load_series(name: str) -> tuple[np.ndarray, np.ndarray]:

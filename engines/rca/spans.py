@@ -1,0 +1,373 @@
+"""Root-cause ranking from trace spans: which service's own behaviour changed against a normal period.
+
+Each (service, operation) is compared on OWN time (duration minus its children), on the shape of its spans
+(how many children they have), on error spans and on its share of traffic; a service scores by its most
+surprising operation. Pure: numpy only; no I/O, MCP or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+MAX_OPERATIONS = 5_000  # distinct (service, operation) pairs kept; more are counted as dropped
+RESERVOIR = 512  # own-time samples kept per operation
+MAX_SHAPES = 32  # distinct child counts kept per operation
+MIN_SLOW_SHARE = 0.02  # the floor of the "expected" share of slow spans
+MIN_SHAPE_SHARE = 0.02
+RARE_SHAPE = 0.05  # a child count seen in fewer than this share of normal spans is unusual
+SLOW_FLOOR = 0.001  # seconds: an own time must rise by at least this much to count as slow
+SURPRISE_SCALE = 8.0  # nats of surprise that map to a score of 1 - 1/e
+TIE = 0.02  # scores closer than this are ties, broken by the call graph
+ERROR_NAME = re.compile(r"error|exception", re.IGNORECASE)
+
+GraphUse = Literal["tiebreak", "none"]
+
+
+@dataclass(frozen=True)
+class Span:
+    """One span; times in seconds. `error` is the source's own status where it has one (e.g. OTLP)."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    service: str
+    operation: str
+    start: float
+    end: float
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class SpanEvidence:
+    """Why a service ranks where it does, for an operator to read."""
+
+    service: str
+    score: float  # in [0, 1)
+    operation: str  # the operation that moved most
+    baseline_ms: float  # its normal median own time
+    observed_ms: float  # its median own time in the window
+    slow_share: float  # share of its spans far slower than normal
+    errors: int  # error spans of the service in the window
+    example_trace: str
+    note: str
+    signal: str = ""  # which comparison moved most: slow, shape, errors, traffic, new
+
+
+def _duration(span: Span) -> float:
+    d = span.end - span.start
+    return d if math.isfinite(d) and d > 0 else 0.0
+
+
+def _children(spans: Sequence[Span]) -> list[list[int]]:
+    """Indices of each span's direct children (same trace, parent id = span id; self-parents ignored)."""
+    index: dict[tuple[str, str], int] = {}
+    for i, s in enumerate(spans):
+        index.setdefault((s.trace_id, s.span_id), i)
+    kids: list[list[int]] = [[] for _ in spans]
+    for i, s in enumerate(spans):
+        if s.parent_id is None or s.parent_id == s.span_id:
+            continue
+        j = index.get((s.trace_id, s.parent_id))
+        if j is not None and j != i:
+            kids[j].append(i)
+    return kids
+
+
+def _covered(lo: float, hi: float, intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of intervals, clipped to [lo, hi]."""
+    total, cur_lo, cur_hi = 0.0, lo, lo
+    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
+        if b <= a:
+            continue
+        if a > cur_hi:
+            total += cur_hi - cur_lo
+            cur_lo, cur_hi = a, b
+        else:
+            cur_hi = max(cur_hi, b)
+    return total + (cur_hi - cur_lo)
+
+
+def _own(spans: Sequence[Span], kids: list[list[int]]) -> list[float]:
+    out = []
+    for s, k in zip(spans, kids, strict=True):
+        d = _duration(s)
+        if k and d > 0:
+            d = max(0.0, d - _covered(s.start, s.start + d, [(spans[i].start, spans[i].end) for i in k]))
+        out.append(d)
+    return out
+
+
+def own_times(spans: Sequence[Span]) -> list[float]:
+    """Each span's own time in seconds: its duration minus the union of its children's intervals, ≥ 0."""
+    return _own(spans, _children(spans))
+
+
+def call_graph(spans: Iterable[Span]) -> set[tuple[str, str]]:
+    """(caller service, callee service) for every parent → child span pair that crosses services."""
+    items = list(spans)
+    by_id = {(s.trace_id, s.span_id): s.service for s in items}
+    edges = set()
+    for s in items:
+        if s.parent_id is None:
+            continue
+        caller = by_id.get((s.trace_id, s.parent_id))
+        if caller is not None and caller != s.service:
+            edges.add((caller, s.service))
+    return edges
+
+
+def is_error(span: Span) -> bool:
+    """An error span: the source says so, or the operation is an error handler (e.g. Spring's /error)."""
+    return span.error or bool(ERROR_NAME.search(span.operation))
+
+
+@dataclass
+class OperationStats:
+    """Streaming statistics of one (service, operation): count, own-time reservoir, child counts, errors."""
+
+    count: int = 0
+    errors: int = 0
+    own: list[float] = field(default_factory=list)
+    shapes: Counter[int] = field(default_factory=Counter)
+    traces: list[str] = field(default_factory=list)  # a few trace ids to quote
+
+    def add(self, own: float, children: int, error: bool, trace: str, rng: random.Random) -> None:
+        self.count += 1
+        self.errors += int(error)
+        if len(self.own) < RESERVOIR:
+            self.own.append(own)
+        else:
+            j = rng.randrange(self.count)
+            if j < RESERVOIR:
+                self.own[j] = own
+        if children in self.shapes or len(self.shapes) < MAX_SHAPES:
+            self.shapes[children] += 1
+        if len(self.traces) < 3:
+            self.traces.append(trace)
+
+
+@dataclass
+class SpanStats:
+    """Per (service, operation) statistics of a set of spans, with bounded memory."""
+
+    ops: dict[tuple[str, str], OperationStats] = field(default_factory=dict)
+    total: int = 0
+    dropped: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))  # nosec B311: reservoir sampling, not security
+
+    def add_batch(self, spans: Sequence[Span]) -> None:
+        """Add spans; a span's children are only known within the same batch (give whole traces)."""
+        kids = _children(spans)
+        own = _own(spans, kids)
+        for s, k, o in zip(spans, kids, own, strict=True):
+            key = (s.service, s.operation)
+            stats = self.ops.get(key)
+            if stats is None:
+                if len(self.ops) >= MAX_OPERATIONS:
+                    self.dropped += 1
+                    continue
+                stats = self.ops[key] = OperationStats()
+            self.total += 1
+            stats.add(o, len(k), is_error(s), s.trace_id, self.rng)
+
+    def services(self) -> set[str]:
+        return {service for service, _ in self.ops}
+
+
+class SpanBaseline(SpanStats):
+    """The normal period: built once from normal spans, then compared against windows."""
+
+    @classmethod
+    def from_spans(cls, spans: Iterable[Span], batch: int = 50_000) -> SpanBaseline:
+        """Streams spans in batches; spans of one trace should arrive together (as exporters write them)."""
+        baseline = cls()
+        pending: list[Span] = []
+        last_trace = None
+        for s in spans:
+            if len(pending) >= batch and s.trace_id != last_trace:
+                baseline.add_batch(pending)
+                pending = []
+            pending.append(s)
+            last_trace = s.trace_id
+        if pending:
+            baseline.add_batch(pending)
+        return baseline
+
+
+def _kl_bernoulli(k: int, n: int, p0: float) -> float:
+    """n * KL(k/n || p0) when k/n > p0, else 0: the surprise (nats) of k hits in n at rate p0."""
+    if n == 0:
+        return 0.0
+    p = k / n
+    if p <= p0:
+        return 0.0
+    a = p * math.log(p / p0)
+    b = (1 - p) * math.log((1 - p) / (1 - p0)) if p < 1 else 0.0
+    return n * (a + b)
+
+
+def _poisson_surprise(k: int, expected: float) -> float:
+    """Surprise (nats) of seeing k events where `expected` were due, in either direction."""
+    lam = max(expected, 1e-9)
+    return lam - k + (k * math.log(k / lam) if k > 0 else 0.0)
+
+
+@dataclass(frozen=True)
+class _Finding:
+    surprise: float
+    signal: str
+    operation: str
+    baseline_ms: float
+    observed_ms: float
+    slow_share: float
+    trace: str
+
+
+def _slow(base: OperationStats, seen: OperationStats) -> tuple[float, float, float, float]:
+    """(surprise, slow share, baseline median ms, observed median ms) of the own times."""
+    ref = np.asarray(base.own)
+    obs = np.asarray(seen.own)
+    if not len(ref) or not len(obs):
+        return 0.0, 0.0, 0.0, 0.0
+    median = float(np.median(ref))
+    limit = max(float(np.quantile(ref, 0.99)), 2 * median + SLOW_FLOOR)
+    p0 = max(float(np.mean(ref > limit)), MIN_SLOW_SHARE)
+    hits = int(np.sum(obs > limit))
+    share = hits / len(obs)
+    scale = seen.count / len(obs)  # the reservoir stands for all spans
+    return _kl_bernoulli(hits, len(obs), p0) * scale, share, median * 1e3, float(np.median(obs)) * 1e3
+
+
+def _shape(base: OperationStats, seen: OperationStats) -> float:
+    """Surprise of spans whose child count is rare in the normal period (missing or extra downstream calls)."""
+    base_n = sum(base.shapes.values())
+    if not base_n or not seen.count:
+        return 0.0
+    usual = {n for n, c in base.shapes.items() if c / base_n >= RARE_SHAPE}
+    p0 = max(1 - sum(base.shapes[n] for n in usual) / base_n, MIN_SHAPE_SHARE)
+    odd = sum(c for n, c in seen.shapes.items() if n not in usual)
+    return _kl_bernoulli(odd, sum(seen.shapes.values()), p0)
+
+
+def _errors(base: OperationStats | None, seen: OperationStats, base_total: int, total: int) -> float:
+    if not seen.errors:
+        return 0.0
+    expected = (base.errors if base else 0) / max(1, base_total) * total
+    expected = max(expected, 0.5)  # an error operation never seen before is due about once by chance
+    return _poisson_surprise(seen.errors, expected) if seen.errors > expected else 0.0
+
+
+def _traffic(base: OperationStats | None, seen_count: int, base_total: int, total: int) -> float:
+    """Surprise of the operation's share of all spans moving (count collapse or spike)."""
+    expected = (base.count if base else 0) / max(1, base_total) * total
+    ratio = (seen_count + 1) / (expected + 1)
+    if 0.5 < ratio < 2:  # the workload mix drifts; only a halving or doubling counts
+        return 0.0
+    return _poisson_surprise(seen_count, max(expected, 0.5))
+
+
+def _findings(baseline: SpanStats, window: SpanStats, weights: dict[str, float]) -> dict[str, list[_Finding]]:
+    out: dict[str, list[_Finding]] = {}
+    for (service, op), seen in window.ops.items():
+        base = baseline.ops.get((service, op))
+        trace = seen.traces[0] if seen.traces else ""
+        found = out.setdefault(service, [])
+        err = _errors(base, seen, baseline.total, window.total)
+        found.append(_Finding(err * weights["errors"], "errors", op, 0.0, 0.0, 0.0, trace))
+        traffic = _traffic(base, seen.count, baseline.total, window.total)
+        found.append(_Finding(traffic * weights["traffic"], "traffic" if base else "new", op, 0.0, 0.0, 0.0, trace))
+        if base is None:
+            continue
+        slow, share, b_ms, o_ms = _slow(base, seen)
+        found.append(_Finding(slow * weights["slow"], "slow", op, b_ms, o_ms, share, trace))
+        found.append(_Finding(_shape(base, seen) * weights["shape"], "shape", op, b_ms, o_ms, share, trace))
+    for (service, op), base in baseline.ops.items():  # operations that vanished
+        if (service, op) not in window.ops:
+            gone = _traffic(base, 0, baseline.total, window.total) * weights["traffic"]
+            out.setdefault(service, []).append(_Finding(gone, "traffic", op, 0.0, 0.0, 0.0, ""))
+    return out
+
+
+DEFAULT_WEIGHTS = {"slow": 1.0, "shape": 1.0, "errors": 1.0, "traffic": 0.25}
+
+
+def _note(service: str, f: _Finding, errors: int) -> str:
+    trace = f" (trace {f.trace[:12]}…)" if f.trace else ""
+    if f.signal == "slow":
+        return (
+            f"{service} {f.operation} own time {f.baseline_ms:.1f} ms → {f.observed_ms:.1f} ms median, "
+            f"{f.slow_share:.0%} of calls far slower than normal{trace}"
+        )
+    if f.signal == "shape":
+        return f"{service} {f.operation}: spans have an unusual number of downstream calls{trace}"
+    if f.signal == "errors":
+        return f"{service} {f.operation}: {errors} error spans, more than normal{trace}"
+    if f.signal == "new":
+        return f"{service} {f.operation}: an operation not seen in the normal period{trace}"
+    if f.signal == "traffic":
+        return f"{service} {f.operation}: call count far from its normal share of traffic{trace}"
+    return f"{service}: no change against the normal period"
+
+
+def _evidence(service: str, found: list[_Finding], errors: int) -> SpanEvidence:
+    best = max(found, key=lambda f: f.surprise, default=_Finding(0.0, "", "", 0.0, 0.0, 0.0, ""))
+    score = 1 - math.exp(-max(0.0, best.surprise) / SURPRISE_SCALE)
+    score = min(score, 1 - 1e-12)
+    return SpanEvidence(
+        service,
+        score,
+        best.operation,
+        best.baseline_ms,
+        best.observed_ms,
+        best.slow_share,
+        errors,
+        best.trace,
+        _note(service, best, errors),
+        best.signal,
+    )
+
+
+def _tiebreak(ranked: list[SpanEvidence], graph: set[tuple[str, str]]) -> list[SpanEvidence]:
+    """Within a run of near-equal scores, a callee goes before its caller; scores are not changed."""
+    out = list(ranked)
+    for _ in range(len(out)):
+        moved = False
+        for i in range(len(out) - 1):
+            a, b = out[i], out[i + 1]
+            if a.score - b.score < TIE and (a.service, b.service) in graph and (b.service, a.service) not in graph:
+                out[i], out[i + 1] = b, a
+                moved = True
+        if not moved:
+            break
+    return out
+
+
+def score_services(
+    baseline: SpanStats,
+    spans: Sequence[Span],
+    *,
+    graph_use: GraphUse = "tiebreak",
+    weights: dict[str, float] | None = None,
+) -> list[SpanEvidence]:
+    """Every service seen in `spans` (and in the baseline), best root-cause candidate first."""
+    window = SpanStats()
+    window.add_batch(spans)
+    found = _findings(baseline, window, {**DEFAULT_WEIGHTS, **(weights or {})})
+    errors = Counter[str]()
+    for (service, _), stats in window.ops.items():
+        errors[service] += stats.errors
+    ranked = sorted(
+        (_evidence(service, f, errors[service]) for service, f in found.items()),
+        key=lambda e: (-e.score, e.service),
+    )
+    if graph_use == "tiebreak":
+        ranked = _tiebreak(ranked, call_graph(spans))
+    return ranked
