@@ -27,6 +27,7 @@ import cli
 import prompts
 import watch.service as watch
 from agents.mcp import agent_tools, close_team
+from engines.incidents.policy import Policy
 from errors import CloudPilotError
 from guard import auth
 from guard.mask import MaskingFilter
@@ -246,9 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     for handler in logging.getLogger().handlers:  # logs never carry what tool answers may not
         handler.addFilter(MaskingFilter())
     runtime = Runtime(settings)
+    policy = None
     if settings.watch.in_server:
         try:  # a policy that does not hold stops the start, not the pipeline later
-            policy_from_settings(runtime)
+            policy = policy_from_settings(runtime)
         except CloudPilotError as e:
             sys.exit(f"cloudpilot: {e}")
     server = build_server(settings, runtime)
@@ -266,15 +268,15 @@ def main(argv: list[str] | None = None) -> None:
         settings.server.transport,
         "on" if settings.safety.allow_write else "off",
     )
-    anyio.run(serve, server, runtime)
+    anyio.run(serve, server, runtime, policy)
 
 
-async def serve(server: FastMCP, runtime: Runtime) -> None:
+async def serve(server: FastMCP, runtime: Runtime, policy: Policy | None = None) -> None:
     """The MCP transport, and beside it, once per process, the event pipeline when `watch.in_server` is on (the
-    server's own lifespan runs once per MCP session over HTTP)."""
+    server's own lifespan runs once per MCP session over HTTP), with the `policy` checked at start."""
     async with anyio.create_task_group() as tg:
         if runtime.settings.watch.in_server:
-            tg.start_soon(_watch, runtime)
+            tg.start_soon(_watch, runtime, policy)
         if runtime.settings.server.transport == "stdio":
             await server.run_stdio_async()
         else:
@@ -282,9 +284,9 @@ async def serve(server: FastMCP, runtime: Runtime) -> None:
         tg.cancel_scope.cancel()
 
 
-async def _watch(runtime: Runtime) -> None:
+async def _watch(runtime: Runtime, policy: Policy | None) -> None:
     try:
-        await watch.serve(runtime)
+        await watch.serve(runtime, policy)
     except Exception:  # the tools go on serving without it
         logger.exception("the event pipeline (watch.in_server) stopped")
 

@@ -92,9 +92,7 @@ async def incident_get(
     """One incident in full: the objects and reasons, the agent thread that investigated it, and its timeline of
     signals, findings, plans, actions and notifications."""
     incidents = Incidents(current().store)
-    found = incidents.get(incident_id)
-    if found is None:
-        raise NotFound(f"There is no incident {incident_id}.", hint="incidents_list shows the incidents there are.")
+    found = _existing(incidents, incident_id)
     timeline = [
         TimelineEntry(at=_when(at), kind=k, text=t) for at, k, t in incidents.timeline(incident_id, TIMELINE_LIMIT)
     ]
@@ -125,15 +123,19 @@ async def incident_acknowledge(
 
 def acknowledge(incidents: Incidents, incident_id: int, by: str) -> IncidentRecord:
     """Acknowledge as `by` (an authenticated name), or say clearly why not. Also the chat bots' `ack <number>`."""
-    if not incidents.acknowledge(incident_id, by):
-        found = incidents.get(incident_id)
-        if found is None:
-            raise NotFound(f"There is no incident {incident_id}.", hint="incidents_list shows the incidents there are.")
+    done = incidents.acknowledge(incident_id, by)
+    found = _existing(incidents, incident_id)
+    if not done:
         who = f" by {found.acknowledged_by}" if found.acknowledged_by else ""
         raise Conflict(f"Incident {incident_id} is {found.status}{who}; only open incidents can be acknowledged.")
-    record = incidents.get(incident_id)
-    assert record is not None
-    return record
+    return found
+
+
+def _existing(incidents: Incidents, incident_id: int) -> IncidentRecord:
+    found = incidents.get(incident_id)
+    if found is None:
+        raise NotFound(f"There is no incident {incident_id}.", hint="incidents_list shows the incidents there are.")
+    return found
 
 
 def _line(r: IncidentRecord) -> IncidentLine:

@@ -12,14 +12,13 @@ import dataclasses
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from agents.api import Reply, Team
 from engines.incidents import Change, Grouper, Incident, Signal
 from engines.incidents.history import History, Ranked
-from engines.incidents.policy import Autofix, Decision, Policy, load_policy
+from engines.incidents.policy import Autofix, Decision, HourlyLimit, Policy, load_policy
 from errors import CloudPilotError, InvalidInput
 from notifiers import Notification, Notifier, deliver
 from runtime import Principal, Runtime
@@ -68,7 +67,7 @@ class Pipeline:
         self.plans: dict[int, str] = {}  # incident id → the plan made for it
         self.tasks: set[asyncio.Task[Any]] = set()
         self.investigations = asyncio.Semaphore(w.investigations_at_once)
-        self.started: deque[float] = deque(maxlen=max(w.investigations_per_hour, 1))
+        self.investigated = HourlyLimit(w.investigations_per_hour)
         self.taken = 0
 
     async def take(self, s: Signal) -> Change | None:
@@ -106,7 +105,9 @@ class Pipeline:
         s = change.signal
         text = f"{s.reason} on {s.object}: {s.message}" if s else change.kind
         self.incidents.note(incident.ref, change.kind, text, at=s.at if s else self.clock())
-        muted = self.policy.maintenance_at(incident.cluster, namespace_of(incident), self.clock())
+        muted = None  # a plain update is neither told nor acted on: no window to look up
+        if change.kind != "updated":
+            muted = self.policy.maintenance_at(incident.cluster, namespace_of(incident), self.clock())
         if muted and change.kind in ("opened", "reopened"):
             self.incidents.note(incident.ref, "muted", f"maintenance window {muted}: not announced, not acted on")
         tell = change.kind in ("opened", "resolved") or (change.kind == "reopened" and not incident.flapping)
@@ -130,9 +131,7 @@ class Pipeline:
             self.incidents.note(incident.ref, "investigation", f"{incident.root} is cluster-wide: not investigated")
             return
         now = self.clock()
-        while self.started and now - self.started[0] > 3600:
-            self.started.popleft()
-        if len(self.started) >= self.settings.investigations_per_hour:
+        if self.investigated.full(now):
             self.incidents.note(
                 incident.ref,
                 "investigation",
@@ -140,7 +139,7 @@ class Pipeline:
                 "(watch.investigations_per_hour)",
             )
             return
-        self.started.append(now)
+        self.investigated.add(now)
         assert self.team is not None
         async with self.investigations:
             summary = "; ".join(f"{r} ×{n}" for r, n in incident.reasons.most_common(5))

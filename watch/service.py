@@ -22,9 +22,10 @@ import uvicorn
 
 import notifiers
 from agents.api import Team
-from connections.kube import Connection
+from connections.kube import Connection, ResourceInfo
 from engines.incidents import Signal
-from errors import CloudPilotError, PermanentError
+from engines.incidents.policy import Policy
+from errors import PermanentError
 from runtime import Runtime
 from watch.kube import Watch
 from watch.pipeline import Pipeline
@@ -40,40 +41,44 @@ TICK_SECONDS = 5.0
 @dataclass(frozen=True)
 class Source:
     kind: str
-    prefix: str  # /api/v1, /apis/apps/v1, ...
-    plural: str
-    group: str  # the `watch.sources` entry that switches it on
-    namespaced: bool = True
+    group: str  # the API group ("" for the core group); the version is the one the cluster prefers
+    resource: str
+    switch: str  # the `watch.sources` entry that switches it on
     states: bool = False  # broken states become signals
     history: bool = False  # versions go into the change history
 
 
 SOURCES = (
-    Source("Event", "/api/v1", "events", "events"),
-    Source("Pod", "/api/v1", "pods", "pods", states=True),
-    Source("Node", "/api/v1", "nodes", "nodes", namespaced=False, states=True),
-    Source("Deployment", "/apis/apps/v1", "deployments", "workloads", states=True, history=True),
-    Source("StatefulSet", "/apis/apps/v1", "statefulsets", "workloads", states=True, history=True),
-    Source("DaemonSet", "/apis/apps/v1", "daemonsets", "workloads", states=True, history=True),
-    Source("ConfigMap", "/api/v1", "configmaps", "configmaps", history=True),
-    Source("Secret", "/api/v1", "secrets", "secrets", history=True),
-)
-ISTIO = {
-    "networking.istio.io": (("VirtualService", "virtualservices"), ("DestinationRule", "destinationrules"),
-                            ("Gateway", "gateways"), ("ServiceEntry", "serviceentries"), ("Sidecar", "sidecars")),
-    "security.istio.io": (("PeerAuthentication", "peerauthentications"),
-                          ("AuthorizationPolicy", "authorizationpolicies")),
-}  # fmt: skip
+    Source("Event", "", "events", "events"),
+    Source("Pod", "", "pods", "pods", states=True),
+    Source("Node", "", "nodes", "nodes", states=True),
+    Source("Deployment", "apps", "deployments", "workloads", states=True, history=True),
+    Source("StatefulSet", "apps", "statefulsets", "workloads", states=True, history=True),
+    Source("DaemonSet", "apps", "daemonsets", "workloads", states=True, history=True),
+    Source("ConfigMap", "", "configmaps", "configmaps", history=True),
+    Source("Secret", "", "secrets", "secrets", history=True),
+    *(
+        Source(kind, group, resource, "istio", history=True)
+        for group, kinds in {
+            "networking.istio.io": (("VirtualService", "virtualservices"), ("DestinationRule", "destinationrules"),
+                                    ("Gateway", "gateways"), ("ServiceEntry", "serviceentries"),
+                                    ("Sidecar", "sidecars")),
+            "security.istio.io": (("PeerAuthentication", "peerauthentications"),
+                                  ("AuthorizationPolicy", "authorizationpolicies")),
+        }.items()
+        for kind, resource in kinds
+    ),
+)  # fmt: skip
 
 
-async def serve(runtime: Runtime) -> None:
+async def serve(runtime: Runtime, policy: Policy | None = None) -> None:
     """The whole event pipeline until cancelled: watches and receivers, the team that investigates, and one outbox
     shared by the team, the pipeline and its worker. `cloudpilot watch` runs it; so does the server with
-    `watch.in_server`."""
+    `watch.in_server`, passing the `policy` it checked before starting (None: read `watch.policy_file`)."""
     outbox = notifiers.outbox_from_settings(runtime.settings, runtime.store)
     sinks = notifiers.from_settings(runtime.settings, runtime.store, outbox)
     async with Team.open(runtime, sinks=sinks) as team, anyio.create_task_group() as tg:
-        tg.start_soon(Service(runtime, Pipeline(runtime, team=team, sinks=sinks)).run)
+        tg.start_soon(Service(runtime, Pipeline(runtime, team=team, sinks=sinks, policy=policy)).run)
         if outbox is not None:
             tg.start_soon(outbox.run)
 
@@ -122,11 +127,9 @@ class Service:
         threads = []
         for name in settings.watch.clusters or [self.runtime.clusters.default_name()]:
             conn = self.runtime.clusters.get(name)
-            sources = [s for s in SOURCES if s.group in settings.watch.sources]
-            if "istio" in settings.watch.sources:
-                sources += await anyio.to_thread.run_sync(istio_sources, conn)
-            for source in sources:
-                for path in self._paths(source):
+            wanted = [s for s in SOURCES if s.switch in settings.watch.sources]
+            for source, info in await anyio.to_thread.run_sync(served, conn, wanted):
+                for path in self._paths(info):
                     watch = Watch(conn, path)
                     self.watches.append(watch)
                     thread = threading.Thread(
@@ -174,24 +177,23 @@ class Service:
         """Every watch has listed its collection and is watching from there."""
         return self.started and all(w.resource_version or w.stopped for w in self.watches)
 
-    def _paths(self, source: Source) -> list[str]:
+    def _paths(self, info: ResourceInfo) -> list[str]:
         namespaces = self.runtime.settings.watch.namespaces
-        if not source.namespaced or not namespaces:
-            return [f"{source.prefix}/{source.plural}"]
-        return [f"{source.prefix}/namespaces/{ns}/{source.plural}" for ns in namespaces]
+        if not info.namespaced or not namespaces:
+            return [info.path()]
+        return [info.path(ns) for ns in namespaces]
 
 
-def istio_sources(conn: Connection) -> list[Source]:
-    """The Istio config kinds this cluster serves, at their preferred version (none when Istio is not installed)."""
+def served(conn: Connection, sources: list[Source]) -> list[tuple[Source, ResourceInfo]]:
+    """The sources this cluster serves, through its (cached) discovery: Istio's only where Istio is installed."""
+    infos = {(r.group, r.resource): r for r in conn.resources()}
     found = []
-    for group, kinds in ISTIO.items():
-        try:
-            doc = conn.get(f"/apis/{group}")
-        except CloudPilotError:
-            continue  # not installed (404), or not allowed to look
-        version = (doc.get("preferredVersion") or {}).get("groupVersion") if isinstance(doc, dict) else None
-        if version:
-            found += [Source(kind, f"/apis/{version}", plural, "istio", history=True) for kind, plural in kinds]
+    for source in sources:
+        info = infos.get((source.group, source.resource))
+        if info is None:
+            logger.info("watch: cluster %s does not serve %s; not watched", conn.name, source.kind)
+        else:
+            found.append((source, info))
     return found
 
 

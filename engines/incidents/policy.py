@@ -325,12 +325,27 @@ class Decision:
     reason: str
 
 
+class HourlyLimit:
+    """At most `per_hour` starts in any rolling hour; it keeps only the last `per_hour` start times."""
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self.starts: deque[float] = deque(maxlen=max(per_hour, 1))
+
+    def full(self, at: float) -> bool:
+        """Whether the hour before `at` (Unix seconds) already holds `per_hour` starts."""
+        return sum(1 for t in self.starts if at - t < HOUR) >= self.per_hour
+
+    def add(self, at: float) -> None:
+        self.starts.append(at)
+
+
 class Autofix:
     """The policy plus its running state: the rate limit and the circuit breaker."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._starts: deque[float] = deque(maxlen=policy.limits.per_hour)  # enough to tell whether the limit is hit
+        self.limit = HourlyLimit(policy.limits.per_hour)
         self._failures = 0
         self._open = False
 
@@ -376,7 +391,7 @@ class Autofix:
         if self._open:
             stop = self.policy.limits.failures_before_stop
             return _ask(f"circuit breaker open after {stop} failed automatic fixes in a row; an operator must reset it")
-        if self._recent(at) >= self.policy.limits.per_hour:
+        if self.limit.full(at):
             return _ask(f"rate limit {self.policy.limits.per_hour}/h reached")
         where = _place(cluster, namespace)
         allows = f"rule {rule.name} allows {_list(sorted(set(actions)))} for {_list(covered)} in {where}{change}"
@@ -386,7 +401,7 @@ class Autofix:
 
     def started(self, at: float) -> None:
         """An automatic fix began at `at` (Unix seconds): it counts toward the hourly limit."""
-        self._starts.append(at)
+        self.limit.add(at)
 
     def finished(self, ok: bool) -> None:
         """An automatic fix's outcome: a success ends the failure streak; enough failures open the breaker."""
@@ -401,9 +416,6 @@ class Autofix:
         """An operator closes the circuit breaker."""
         self._failures = 0
         self._open = False
-
-    def _recent(self, at: float) -> int:
-        return sum(1 for t in self._starts if at - t < HOUR)
 
     def _match(
         self, cluster: str, namespace: str | None, findings: Collection[str], actions: Collection[str]

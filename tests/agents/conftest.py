@@ -32,15 +32,21 @@ class Recorder:
         self.sent.append(n)
 
 
-@pytest.fixture
-def settings(write_settings: Settings, tmp_path: Path) -> Settings:  # writes on, threads in tmp_path
+def team_settings(write_settings: Settings, tmp_path: Path, **groups: Any) -> Settings:
+    """Writes on, the team's threads in tmp_path, verification given 40 s, no log notifier; `groups` replace more."""
     return write_settings.model_copy(
         update={
             "agents": write_settings.agents.model_copy(update={"checkpoint_path": tmp_path / "threads.db"}),
             "fix": write_settings.fix.model_copy(update={"verify_timeout_seconds": 40}),
             "notify": write_settings.notify.model_copy(update={"log": False}),
+            **groups,
         }
     )
+
+
+@pytest.fixture
+def settings(write_settings: Settings, tmp_path: Path) -> Settings:  # writes on, threads in tmp_path
+    return team_settings(write_settings, tmp_path)
 
 
 @pytest.fixture

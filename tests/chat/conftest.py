@@ -16,6 +16,7 @@ import pytest
 from bots.serve import Bots
 from runtime import Runtime
 from settings import BotSettings, FeishuSettings, Settings, SlackSettings
+from tests.agents.conftest import team_settings
 from tests.chat.feishu_mock import ENCRYPT_KEY, VERIFICATION_TOKEN, FeishuMock
 from tests.chat.slack_mock import SlackMock
 
@@ -42,7 +43,8 @@ def feishu() -> Iterator[FeishuMock]:
 def chat_settings(
     base: Settings, tmp_path: Path, slack: SlackMock | None, feishu: FeishuMock | None, **bots: Any
 ) -> Settings:
-    """`base` with the apps of the stand-ins that are given, Alice and Bob as approvers everywhere."""
+    """`base` as the team runs it in tests (`team_settings`) with the apps of the stand-ins that are given, Alice and
+    Bob as approvers everywhere."""
     approvers = {
         "slack_users": [ALICE, BOB],
         "slack_groups": ["S0OPS"],
@@ -50,9 +52,6 @@ def chat_settings(
         "feishu_groups": ["g_sre"],
     }
     update: dict[str, Any] = {
-        "agents": base.agents.model_copy(update={"checkpoint_path": tmp_path / "threads.db"}),
-        "fix": base.fix.model_copy(update={"verify_timeout_seconds": 40}),
-        "notify": base.notify.model_copy(update={"log": False}),
         "bots": BotSettings.model_validate({"approvers": [approvers], "progress_seconds": 0} | bots),
     }
     if slack is not None:
@@ -72,7 +71,7 @@ def chat_settings(
             domain=feishu.domain,
             default_chat="oc_alerts",
         )
-    return base.model_copy(update=update)
+    return team_settings(base, tmp_path, **update)
 
 
 @asynccontextmanager

@@ -4,11 +4,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,10 +13,10 @@ import yaml
 
 import cli
 from tests.chat.slack_mock import SlackMock, event_body, mention, signed_headers
+from tests.cli.process import start, wait_healthy
 from tests.cluster.controlplane import free_port
 
 pytestmark = pytest.mark.timeout(120)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_no_chat_app_configured_is_a_clear_error(tmp_path, capsys):
@@ -48,25 +45,11 @@ def test_the_bot_process_answers_a_signed_mention(tmp_path, cluster):
                 }
             )
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDPILOT_")}
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "bot", "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        proc = start("bot", "--config", str(config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"
+            wait_healthy(proc, base, "the bot")
             deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, "the bot did not start"
-                time.sleep(0.1)
             body = json.dumps(event_body(mention("pending", user="U0ALICE", channel="C0OPS")))
             unsigned = httpx.post(f"{base}/slack/events", content=body, headers={"Content-Type": "application/json"})
             assert unsigned.status_code == 401

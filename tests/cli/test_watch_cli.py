@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,9 +11,8 @@ import yaml
 import cli
 from store import Store
 from store.incidents import Incidents
+from tests.cli.process import start, wait_healthy
 from tests.cluster.controlplane import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(tmp_path, policy: str | None) -> str:
@@ -87,26 +82,11 @@ def test_the_server_runs_the_pipeline_beside_its_tools(tmp_path, cluster):
             }
         )
     )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDPILOT_")}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "--config", str(config)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,  # the MCP stdio transport waits here
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    # stdin: the MCP stdio transport waits there
+    proc = start("--config", str(config), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the pipeline did not start"
-            time.sleep(0.1)
+        wait_healthy(proc, base, "the pipeline")
         alert = {
             "status": "firing",
             "alerts": [{"status": "firing", "labels": {"alertname": "Errors", "namespace": "shop", "service": "cart"},
@@ -132,9 +112,6 @@ def test_a_bad_policy_stops_the_server_from_starting(tmp_path):
         yaml.safe_dump({"store": {"path": str(tmp_path / "c.db")},
                         "watch": {"in_server": True, "policy_file": str(tmp_path / "p.yaml")}})
     )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDPILOT_")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "server.py"), "--config", str(config)],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode != 0 and b"rules.0.actions" in done.stderr and b"set_template" in done.stderr
+    proc = start("--config", str(config), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and b"rules.0.actions" in err and b"set_template" in err

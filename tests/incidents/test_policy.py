@@ -215,7 +215,7 @@ def test_the_rate_limit_stops_automatic_fixes_and_frees_after_an_hour():
     assert oom(fix, at=NOW + 3600).verdict == "auto"  # the first start is an hour old
     for i in range(100):
         fix.started(NOW + i)
-    assert len(fix._starts) == 2  # bounded memory
+    assert len(fix.limit.starts) == 2  # bounded memory
 
 
 def test_a_zero_rate_limit_never_acts():

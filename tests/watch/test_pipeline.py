@@ -17,7 +17,7 @@ from runtime import LOCAL, Principal, Runtime
 from settings import Settings, WatchSettings
 from store.audit import AuditLog
 from store.incidents import Incidents
-from tests.agents.conftest import Recorder
+from tests.agents.conftest import Recorder, team_settings
 from tests.fix.scenarios import SCENARIOS, deployment, event, kubelet, newest_pods
 from tools.catalogue import enabled_tools
 from watch.pipeline import Pipeline
@@ -110,14 +110,7 @@ async def test_bad_input_gets_clear_errors_and_never_stops_the_pipeline(http_pip
 
 
 async def test_a_bad_image_rollout_becomes_one_incident_fixed_and_resolved(api, namespace, write_settings, tmp_path):
-    settings = write_settings.model_copy(
-        update={
-            "agents": write_settings.agents.model_copy(update={"checkpoint_path": tmp_path / "threads.db"}),
-            "fix": write_settings.fix.model_copy(update={"verify_timeout_seconds": 40}),
-            "notify": write_settings.notify.model_copy(update={"log": False}),
-            "watch": WatchSettings(namespaces=[namespace]),
-        }
-    )
+    settings = team_settings(write_settings, tmp_path, watch=WatchSettings(namespaces=[namespace]))
     rt = Runtime(settings)
     recorder = Recorder()
     try:
@@ -182,14 +175,8 @@ limits:
 async def test_a_written_policy_rolls_back_a_bad_image_by_itself(api, namespace, write_settings, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(namespace=namespace))
-    settings = write_settings.model_copy(
-        update={
-            "agents": write_settings.agents.model_copy(update={"checkpoint_path": tmp_path / "threads.db"}),
-            "fix": write_settings.fix.model_copy(update={"verify_timeout_seconds": 40}),
-            "notify": write_settings.notify.model_copy(update={"log": False}),
-            "watch": WatchSettings(namespaces=[namespace], sources=["events", "pods", "workloads"], policy_file=policy),
-        }
-    )
+    watch = WatchSettings(namespaces=[namespace], sources=["events", "pods", "workloads"], policy_file=policy)
+    settings = team_settings(write_settings, tmp_path, watch=watch)
     rt = Runtime(settings)
     recorder = Recorder()
     try:
