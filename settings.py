@@ -107,6 +107,17 @@ class PrometheusSettings(BaseModel):
     verify_tls: bool = Field(True, description="Verify Prometheus's TLS certificate.")
 
 
+class TracingSettings(BaseModel):
+    """Where trace spans come from for RCA: a Jaeger query API."""
+
+    url: str | None = Field(None, description="Jaeger query base URL, e.g. http://jaeger-query:16686.")
+    bearer_token: str | None = Field(None, description="Sent as Authorization: Bearer; never returned.")
+    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Jaeger query.")
+    verify_tls: bool = Field(True, description="Verify Jaeger's TLS certificate.")
+    max_traces: int = Field(500, ge=1, le=5_000, description="Traces fetched per service and window.")
+    max_spans: int = Field(100_000, ge=1, le=1_000_000, description="Spans kept in all; more are dropped.")
+
+
 class RcaSettings(BaseModel):
     """Root-cause analysis defaults."""
 
@@ -380,6 +391,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     rca: RcaSettings = Field(default_factory=RcaSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     fix: FixSettings = Field(default_factory=FixSettings)

@@ -247,12 +247,12 @@ def run_modalities(cases: list[Case], baselines: dict[tuple[str, str], dict]) ->
             metrics_time = time.perf_counter() - began
             began = time.perf_counter()
             seen = list(nezha_tt.spans_between(centre, centre + 240))
-            scores["traces"] = {e.service: e.score for e in spans.score_services(span_base, seen)}
+            scores["traces"] = {e.service: e.size for e in spans.score_services(span_base, seen)}
             traces_time = time.perf_counter() - began
             began = time.perf_counter()
             case_templates = copy.deepcopy(templates)  # the window's lines must not teach the next case's miner
             lines = nezha_tt_logs.lines_between(centre, centre + 240)
-            scores["logs"] = {e.service: e.score for e in logs.score_services(log_base, lines, case_templates)}
+            scores["logs"] = {e.service: e.size for e in logs.score_services(log_base, lines, case_templates)}
             logs_time = time.perf_counter() - began
             took = {"metrics": metrics_time, "traces": traces_time, "logs": logs_time}
             for name, used in variants.items():

@@ -3,6 +3,8 @@
 #   - etcd (and Prometheus, openssl) from Debian's packages
 #   - kube-apiserver, kube-controller-manager, kube-scheduler, kubectl built from the Go module proxy,
 #     cached in ~/.cache/cloudpilot/kube/<version>
+#   - Jaeger (all-in-one, in-memory storage) built from the Go module proxy,
+#     cached in ~/.cache/cloudpilot/jaeger/<version>
 #   - the Python package and its test extras in .venv
 #   - the MCP Inspector CLI from npm, cached in ~/.cache/cloudpilot/inspector
 # Extra arguments go to pytest, e.g. scripts/test.sh -k pods -x
@@ -24,6 +26,10 @@ fi
 echo "== control plane binaries"
 CLOUDPILOT_KUBE_BIN="$(bash scripts/build-control-plane.sh | tail -n 1)"
 export CLOUDPILOT_KUBE_BIN
+
+echo "== jaeger binary"
+CLOUDPILOT_JAEGER_BIN="$(bash scripts/build-jaeger.sh | tail -n 1)"
+export CLOUDPILOT_JAEGER_BIN
 
 echo "== python"
 [ -x .venv/bin/python ] || python3 -m venv .venv

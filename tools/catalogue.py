@@ -57,6 +57,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.diagnose",
     "tools.istio",
     "tools.rca",
+    "tools.rca_files",
     "tools.forecast",
     "tools.fix",
     "tools.mutations",

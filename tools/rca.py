@@ -9,6 +9,7 @@ import math
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -17,11 +18,16 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from connections import namespaces
+from connections.jaeger import Jaeger
 from connections.prometheus import EDGE_TEMPLATES, MAX_POINTS, TEMPLATES, Prometheus, Series, render, workload_of
-from engines.rca import Event, Frame, FrameError, Report, analyse, from_csv
+from engines.rca import Candidate, Event, Frame, FrameError, Report, analyse, from_csv
 from engines.rca import detectors as det
 from engines.rca.chain import lagged
+from engines.rca.formats import log_lines_from_pod_log
+from engines.rca.logs import LogEvidence, LogLine
+from engines.rca.multimodal import Ranked, Ranking, log_evidence, rank, trace_evidence
 from engines.rca.onset import detect_onset
+from engines.rca.spans import Span, SpanEvidence
 from engines.rca.trend import trend
 from errors import CloudPilotError, InvalidInput, NotFound
 from runtime import current
@@ -39,6 +45,7 @@ MAX_QUERY_SERIES = 200  # anomalies_in_query scores at most this many series
 MAX_EXTRA_QUERIES = 10  # rca_namespace's own `queries`
 MAX_CELLS = 2_000_000  # series x samples analysed in one call
 LOG_PODS = 10
+MAX_LOG_LINES = 50_000  # per pod (each pod's log is read up to 2 MB)
 EARLIEST, LATEST = 0.0, 4_102_444_800.0  # times given to the Prometheus tools: 1970 to 2100
 _ERROR_LINE = re.compile(r"\b(error|exception|fatal|panic|traceback)\b", re.I)
 _QUERY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
@@ -74,6 +81,11 @@ class CandidateOut(BaseModel):
     evidence: list[Move]
     events: list[str] = []
     explained_by: str | None = None
+    traces: str | None = Field(None, description="What the service's spans show, when traces were used.")
+    logs: str | None = Field(None, description="What the service's logs show (template, masked example).")
+    fused_score: float | None = Field(
+        None, description="With traces or logs: the larger of their effect sizes (nats) + the metrics score."
+    )
 
 
 class Hop(BaseModel):
@@ -93,12 +105,14 @@ class RcaResult(Result):
     candidates: list[CandidateOut]
     chain: list[Hop]
     metrics_analysed: int
+    modalities: list[str] = Field(["metrics"], description="The evidence the ranking used.")
     notes: list[str] = []
 
     def render(self) -> str:
         how = "detected" if self.onset_detected else "given"
         lines = [
-            f"anomaly at {self.anomaly_time} ({how}); {self.metrics_analysed} metrics; threshold {self.threshold:g}"
+            f"anomaly at {self.anomaly_time} ({how}); {self.metrics_analysed} metrics; threshold {self.threshold:g}; "
+            f"evidence: {', '.join(self.modalities) or 'none'}"
         ]
         rows = [
             [
@@ -115,6 +129,10 @@ class RcaResult(Result):
         for c in self.candidates:
             if c.events:
                 lines.append(f"{c.service} events: " + "; ".join(c.events[:3]))
+            if c.traces:
+                lines.append(f"{c.service} traces: {c.traces}")
+            if c.logs:
+                lines.append(f"{c.service} logs: {c.logs}")
         if self.chain:
             lines.append(
                 "chain: "
@@ -190,31 +208,55 @@ def check_cells(frame: Frame, hint: str) -> None:
         )
 
 
-def to_result(report: Report, limit: int, notes: list[str], iso_times: bool = True) -> RcaResult:
-    """The engine's report, trimmed to `limit` candidates, as a tool result."""
+def _candidate(c: Candidate, stamp: Callable[[float], str]) -> CandidateOut:
+    return CandidateOut(
+        service=c.service,
+        score=c.score,
+        confidence=c.confidence,
+        onset=stamp(c.onset),
+        evidence=[
+            Move(
+                metric=m.metric,
+                baseline=round(m.baseline, 6),
+                peak=round(m.peak, 6),
+                change_pct=_finite(m.change_pct, 1) if m.change_pct is not None else None,
+                z=m.z,
+                trend=m.trend.direction,
+            )
+            for m in c.metrics
+        ],
+        events=[f"{e.reason}: {e.message[:120]}" for e in c.events],
+        explained_by=c.explained_by,
+    )
+
+
+def _ranked(r: Ranked, stamp: Callable[[float], str]) -> CandidateOut:
+    out = (
+        _candidate(r.metrics, stamp)
+        if r.metrics
+        else CandidateOut(service=r.service, score=0.0, confidence=0.0, onset="", evidence=[])
+    )
+    out.fused_score = round(r.score, 4)
+    if r.trace and r.trace.size > 0:
+        out.traces = f"{r.trace.note} [{r.trace.size:.2f} nats]"
+    if r.log and r.log.size > 0:
+        example = f"; e.g. {r.log.example!r}" if r.log.example else ""
+        out.logs = f"{r.log.note}; template {r.log.template!r}{example} [{r.log.size:.2f} nats]"
+    return out
+
+
+def to_result(
+    report: Report, limit: int, notes: list[str], iso_times: bool = True, ranking: Ranking | None = None
+) -> RcaResult:
+    """The engine's report, trimmed to `limit` candidates, as a tool result; with a multi-modal `ranking`, the
+    candidates are in its order and carry their trace and log evidence."""
     stamp = _iso if iso_times else (lambda s: f"{s:g}")
-    candidates = [
-        CandidateOut(
-            service=c.service,
-            score=c.score,
-            confidence=c.confidence,
-            onset=stamp(c.onset),
-            evidence=[
-                Move(
-                    metric=m.metric,
-                    baseline=round(m.baseline, 6),
-                    peak=round(m.peak, 6),
-                    change_pct=_finite(m.change_pct, 1) if m.change_pct is not None else None,
-                    z=m.z,
-                    trend=m.trend.direction,
-                )
-                for m in c.metrics
-            ],
-            events=[f"{e.reason}: {e.message[:120]}" for e in c.events],
-            explained_by=c.explained_by,
-        )
-        for c in report.candidates[:limit]
-    ]
+    if ranking is not None and set(ranking.modalities) - {"metrics"}:
+        candidates = [_ranked(r, stamp) for r in ranking.ranked[:limit]]
+        modalities = ranking.modalities
+    else:
+        candidates = [_candidate(c, stamp) for c in report.candidates[:limit]]
+        modalities = ["metrics"]
     chain = [
         Hop(
             source=link.source,
@@ -232,6 +274,7 @@ def to_result(report: Report, limit: int, notes: list[str], iso_times: bool = Tr
         candidates=candidates,
         chain=chain,
         metrics_analysed=report.analysed_metrics,
+        modalities=modalities,
         notes=[*report.notes, *notes],
     )
 
@@ -297,9 +340,9 @@ def namespace_frame(
 
 def cluster_evidence(
     conn: Any, namespace: str, start: float, end: float, step: float, services: list[str]
-) -> tuple[list[Event], dict[str, np.ndarray]]:
-    """Warning events and pod state changes of the window, and per-step error-log line counts of the
-    namespace's pods."""
+) -> tuple[list[Event], dict[str, np.ndarray], list[LogLine]]:
+    """Warning events and pod state changes of the window, per-step error-log line counts of the namespace's
+    pods, and their log lines (for the logs modality)."""
     with ThreadPoolExecutor(max_workers=2) as pool:  # independent lists
         listed_events = pool.submit(conn.list_items, f"/api/v1/namespaces/{namespace}/events", {})
         listed_pods = pool.submit(conn.list_items, f"/api/v1/namespaces/{namespace}/pods", {})
@@ -333,13 +376,30 @@ def cluster_evidence(
     names = [p["metadata"]["name"] for p in wanted]
     with ThreadPoolExecutor(max_workers=8) as pool:  # one request per pod, independent
         bodies = list(pool.map(log, names))
+    lines: list[LogLine] = []
     for name, raw in zip(names, bodies, strict=True):
-        for line in raw.decode("utf-8", "replace").splitlines():
-            stamp, _, text = line.partition(" ")
-            moment = parse_when(stamp[:19] + "Z") if len(stamp) >= 19 else None
-            if moment is not None and start <= moment <= end and _ERROR_LINE.search(text):
-                counts[workload_of(name)][int((moment - start) // step)] += 1
-    return events, dict(counts)
+        read, _ = log_lines_from_pod_log(raw.decode("utf-8", "replace"), workload_of(name), MAX_LOG_LINES)
+        for line in read:
+            if start <= line.time <= end:
+                lines.append(line)
+                if _ERROR_LINE.search(line.text):
+                    counts[line.service][min(int((line.time - start) // step), len(grid) - 1)] += 1
+    return events, dict(counts), lines
+
+
+def trace_spans(settings: Settings, services: list[str], start: float, end: float) -> tuple[list[Span], list[str]]:
+    """The window's spans from Jaeger (tracing.url) for the services Jaeger knows among `services` (all of
+    Jaeger's when it knows none of them), and notes; nothing and no note when no Jaeger is configured."""
+    if not settings.tracing.url:
+        return [], []
+    with Jaeger(settings.tracing) as jaeger:
+        known = set(jaeger.services())
+        wanted = [s for s in services if s in known]
+        spans, truncated = jaeger.spans(wanted or None, start, end)
+    notes = [] if wanted else ["traces: no Jaeger service is named like a workload here; all of Jaeger's were read"]
+    if truncated:
+        notes.append(f"traces: capped at tracing.max_traces / max_spans ({len(spans)} spans read)")
+    return spans, notes
 
 
 def pod_state_changes(pods: list[dict[str, Any]], start: float, end: float) -> list[Event]:
@@ -395,10 +455,12 @@ async def rca_namespace(
     limit: Annotated[int, Field(ge=1, le=20)] = 5,
 ) -> RcaResult:
     """Rank the likely root-cause workloads of a namespace's incident from Prometheus metrics (CPU, memory,
-    restarts, network, Istio request/error rate and latency, per-call latency), plus the cluster's Warning
-    events, pod state changes (OOM kills, crashes, pods turning unready) and error-log bursts. Use when
-    something in a namespace misbehaves and you need where it started.
-    Returns candidates with score, confidence, onset, evidence and the propagation chain."""
+    restarts, network, Istio request/error rate and latency, per-call latency), the cluster's Warning events,
+    pod state changes (OOM kills, crashes, pods turning unready), the pods' logs (templates that appeared,
+    vanished or turned to errors) and, when tracing.url points at Jaeger, trace spans (own time, downstream
+    calls, errors per operation), each against the window's time before the anomaly. Use when something in a
+    namespace misbehaves and you need where it started.
+    Returns candidates with score, confidence, onset, evidence per modality, the modalities used and the chain."""
     rt = current()
     rt.check_namespace(namespace)
     start, stop = _window(rt.settings, minutes, end)
@@ -420,9 +482,10 @@ async def rca_namespace(
         )
     check_cells(frame, "Shorten minutes or pass fewer queries.")
     events: list[Event] = []
+    lines: list[LogLine] = []
     try:
         conn = rt.connection(cluster)
-        events, logs = await rt.call(cluster_evidence, conn, namespace, start, stop, step, frame.services())
+        events, logs, lines = await rt.call(cluster_evidence, conn, namespace, start, stop, step, frame.services())
         if logs:
             names = sorted(logs)
             frame = Frame(
@@ -433,15 +496,37 @@ async def rca_namespace(
     except Exception as e:  # boundary: cluster evidence is optional; the metrics still answer
         logger.warning("rca %s: cluster evidence unavailable: %s", namespace, e)
         notes.append(f"cluster events/logs unavailable ({type(e).__name__}: {str(e)[:150]})")
+    spans: list[Span] = []
+    try:
+        spans, trace_notes = await rt.call(trace_spans, rt.settings, frame.services(), start, stop)
+        notes += trace_notes
+    except Exception as e:  # boundary: traces are optional; the other evidence still answers
+        logger.warning("rca %s: traces unavailable: %s", namespace, e)
+        notes.append(f"traces unavailable, answered without them ({type(e).__name__}: {str(e)[:150]})")
     try:
         report = analyse(frame, given, threshold=rt.settings.rca.threshold, events=events)
     except FrameError as e:
         raise InvalidInput(str(e), hint="Widen the window or move the anomaly time inside it.") from None
+    ranking = await rt.call(modality_ranking, report, spans, lines, notes)
     if service:
-        ranking = report.ranking()
-        place = ranking.index(service) + 1 if service in ranking else None
-        notes.append(f"{service} ranks {place} of {len(ranking)}" if place else f"{service} has no metrics here")
-    return to_result(report, limit, notes)
+        order = ranking.services()
+        place = order.index(service) + 1 if service in order else None
+        notes.append(f"{service} ranks {place} of {len(order)}" if place else f"{service} has no evidence here")
+    return to_result(report, limit, notes, ranking=ranking)
+
+
+def modality_ranking(report: Report | None, spans: list[Span], lines: list[LogLine], notes: list[str]) -> Ranking:
+    """The traces' and logs' evidence split at the report's anomaly time, ranked with the metrics."""
+    split = report.anomaly_time if report is not None else None
+    found_spans: list[SpanEvidence] = []
+    found_logs: list[LogEvidence] = []
+    if spans and split is not None:
+        found_spans, note = trace_evidence(spans, split)
+        notes.append(note)
+    if lines and split is not None:
+        found_logs, note = log_evidence(lines, split)
+        notes.append(note)
+    return rank(report, found_spans, found_logs)
 
 
 def _check_queries(queries: dict[str, str] | None) -> None:

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 EVENT_WEIGHT = 0.5  # a Warning event of the service in the window counts like a 3-sigma move
 EVIDENCE_PER_CANDIDATE = 3
 CHAIN_SERVICES = 6
+GRAPH_MIN = 0.5  # a callee this anomalous explains its caller's latency/errors: the caller ranks just below it
 ONSET_CANDIDATES = 3  # change points analysed when no anomaly time is given
 
 
@@ -230,30 +231,39 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
 
 
 def _discount(columns: list[str], scores: np.ndarray, calls: set[tuple[str, str]]) -> tuple[np.ndarray, dict[str, str]]:
-    """Scale down callers' latency/error scores by the worst latency/error anomaly among their callees."""
-    if not calls:
+    """A caller whose callee's latency/errors moved too (≥ GRAPH_MIN) ranks just below that callee: the callee
+    explains it. Only the caller's latency/error columns are capped (at the callee's score), never scaled down to
+    nothing, so a wrong edge costs the caller the places between it and its callee, not the ranking. Caps follow
+    the graph down (a caller of a capped caller is capped below it); two services calling each other are left."""
+    edges = {(a, b) for a, b in calls if a != b and (b, a) not in calls}
+    if not edges:
         return scores.copy(), {}
-    worst: dict[str, tuple[float, str]] = {}
+    by_service: dict[str, list[int]] = defaultdict(list)
     for j, column in enumerate(columns):
-        if propagates(metric_of(column)):
-            service = service_of(column)
-            if scores[j] > worst.get(service, (0.0, ""))[0]:
-                worst[service] = (float(scores[j]), column)
-    callees: dict[str, set[str]] = defaultdict(set)
-    for caller, callee in calls:
-        if caller != callee:
-            callees[caller].add(callee)
-    blame: dict[str, tuple[float, str]] = {}
-    for caller, targets in callees.items():
-        found = [(worst[t][0], t) for t in targets if t in worst]
-        if found:
-            blame[caller] = max(found)
+        by_service[service_of(column)].append(j)
+    moved = {
+        s: max((float(scores[j]) for j in idx if propagates(metric_of(columns[j]))), default=0.0)
+        for s, idx in by_service.items()
+    }
+    callees: dict[str, list[str]] = defaultdict(list)
+    for caller, callee in edges:
+        if caller in by_service and moved.get(callee, 0.0) >= GRAPH_MIN:
+            callees[caller].append(callee)
     adjusted = scores.copy()
-    for j, column in enumerate(columns):
-        service = service_of(column)
-        if service in blame and propagates(metric_of(column)):
-            adjusted[j] = scores[j] * (1.0 - blame[service][0])
-    explained = {s: b[1] for s, b in blame.items() if b[0] >= 0.5}
+    explained: dict[str, str] = {}
+    for _ in range(len(by_service)):  # enough passes for the longest call chain
+        best = {s: float(adjusted[idx].max()) for s, idx in by_service.items()}
+        changed = False
+        for caller, targets in callees.items():
+            cap, callee = max((best[t], t) for t in targets)
+            for j in by_service[caller]:
+                if propagates(metric_of(columns[j])):
+                    value = min(float(scores[j]), cap * (1.0 - 1e-3))
+                    changed |= value != adjusted[j]
+                    adjusted[j] = value
+            explained[caller] = callee
+        if not changed:
+            break
     return adjusted, explained
 
 

@@ -1,8 +1,12 @@
-"""One ranking from every kind of evidence there is: metrics, traces, logs. Each modality scores the services on its
-own scale, so scores are not added as they are: within a modality, a service counts by how far it stands out from
-the others (a robust z-score against that modality's median service). A modality in which nothing stands out — the
-metrics of a code-level fault, the logs of a CPU fault — then adds almost nothing, and one in which a service
-stands far out decides. Nothing is learned from labels; the only constants are the clip and the floor below."""
+"""One ranking from every kind of evidence there is: metrics, traces, logs.
+
+Traces and logs measure the same thing — how far a service's own behaviour moved from its normal period — in
+the same unit, nats of a shrunk log-ratio (own time, child calls, error spans; template counts, error lines).
+A fault shows in one of them and not the other (a CPU fault slows spans and leaves logs alone; an exception
+changes logs and may leave spans alone), so a service counts by the larger of the two, not their sum: a
+modality with nothing to say cannot drown the one that saw the fault. Metrics scores (the engine's anomaly
+score in [0, 1)) are added with weight METRICS_WEIGHT: they order services the other modalities leave close,
+and with metrics alone the ranking is the metrics engine's. Nothing is learned from labels."""
 
 from __future__ import annotations
 
@@ -11,46 +15,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CLIP = 8.0  # one modality's say is bounded: a single wild score cannot outvote the others without limit
-SPREAD_FLOOR = 0.02  # scores in [0, 1): differences smaller than this are noise, not standing out
+METRICS = "metrics"
+METRICS_WEIGHT = 1.0  # a metrics score in [0, 1) adds at most one nat
+MAX_SIZE = 20.0  # one modality's say is bounded: a wild value cannot outvote the others without limit
 
 
 @dataclass(frozen=True)
 class Fused:
     service: str
-    score: float  # sum over modalities of how far the service stands out in each
-    by_modality: dict[str, float]  # modality → its standing-out there (0 when not above the median)
+    score: float
+    by_modality: dict[str, float]  # modality → what it gave this service (metrics score, or nats)
+
+
+def _value(v: float) -> float:
+    return float(np.clip(v, 0.0, MAX_SIZE)) if np.isfinite(v) else 0.0
 
 
 def fuse(scores: Mapping[str, Mapping[str, float]]) -> list[Fused]:
-    """`scores`: modality → service → score in [0, 1). Every service of any modality is ranked, best first; a
-    service a modality did not see gets that modality's median (no evidence either way)."""
+    """`scores`: modality → service → value ("metrics": score in [0, 1); any other: effect size in nats).
+    Every service any modality saw is ranked, best first; one a modality did not see gets 0 from it."""
     services = sorted({s for by_service in scores.values() for s in by_service})
-    if not services:
-        return []
-    standing: dict[str, dict[str, float]] = {s: {} for s in services}
-    for modality, by_service in scores.items():
-        if not by_service:
-            continue
-        values = np.array([float(v) for v in by_service.values()], dtype=float)
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        median = float(np.median(values))
-        spread = max(1.4826 * float(np.median(np.abs(values - median))), SPREAD_FLOOR)
-        for service in services:
-            value = by_service.get(service, median)
-            z = (float(value) - median) / spread if np.isfinite(value) else 0.0
-            standing[service][modality] = float(np.clip(z, 0.0, CLIP))
-    fused = [Fused(s, round(sum(standing[s].values()), 6), standing[s]) for s in services]
+    fused = []
+    for service in services:
+        given = {m: _value(by_service[service]) for m, by_service in scores.items() if service in by_service}
+        moved = max((v for m, v in given.items() if m != METRICS), default=0.0)
+        total = moved + METRICS_WEIGHT * min(given.get(METRICS, 0.0), 1.0)
+        fused.append(Fused(service, round(total, 6), given))
     first = _first_seen(scores)
     return sorted(fused, key=lambda f: (-f.score, first.get(f.service, len(first))))
 
 
 def _first_seen(scores: Mapping[str, Mapping[str, float]]) -> dict[str, int]:
-    """Ties keep the order of the first modality given (metrics, the engine's historic ranking)."""
+    """Ties keep the order of the first modality given (metrics: the engine's historic ranking)."""
     order: dict[str, int] = {}
     for by_service in scores.values():
-        for service, _ in sorted(by_service.items(), key=lambda kv: -kv[1]):
+        for service, _ in sorted(by_service.items(), key=lambda kv: -_value(kv[1])):
             order.setdefault(service, len(order))
     return order

@@ -67,7 +67,8 @@ class LogLine:
 @dataclass(frozen=True)
 class LogEvidence:
     service: str
-    score: float  # in [0, 1)
+    score: float  # in [0, 1): 1 - exp(-size / 2)
+    size: float  # nats: the log-ratio of the template (or the error lines) that moved most (what the fusion adds)
     template: str  # the template that moved most (masked)
     example: str  # one line of that template, masked and clipped
     new_templates: int
@@ -270,6 +271,7 @@ def _evidence(name: str, baseline: LogBaseline, window: Period, scale: float) ->
     return LogEvidence(
         service=name,
         score=round(min(score, 0.999999), 6),
+        size=round(size, 6),
         template=template,
         example=example,
         new_templates=new,

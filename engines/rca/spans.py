@@ -1,8 +1,9 @@
 """Root-cause ranking from trace spans: which service's own behaviour changed against a normal period.
 
 Each (service, operation) is compared on OWN time (duration minus its children), on the shape of its spans
-(how many children they have), on error spans and on its share of traffic; a service scores by its most
-surprising operation. Pure: numpy only; no I/O, MCP or Kubernetes.
+(how many children they have) and on error spans, each as an effect size in nats (a log-ratio, not a p-value,
+so a busy operation's small drift does not outweigh a quiet one's large change); a service scores by its most
+moved operation. Pure: numpy only; no I/O, MCP or Kubernetes.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import numpy as np
 MAX_OPERATIONS = 5_000  # distinct (service, operation) pairs kept; more are counted as dropped
 RESERVOIR = 512  # own-time samples kept per operation
 MAX_SHAPES = 32  # distinct child counts kept per operation
-MIN_SLOW_SHARE = 0.02  # the floor of the "expected" share of slow spans
-MIN_SHAPE_SHARE = 0.02
-RARE_SHAPE = 0.05  # a child count seen in fewer than this share of normal spans is unusual
-SLOW_FLOOR = 0.001  # seconds: an own time must rise by at least this much to count as slow
-SURPRISE_SCALE = 8.0  # nats of surprise that map to a score of 1 - 1/e
+MIN_SAMPLES = 3  # own times needed in both periods to compare an operation's medians
+OWN_PRIOR = 0.001  # seconds added to both medians: sub-millisecond moves are noise, not slowness
+SLOW_FLOOR = 0.001  # seconds: a span counts as far slower past 2 x the normal median + this (for the share shown)
+ERROR_PRIOR = 2.0  # pseudo-spans added to both error counts
 TIE = 0.02  # scores closer than this are ties, broken by the call graph
 ERROR_NAME = re.compile(r"error|exception", re.IGNORECASE)
 
@@ -50,7 +50,8 @@ class SpanEvidence:
     """Why a service ranks where it does, for an operator to read."""
 
     service: str
-    score: float  # in [0, 1)
+    score: float  # in [0, 1): 1 - exp(-size / 2)
+    size: float  # nats: the log-ratio of the operation that moved most (what the fusion adds)
     operation: str  # the operation that moved most
     baseline_ms: float  # its normal median own time
     observed_ms: float  # its median own time in the window
@@ -58,7 +59,7 @@ class SpanEvidence:
     errors: int  # error spans of the service in the window
     example_trace: str
     note: str
-    signal: str = ""  # which comparison moved most: slow, shape, errors, traffic, new
+    signal: str = ""  # which comparison moved most: slow, shape or errors
 
 
 def _duration(span: Span) -> float:
@@ -202,27 +203,14 @@ class SpanBaseline(SpanStats):
         return baseline
 
 
-def _kl_bernoulli(k: int, n: int, p0: float) -> float:
-    """n * KL(k/n || p0) when k/n > p0, else 0: the surprise (nats) of k hits in n at rate p0."""
-    if n == 0:
-        return 0.0
-    p = k / n
-    if p <= p0:
-        return 0.0
-    a = p * math.log(p / p0)
-    b = (1 - p) * math.log((1 - p) / (1 - p0)) if p < 1 else 0.0
-    return n * (a + b)
-
-
-def _poisson_surprise(k: int, expected: float) -> float:
-    """Surprise (nats) of seeing k events where `expected` were due, in either direction."""
-    lam = max(expected, 1e-9)
-    return lam - k + (k * math.log(k / lam) if k > 0 else 0.0)
+def shift(observed: float, expected: float, prior: float = 1.0) -> float:
+    """Shrunk log-ratio (nats): large only when both the ratio and the counts are."""
+    return math.log((observed + prior) / (expected + prior))
 
 
 @dataclass(frozen=True)
 class _Finding:
-    surprise: float
+    size: float  # nats
     signal: str
     operation: str
     baseline_ms: float
@@ -232,71 +220,54 @@ class _Finding:
 
 
 def _slow(base: OperationStats, seen: OperationStats) -> tuple[float, float, float, float]:
-    """(surprise, slow share, baseline median ms, observed median ms) of the own times."""
-    ref = np.asarray(base.own)
-    obs = np.asarray(seen.own)
-    if not len(ref) or not len(obs):
+    """(size, slow share, baseline median ms, observed median ms) of the own times. The size is the log-ratio of
+    the medians with OWN_PRIOR added to both, so a sub-millisecond drift of a fast query stays small while a
+    call that went from 2 ms to 80 ms stands out whatever its volume."""
+    if len(base.own) < MIN_SAMPLES or len(seen.own) < MIN_SAMPLES:
         return 0.0, 0.0, 0.0, 0.0
-    median = float(np.median(ref))
-    limit = max(float(np.quantile(ref, 0.99)), 2 * median + SLOW_FLOOR)
-    p0 = max(float(np.mean(ref > limit)), MIN_SLOW_SHARE)
-    hits = int(np.sum(obs > limit))
-    share = hits / len(obs)
-    scale = seen.count / len(obs)  # the reservoir stands for all spans
-    return _kl_bernoulli(hits, len(obs), p0) * scale, share, median * 1e3, float(np.median(obs)) * 1e3
+    ref, obs = np.asarray(base.own), np.asarray(seen.own)
+    before, now = float(np.median(ref)), float(np.median(obs))
+    limit = max(float(np.quantile(ref, 0.99)), 2 * before + SLOW_FLOOR)
+    share = float(np.mean(obs > limit))
+    size = math.log((now + OWN_PRIOR) / (before + OWN_PRIOR))
+    return max(0.0, size), share, before * 1e3, now * 1e3
 
 
 def _shape(base: OperationStats, seen: OperationStats) -> float:
-    """Surprise of spans whose child count is rare in the normal period (missing or extra downstream calls)."""
+    """Spans with a child count the normal period never showed (missing or extra downstream calls), against
+    the rule of succession's expectation for a count not seen in `n` normal spans."""
     base_n = sum(base.shapes.values())
     if not base_n or not seen.count:
         return 0.0
-    usual = {n for n, c in base.shapes.items() if c / base_n >= RARE_SHAPE}
-    p0 = max(1 - sum(base.shapes[n] for n in usual) / base_n, MIN_SHAPE_SHARE)
-    odd = sum(c for n, c in seen.shapes.items() if n not in usual)
-    return _kl_bernoulli(odd, sum(seen.shapes.values()), p0)
+    odd = sum(c for n, c in seen.shapes.items() if n not in base.shapes)
+    expected = sum(seen.shapes.values()) / (base_n + 2)
+    return max(0.0, shift(odd, expected))
 
 
-def _errors(base: OperationStats | None, seen: OperationStats, base_total: int, total: int) -> float:
+def _errors(base: OperationStats | None, seen: OperationStats) -> float:
+    """Error spans beyond the operation's normal error share (smoothed, so an operation with few normal spans,
+    or none, is not judged on a zero)."""
     if not seen.errors:
         return 0.0
-    expected = (base.errors if base else 0) / max(1, base_total) * total
-    expected = max(expected, 0.5)  # an error operation never seen before is due about once by chance
-    return _poisson_surprise(seen.errors, expected) if seen.errors > expected else 0.0
+    rate = ((base.errors if base else 0) + 0.5) / ((base.count if base else 0) + 1)
+    return max(0.0, shift(seen.errors, rate * seen.count, ERROR_PRIOR))
 
 
-def _traffic(base: OperationStats | None, seen_count: int, base_total: int, total: int) -> float:
-    """Surprise of the operation's share of all spans moving (count collapse or spike)."""
-    expected = (base.count if base else 0) / max(1, base_total) * total
-    ratio = (seen_count + 1) / (expected + 1)
-    if 0.5 < ratio < 2:  # the workload mix drifts; only a halving or doubling counts
-        return 0.0
-    return _poisson_surprise(seen_count, max(expected, 0.5))
-
-
-def _findings(baseline: SpanStats, window: SpanStats, weights: dict[str, float]) -> dict[str, list[_Finding]]:
+def _findings(baseline: SpanStats, window: SpanStats) -> dict[str, list[_Finding]]:
     out: dict[str, list[_Finding]] = {}
     for (service, op), seen in window.ops.items():
         base = baseline.ops.get((service, op))
         trace = seen.traces[0] if seen.traces else ""
         found = out.setdefault(service, [])
-        err = _errors(base, seen, baseline.total, window.total)
-        found.append(_Finding(err * weights["errors"], "errors", op, 0.0, 0.0, 0.0, trace))
-        traffic = _traffic(base, seen.count, baseline.total, window.total)
-        found.append(_Finding(traffic * weights["traffic"], "traffic" if base else "new", op, 0.0, 0.0, 0.0, trace))
+        found.append(_Finding(_errors(base, seen), "errors", op, 0.0, 0.0, 0.0, trace))
         if base is None:
             continue
         slow, share, b_ms, o_ms = _slow(base, seen)
-        found.append(_Finding(slow * weights["slow"], "slow", op, b_ms, o_ms, share, trace))
-        found.append(_Finding(_shape(base, seen) * weights["shape"], "shape", op, b_ms, o_ms, share, trace))
-    for (service, op), base in baseline.ops.items():  # operations that vanished
-        if (service, op) not in window.ops:
-            gone = _traffic(base, 0, baseline.total, window.total) * weights["traffic"]
-            out.setdefault(service, []).append(_Finding(gone, "traffic", op, 0.0, 0.0, 0.0, ""))
+        found.append(_Finding(slow, "slow", op, b_ms, o_ms, share, trace))
+        found.append(_Finding(_shape(base, seen), "shape", op, b_ms, o_ms, share, trace))
+    for service in baseline.services() - set(out):
+        out[service] = []
     return out
-
-
-DEFAULT_WEIGHTS = {"slow": 1.0, "shape": 1.0, "errors": 1.0, "traffic": 0.25}
 
 
 def _note(service: str, f: _Finding, errors: int) -> str:
@@ -310,20 +281,15 @@ def _note(service: str, f: _Finding, errors: int) -> str:
         return f"{service} {f.operation}: spans have an unusual number of downstream calls{trace}"
     if f.signal == "errors":
         return f"{service} {f.operation}: {errors} error spans, more than normal{trace}"
-    if f.signal == "new":
-        return f"{service} {f.operation}: an operation not seen in the normal period{trace}"
-    if f.signal == "traffic":
-        return f"{service} {f.operation}: call count far from its normal share of traffic{trace}"
     return f"{service}: no change against the normal period"
 
 
 def _evidence(service: str, found: list[_Finding], errors: int) -> SpanEvidence:
-    best = max(found, key=lambda f: f.surprise, default=_Finding(0.0, "", "", 0.0, 0.0, 0.0, ""))
-    score = 1 - math.exp(-max(0.0, best.surprise) / SURPRISE_SCALE)
-    score = min(score, 1 - 1e-12)
+    best = max(found, key=lambda f: f.size, default=_Finding(0.0, "", "", 0.0, 0.0, 0.0, ""))
     return SpanEvidence(
         service,
-        score,
+        round(min(1 - math.exp(-best.size / 2), 0.999999), 6),
+        round(best.size, 6),
         best.operation,
         best.baseline_ms,
         best.observed_ms,
@@ -355,12 +321,11 @@ def score_services(
     spans: Sequence[Span],
     *,
     graph_use: GraphUse = "tiebreak",
-    weights: dict[str, float] | None = None,
 ) -> list[SpanEvidence]:
     """Every service seen in `spans` (and in the baseline), best root-cause candidate first."""
     window = SpanStats()
     window.add_batch(spans)
-    found = _findings(baseline, window, {**DEFAULT_WEIGHTS, **(weights or {})})
+    found = _findings(baseline, window)
     errors = Counter[str]()
     for (service, _), stats in window.ops.items():
         errors[service] += stats.errors

@@ -1,31 +1,43 @@
-"""One ranking from several modalities: a service counts by how far it stands out within each, so a modality in
-which nothing stands out adds nothing, and one in which a service stands far out decides."""
+"""One ranking from several modalities: traces and logs count by the larger of their effect sizes (a modality
+with nothing to say cannot drown the one that saw the fault); metrics add their score; metrics alone keep the
+metrics ranking."""
 
 from __future__ import annotations
 
-from engines.rca.fusion import CLIP, fuse
+from engines.rca.fusion import MAX_SIZE, METRICS_WEIGHT, fuse
+from engines.rca.multimodal import rank
+from engines.rca.spans import SpanEvidence
 
 
-def test_the_modality_where_a_service_stands_out_decides():
-    metrics = {f"s{i}": 0.7 + 0.01 * (i % 3) for i in range(10)}  # everything moved a little: nothing stands out
-    logs = {f"s{i}": 0.05 for i in range(10)} | {"s7": 0.9}  # one service clearly does
-    ranked = fuse({"metrics": metrics, "logs": logs})
-    assert ranked[0].service == "s7" and ranked[0].by_modality["logs"] > 5
+def test_the_modality_that_saw_the_fault_decides_and_the_quiet_one_cannot_drown_it() -> None:
+    logs = {f"s{i}": 0.3 for i in range(10)} | {"s7": 4.0}  # an exception: one service's logs moved a lot
+    traces = {f"s{i}": 0.2 + 0.1 * (i % 4) for i in range(10)}  # spans unchanged: noise only
+    ranked = fuse({"traces": traces, "logs": logs})
+    assert ranked[0].service == "s7" and ranked[0].score == 4.0
+    assert ranked[0].by_modality == {"traces": traces["s7"], "logs": 4.0}
 
 
-def test_a_service_one_modality_did_not_see_gets_no_evidence_either_way():
-    ranked = fuse({"metrics": {"a": 0.9, "b": 0.1, "c": 0.1}, "logs": {"b": 0.2, "c": 0.1}})
-    assert ranked[0].service == "a" and ranked[0].by_modality["logs"] == 0.0
+def test_metrics_order_services_the_other_modalities_leave_close() -> None:
+    ranked = fuse({"metrics": {"a": 0.2, "b": 0.9}, "logs": {"a": 1.0, "b": 0.9}})
+    assert [f.service for f in ranked] == ["b", "a"]
+    assert ranked[0].score == 0.9 + METRICS_WEIGHT * 0.9
 
 
-def test_ties_keep_the_first_modality_order_and_one_wild_score_is_bounded():
-    ranked = fuse({"metrics": {"x": 0.5, "y": 0.5, "z": 0.4}, "traces": {"x": 0.1, "y": 0.1, "z": 0.1}})
-    assert [f.service for f in ranked][:2] == ["x", "y"]
-    wild = fuse({"traces": {"a": 1e9, "b": 0.0, "c": 0.0}, "logs": {"a": 0.0, "b": 0.0, "c": 0.0}})
-    assert wild[0].score == CLIP
+def test_metrics_alone_keep_the_metrics_ranking_and_ties_keep_its_order() -> None:
+    metrics = {"x": 0.5, "y": 0.5, "z": 0.7, "w": 0.1}
+    assert [f.service for f in fuse({"metrics": metrics})] == ["z", "x", "y", "w"]
 
 
-def test_empty_and_odd_input():
+def test_a_wild_value_is_bounded_and_odd_input_is_harmless() -> None:
+    wild = fuse({"traces": {"a": 1e9, "b": float("inf"), "c": float("nan"), "d": -5.0}})
+    assert wild[0].service == "a" and wild[0].score == MAX_SIZE
+    assert {f.service: f.score for f in wild}["b"] == 0.0 and {f.service: f.score for f in wild}["d"] == 0.0
     assert fuse({}) == [] and fuse({"metrics": {}}) == []
-    ranked = fuse({"metrics": {"a": float("nan"), "b": 0.3, "c": 0.1}})
-    assert {f.service for f in ranked} == {"a", "b", "c"} and ranked[0].service == "b"
+
+
+def test_rank_lists_only_the_modalities_that_had_evidence() -> None:
+    slow = SpanEvidence("cart", 0.9, 3.0, "GET /cart", 2.0, 40.0, 0.9, 0, "t1", "cart slow")
+    ranking = rank(None, [slow], [])
+    assert ranking.modalities == ["traces"] and ranking.services() == ["cart"]
+    assert ranking.ranked[0].trace is slow and ranking.ranked[0].log is None
+    assert rank(None).modalities == [] and rank(None).ranked == []

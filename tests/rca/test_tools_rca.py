@@ -192,7 +192,12 @@ async def test_rca_namespace_adds_the_clusters_events_and_error_log_bursts(
 
     assert not any("unavailable" in n for n in result.notes), result.notes
     by_service = {c.service: c for c in result.candidates}
-    assert result.candidates[0].service == "cart"
+    # payment's logs gained an error template 100 lines strong: the logs modality puts it first, quoting the
+    # template and a line; cart, with the saturated CPU, the OOM kill and the failing probe, comes next
+    assert result.modalities == ["metrics", "logs"]
+    assert [c.service for c in result.candidates[:2]] == ["payment", "cart"]
+    assert by_service["payment"].logs and "ERROR charge failed: upstream timeout" in by_service["payment"].logs
+    assert any(n.startswith("logs:") and "lines before the anomaly time" in n for n in result.notes)
     assert by_service["cart"].events == [
         "Unhealthy: Readiness probe failed: HTTP 503",
         f"OOMKilled: pod {PODS['cart']} container cart exited with code 137",

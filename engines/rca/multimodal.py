@@ -1,0 +1,80 @@
+"""Root-cause candidates from whatever evidence there is: the metrics report, span evidence, log evidence.
+Which modalities were used is part of the answer; the ranking is `fusion.fuse`'s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engines.rca.analysis import Candidate, Report
+from engines.rca.fusion import METRICS, fuse
+from engines.rca.logs import LogBaseline, LogEvidence, LogLine, Templates
+from engines.rca.logs import score_services as score_logs
+from engines.rca.spans import Span, SpanBaseline, SpanEvidence, score_services
+
+
+@dataclass(frozen=True)
+class Ranked:
+    service: str
+    score: float
+    by_modality: dict[str, float]
+    metrics: Candidate | None = None
+    trace: SpanEvidence | None = None
+    log: LogEvidence | None = None
+
+
+@dataclass
+class Ranking:
+    modalities: list[str]  # those that had evidence, in the order metrics, traces, logs
+    ranked: list[Ranked] = field(default_factory=list)
+
+    def services(self) -> list[str]:
+        return [r.service for r in self.ranked]
+
+
+def rank(
+    report: Report | None, traces: list[SpanEvidence] | None = None, logs: list[LogEvidence] | None = None
+) -> Ranking:
+    """One ranking; a modality given as None or empty is not used (and not listed)."""
+    scores: dict[str, dict[str, float]] = {}
+    if report is not None and report.candidates:
+        scores[METRICS] = {c.service: c.score for c in report.candidates}
+    if traces:
+        scores["traces"] = {e.service: e.size for e in traces}
+    if logs:
+        scores["logs"] = {e.service: e.size for e in logs}
+    by_metrics = {c.service: c for c in report.candidates} if report is not None else {}
+    by_trace = {e.service: e for e in traces or []}
+    by_log = {e.service: e for e in logs or []}
+    ranked = [
+        Ranked(
+            f.service, f.score, f.by_modality, by_metrics.get(f.service), by_trace.get(f.service), by_log.get(f.service)
+        )
+        for f in fuse(scores)
+    ]
+    return Ranking(list(scores), ranked)
+
+
+MIN_NORMAL_SPANS = 20  # spans before the split needed to know an operation's normal
+MIN_NORMAL_LINES = 20
+
+
+def trace_evidence(spans: list[Span], split: float) -> tuple[list[SpanEvidence], str]:
+    """Spans before `split` are the normal period, spans from it on the window. Returns the evidence (empty
+    when there is too little to compare) and a note saying what was compared."""
+    before = [s for s in spans if s.start < split]
+    after = [s for s in spans if s.start >= split]
+    if len(before) < MIN_NORMAL_SPANS or not after:
+        return [], f"traces: {len(before)} spans before and {len(after)} after the anomaly time, too few to compare"
+    evidence = score_services(SpanBaseline.from_spans(before), after)
+    return evidence, f"traces: {len(before)} spans before the anomaly time against {len(after)} after"
+
+
+def log_evidence(lines: list[LogLine], split: float) -> tuple[list[LogEvidence], str]:
+    """Log lines before `split` are the normal period, lines from it on the window (templates mined afresh)."""
+    before = [line for line in lines if line.time < split]
+    after = [line for line in lines if line.time >= split]
+    if len(before) < MIN_NORMAL_LINES or not after:
+        return [], f"logs: {len(before)} lines before and {len(after)} after the anomaly time, too few to compare"
+    templates = Templates()
+    evidence = score_logs(LogBaseline.from_lines(before, templates), after, templates)
+    return evidence, f"logs: {len(before)} lines before the anomaly time against {len(after)} after"
