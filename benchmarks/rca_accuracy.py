@@ -182,11 +182,23 @@ def run_ablation(cases: list[Case], title: str) -> None:
     print_table(f"Ablation, {title}", results, faults)
 
 
+def run_graph_ablation(cases: list[Case], title: str) -> None:
+    """Our engine with and without the call graph at every time setting."""
+    variants: dict[str, Method] = {"ours": ours, "ours, no call graph": lambda f, t, c: ours(f, t, c, use_graph=False)}
+    results = {
+        (name, setting): evaluate(cases, method, offset)
+        for setting, offset in SETTINGS.items()
+        for name, method in variants.items()
+    }
+    print_table(f"Call-graph ablation, {title}", results, sorted({c.fault for c in cases}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--datasets", nargs="+", default=["sock-shop-1", "nezha-ob", "nezha-tt"])
     parser.add_argument("--ablation", action="store_true", help="also run detector/graph ablations")
+    parser.add_argument("--graph", action="store_true", help="only the call-graph ablation, at every time setting")
     parser.add_argument(
         "--bocpd",
         action="store_true",
@@ -195,6 +207,15 @@ def main() -> None:
     args = parser.parse_args()
     BOCPD["on"] = args.bocpd
 
+    if args.graph:
+        if "sock-shop-1" in args.datasets:
+            run_graph_ablation(sock_shop_cases(), "Sock Shop 1")
+        if "nezha-ob" in args.datasets:
+            run_graph_ablation(nezha_cases(edges=False), "Nezha OB, pod metrics + call graph")
+            run_graph_ablation(nezha_cases(edges=True), "Nezha OB, pod + per-call latency")
+        if "nezha-tt" in args.datasets:
+            run_graph_ablation(_tt_with_graph(), "Nezha TT, pod metrics + call graph from spans")
+        return
     if "sock-shop-1" in args.datasets:
         results = run_dataset("Sock Shop 1", sock_shop_cases(), args.methods)
         print_reproduction(results)
@@ -207,15 +228,19 @@ def main() -> None:
             run_ablation(nezha_cases(edges=False), "Nezha OB, pod metrics + call graph")
             run_ablation(nezha_cases(edges=True), "Nezha OB, pod + per-call latency")
     if "nezha-tt" in args.datasets:
-        from benchmarks.nezha_tt import normal_spans
-        from engines.rca.spans import call_graph
-
-        calls = frozenset(call_graph(normal_spans()))  # no graph is published: the one the normal traces show
-        cases = [dataclasses.replace(c, calls=calls) for c in tt_cases()]
+        cases = _tt_with_graph()
         results = run_dataset("Nezha Train Ticket 2023-01-29, pod metrics + call graph from spans", cases, args.methods)
         if args.ablation:
             run_ablation(cases, "Nezha TT, pod metrics + call graph from spans")
         run_modalities(cases, {k: v for k, v in results.items() if k[0] != "ours" and k[1] != "no time"})
+
+
+def _tt_with_graph() -> list[Case]:
+    from benchmarks.nezha_tt import normal_spans
+    from engines.rca.spans import call_graph
+
+    calls = frozenset(call_graph(normal_spans()))  # no graph is published: the one the normal traces show
+    return [dataclasses.replace(c, calls=calls) for c in tt_cases()]
 
 
 def run_modalities(cases: list[Case], baselines: dict[tuple[str, str], dict]) -> None:
@@ -233,7 +258,8 @@ def run_modalities(cases: list[Case], baselines: dict[tuple[str, str], dict]) ->
     log_base = logs.LogBaseline.from_lines(nezha_tt_logs.normal_lines(), templates)
     variants = {"ours, metrics": ("metrics",), "ours, traces": ("traces",), "ours, logs": ("logs",),
                 "ours, metrics + traces": ("metrics", "traces"), "ours, metrics + logs": ("metrics", "logs"),
-                "ours, all": ("metrics", "traces", "logs")}  # fmt: skip
+                "ours, all": ("metrics", "traces", "logs"),
+                "ours, all, no call graph": ("metrics, no graph", "traces, no graph", "logs")}  # fmt: skip
     results: dict[tuple[str, str], dict] = {}
     for setting, offset in (("true time", 0.0), ("true + 60 s", 60.0)):
         ranks: dict[str, dict[str, list[int]]] = {v: defaultdict(list) for v in variants}
@@ -245,18 +271,24 @@ def run_modalities(cases: list[Case], baselines: dict[tuple[str, str], dict]) ->
             report = analyse(window, centre, calls=set(case.calls))
             scores = {"metrics": {c.service: c.score for c in report.candidates}}
             metrics_time = time.perf_counter() - began
+            flat = analyse(window, centre, use_graph=False)
+            scores["metrics, no graph"] = {c.service: c.score for c in flat.candidates}
             began = time.perf_counter()
             seen = list(nezha_tt.spans_between(centre, centre + 240))
             scores["traces"] = {e.service: e.size for e in spans.score_services(span_base, seen)}
             traces_time = time.perf_counter() - began
+            alone = spans.score_services(span_base, seen, graph_use="none")
+            scores["traces, no graph"] = {e.service: e.size for e in alone}
             began = time.perf_counter()
             case_templates = copy.deepcopy(templates)  # the window's lines must not teach the next case's miner
             lines = nezha_tt_logs.lines_between(centre, centre + 240)
             scores["logs"] = {e.service: e.size for e in logs.score_services(log_base, lines, case_templates)}
             logs_time = time.perf_counter() - began
             took = {"metrics": metrics_time, "traces": traces_time, "logs": logs_time}
+            took |= {"metrics, no graph": metrics_time, "traces, no graph": traces_time}  # about the same work
             for name, used in variants.items():
-                ranking = [f.service for f in fuse({m: scores[m] for m in used})]
+                given = {m.split(",")[0]: scores[m] for m in used}  # "metrics, no graph" is still metrics
+                ranking = [f.service for f in fuse(given)]
                 rank = ranking.index(case.service) + 1 if case.service in ranking else 99
                 ranks[name]["all"].append(rank)
                 ranks[name][case.fault].append(rank)
