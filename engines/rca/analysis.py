@@ -5,8 +5,9 @@ Steps:
    strongest change points are each analysed, and every service keeps its best result.
 2. Score every metric with the detectors (median/IQR, Z-score, Isolation Forest, DBSCAN), averaged.
 3. When the call graph is known (edge columns `<callee>_<metric>@<caller>`, or `calls`), a caller's latency
-   and error anomalies are discounted by how anomalous its callees are: slowness travels up the call chain,
-   so the deepest anomalous service explains the ones above it. Resource anomalies are never discounted.
+   and error anomalies are capped just below a callee whose latency/errors moved too: slowness travels up the
+   call chain, so the deepest anomalous service explains the ones above it. Capped, not scaled down, so a wrong
+   edge costs a few places, not the ranking. Resource anomalies are never capped.
 4. A service scores its best metric; Warning events of the service in the window raise it (noisy-or).
 5. Evidence (metric moves, trends, onsets, events) and a propagation chain from lagged cross-correlation.
 """
@@ -53,8 +54,8 @@ class MetricEvidence:
     column: str
     metric: str
     kind: str
-    score: float  # combined detector score after call-graph discounting, in [0, 1)
-    raw_score: float  # before discounting
+    score: float  # combined detector score after the call-graph cap, in [0, 1)
+    raw_score: float  # before the cap
     baseline: float  # median before the anomaly
     peak: float  # most extreme value after it
     change_pct: float | None  # (peak - baseline) / |baseline|, None when baseline is 0
@@ -119,7 +120,7 @@ def analyse(
         calls: known (caller, callee) pairs, added to those named by edge columns.
         events: cluster events of the window, matched to candidates by service.
         detectors: which detectors to combine (names from `detectors.DETECTORS`).
-        use_graph: discount callers' latency/error anomalies by their callees' (step 3).
+        use_graph: cap callers' latency/error anomalies below their anomalous callees' (step 3).
 
     Raises:
         FrameError: nothing to analyse, or the anomaly time leaves no baseline or no anomalous samples.
@@ -155,7 +156,7 @@ class Options:
     detectors: tuple[str, ...]
     dropped: int
     directions: np.ndarray  # each column's bad direction
-    graph: set[tuple[str, str]]  # (caller, callee) used for discounting; empty without the graph
+    graph: set[tuple[str, str]]  # (caller, callee) used for the cap; empty without the graph
     onsets: np.ndarray  # each column's own change time
 
 
