@@ -12,11 +12,11 @@ import logging
 import math
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 
+from connections.http import ApiClient
 from engines.rca.formats import span_from_jaeger
 from engines.rca.spans import Span
 from errors import InvalidInput, Unreachable, Unsupported, quote
@@ -32,13 +32,6 @@ MAX_NAME = 253
 
 class _TooLarge(Exception):
     """A response body passed MAX_BODY_BYTES."""
-
-
-def _shown(url: str) -> str:
-    """The URL without any user:password part, for messages."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def check_service(name: object) -> str:
@@ -61,7 +54,7 @@ def _spans_of(trace: Any) -> list[Span]:
     return [span for span in found if span is not None]
 
 
-class Jaeger:
+class Jaeger(ApiClient):
     """The Jaeger query HTTP API at `settings.url`."""
 
     def __init__(self, settings: TracingSettings, transport: httpx.BaseTransport | None = None) -> None:
@@ -71,26 +64,8 @@ class Jaeger:
                 hint="Set CLOUDPILOT_TRACING__URL (e.g. http://jaeger-query.observability:16686) or tracing.url "
                 "in the config file.",
             )
-        self.url = settings.url.rstrip("/")
-        self.shown = _shown(self.url)
+        super().__init__(settings, transport)
         self.settings = settings
-        headers = {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else {}
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=settings.timeout_seconds,
-            verify=settings.verify_tls,
-            transport=transport,
-        )
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> Jaeger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _get(self, path: str, params: dict[str, str | int] | None = None) -> Any:
         """The `data` of Jaeger's JSON answer; `_TooLarge` when the body passes MAX_BODY_BYTES."""

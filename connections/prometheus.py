@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from connections.http import ApiClient
 from errors import InvalidInput, Unreachable, Unsupported
 from settings import PrometheusSettings
 
@@ -79,7 +80,7 @@ def render(template: str, namespace: str, rate_seconds: float) -> str:
     return template.replace("$ns", namespace).replace("$rate", f"{max(60, int(rate_seconds))}s")
 
 
-class Prometheus:
+class Prometheus(ApiClient):
     """The Prometheus HTTP API at `settings.url`."""
 
     def __init__(self, settings: PrometheusSettings, transport: httpx.BaseTransport | None = None) -> None:
@@ -89,37 +90,20 @@ class Prometheus:
                 hint="Set CLOUDPILOT_PROMETHEUS__URL (e.g. http://prometheus.monitoring:9090) or "
                 "prometheus.url in the config file; or pass the series as CSV to rca_from_csv.",
             )
-        self.url = settings.url.rstrip("/")
-        headers = {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else {}
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=settings.timeout_seconds,
-            verify=settings.verify_tls,
-            transport=transport,
-        )
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> Prometheus:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(settings, transport)
 
     def _get(self, path: str, params: dict[str, str]) -> dict:
         try:
             response = self._client.get(path, params=params)
         except httpx.TimeoutException:
             raise Unreachable(
-                f"Prometheus at {self.url} did not answer in time.",
+                f"Prometheus at {self.shown} did not answer in time.",
                 hint="Narrow the window, raise the step, or raise prometheus.timeout_seconds.",
                 delay=5.0,
             ) from None
         except httpx.HTTPError as e:
             raise Unreachable(
-                f"Prometheus at {self.url} is unreachable: {e}.",
+                f"Prometheus at {self.shown} is unreachable: {e}.",
                 hint="Check prometheus.url and that the server is up.",
                 delay=5.0,
             ) from None
@@ -134,7 +118,7 @@ class Prometheus:
             )
         if response.status_code >= 400:
             raise Unreachable(
-                f"Prometheus at {self.url} answered HTTP {response.status_code}: "
+                f"Prometheus at {self.shown} answered HTTP {response.status_code}: "
                 f"{body.get('error') or response.text[:200]}",
                 delay=5.0,
             )
