@@ -99,11 +99,16 @@ class PrometheusServer:
         raise TimeoutError(f"prometheus not ready at {self.url} within {START_DEADLINE}s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a test server, killing it if it does not exit within 20 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -130,14 +130,21 @@ def incident() -> Iterator[Incident]:
         yield Incident(server.url, start, start + STEP * (LENGTH - 1), start + STEP * FAULT_AT)
 
 
-@pytest.fixture
-def runtime(incident: Incident, tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(
-        prometheus={"url": incident.url},
-        store={"path": tmp_path / "db.sqlite"},
-        k8s={"kubeconfig": tmp_path / "missing-kubeconfig"},
+def incident_runtime(incident: Incident, tmp_path: Path, **settings: object) -> Iterator[Runtime]:
+    """A runtime on the incident's Prometheus, with no reachable cluster; `settings` adds sections."""
+    rt = Runtime(
+        Settings(
+            prometheus={"url": incident.url},
+            store={"path": tmp_path / "db.sqlite"},
+            k8s={"kubeconfig": tmp_path / "missing-kubeconfig"},
+            **settings,  # type: ignore[arg-type]
+        )
     )
-    rt = Runtime(settings)
     with use(rt):
         yield rt
     rt.close()
+
+
+@pytest.fixture
+def runtime(incident: Incident, tmp_path: Path) -> Iterator[Runtime]:
+    yield from incident_runtime(incident, tmp_path)

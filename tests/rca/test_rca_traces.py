@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime import Runtime, use
-from settings import Settings
+from runtime import Runtime
 from tests.prom.harness import free_port
-from tests.rca.conftest import Incident
+from tests.rca.conftest import Incident, incident_runtime
 from tests.tracing.conftest import jaeger  # noqa: F401  (the session's Jaeger fixture)
 from tests.tracing.harness import JaegerServer, SpanSpec, send_spans
 from tools import rca
@@ -52,27 +51,14 @@ def traced(incident: Incident, jaeger: JaegerServer) -> Incident:  # noqa: F811
     raise AssertionError("Jaeger did not store the traces sent")
 
 
-def _runtime(incident: Incident, tmp_path: Path, tracing_url: str) -> Iterator[Runtime]:
-    settings = Settings(
-        prometheus={"url": incident.url},
-        tracing={"url": tracing_url},
-        store={"path": tmp_path / "db.sqlite"},
-        k8s={"kubeconfig": tmp_path / "missing-kubeconfig"},
-    )
-    rt = Runtime(settings)
-    with use(rt):
-        yield rt
-    rt.close()
-
-
 @pytest.fixture
 def with_jaeger(traced: Incident, jaeger: JaegerServer, tmp_path: Path) -> Iterator[Runtime]:  # noqa: F811
-    yield from _runtime(traced, tmp_path, jaeger.query_url)
+    yield from incident_runtime(traced, tmp_path, tracing={"url": jaeger.query_url})
 
 
 @pytest.fixture
 def jaeger_down(incident: Incident, tmp_path: Path) -> Iterator[Runtime]:
-    yield from _runtime(incident, tmp_path, f"http://127.0.0.1:{free_port()}")
+    yield from incident_runtime(incident, tmp_path, tracing={"url": f"http://127.0.0.1:{free_port()}"})
 
 
 @pytest.mark.anyio

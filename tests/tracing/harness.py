@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
+
+from tests.prom.harness import free_port, stop_process
 
 START_DEADLINE = 60.0
 BUILD_HINT = "run scripts/build-jaeger.sh (or scripts/test.sh) and set CLOUDPILOT_JAEGER_BIN to the directory it prints"
@@ -73,12 +74,6 @@ exporters:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def jaeger_binary() -> Path:
     """The jaeger binary: in $CLOUDPILOT_JAEGER_BIN, else in the build script's default cache."""
     bin_dir = os.environ.get("CLOUDPILOT_JAEGER_BIN")
@@ -119,7 +114,7 @@ class JaegerServer:
                     raise
 
     def _start_once(self) -> None:
-        self._kill()
+        stop_process(self.process)
         query_port, otlp_port = free_port(), free_port()
         config = self.dir / "jaeger.yaml"
         config.write_text(CONFIG.format(query_port=query_port, query_grpc_port=free_port(), otlp_port=otlp_port))
@@ -149,17 +144,8 @@ class JaegerServer:
         )
         return response.status_code == 200
 
-    def _kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
     def stop(self) -> None:
-        self._kill()
+        stop_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
