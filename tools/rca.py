@@ -4,6 +4,7 @@ query, correlate series. The analysis itself is `engines.rca`; this module fetch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -12,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -38,6 +39,7 @@ from tools.events import event_time
 from tools.results import Result, clip, table
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_CSV_CHARS = 5_000_000
 MAX_SERIES = 12  # correlate_series compares at most this many series
@@ -481,11 +483,21 @@ async def rca_namespace(
             hint="Check the namespace, widen the window, or pass queries.",
         )
     check_cells(frame, "Shorten minutes or pass fewer queries.")
+    services = frame.services()
+
+    async def from_cluster() -> tuple[list[Event], dict[str, np.ndarray], list[LogLine]]:
+        conn = rt.connection(cluster)
+        return await rt.call(cluster_evidence, conn, namespace, start, stop, step, services)  # type: ignore[no-any-return]
+
+    found_cluster, found_traces = await asyncio.gather(  # independent reads: the cluster's API and Jaeger
+        from_cluster(), rt.call(trace_spans, rt.settings, services, start, stop), return_exceptions=True
+    )
     events: list[Event] = []
     lines: list[LogLine] = []
-    try:
-        conn = rt.connection(cluster)
-        events, logs, lines = await rt.call(cluster_evidence, conn, namespace, start, stop, step, frame.services())
+    spans: list[Span] = []
+    cluster_found = _optional(found_cluster, "cluster events/logs unavailable", namespace, notes)
+    if cluster_found is not None:
+        events, logs, lines = cluster_found
         if logs:
             names = sorted(logs)
             frame = Frame(
@@ -493,16 +505,10 @@ async def rca_namespace(
                 [*frame.columns, *(f"{s}_error_logs" for s in names)],
                 np.column_stack([frame.values, *(logs[s] for s in names)]),
             )
-    except Exception as e:  # boundary: cluster evidence is optional; the metrics still answer
-        logger.warning("rca %s: cluster evidence unavailable: %s", namespace, e)
-        notes.append(f"cluster events/logs unavailable ({type(e).__name__}: {str(e)[:150]})")
-    spans: list[Span] = []
-    try:
-        spans, trace_notes = await rt.call(trace_spans, rt.settings, frame.services(), start, stop)
+    traces_found = _optional(found_traces, "traces unavailable, answered without them", namespace, notes)
+    if traces_found is not None:
+        spans, trace_notes = traces_found
         notes += trace_notes
-    except Exception as e:  # boundary: traces are optional; the other evidence still answers
-        logger.warning("rca %s: traces unavailable: %s", namespace, e)
-        notes.append(f"traces unavailable, answered without them ({type(e).__name__}: {str(e)[:150]})")
     try:
         report = analyse(frame, given, threshold=rt.settings.rca.threshold, events=events)
     except FrameError as e:
@@ -513,6 +519,17 @@ async def rca_namespace(
         place = order.index(service) + 1 if service in order else None
         notes.append(f"{service} ranks {place} of {len(order)}" if place else f"{service} has no evidence here")
     return to_result(report, limit, notes, ranking=ranking)
+
+
+def _optional(found: T | BaseException, unavailable: str, namespace: str, notes: list[str]) -> T | None:
+    """The result of an optional read, or None with a note when it failed (the other evidence still answers)."""
+    if isinstance(found, Exception):
+        logger.warning("rca %s: %s: %s", namespace, unavailable, found)
+        notes.append(f"{unavailable} ({type(found).__name__}: {str(found)[:150]})")
+        return None
+    if isinstance(found, BaseException):  # cancellation and the like are not ours to swallow
+        raise found
+    return found
 
 
 def modality_ranking(report: Report | None, spans: list[Span], lines: list[LogLine], notes: list[str]) -> Ranking:
@@ -576,19 +593,25 @@ async def rca_from_csv(
     """Rank root-cause services from uploaded metric series in the RCAEval layout (exported incidents,
     benchmark cases). Columns `<callee>_<metric>@<caller>` add per-call metrics and the call graph. Returns
     candidates with score, confidence, onset, evidence and the propagation chain."""
-    rt = current()
     if len(csv_text) > MAX_CSV_CHARS:
         raise InvalidInput(
             f"The CSV has {len(csv_text)} characters; at most {MAX_CSV_CHARS} are accepted.",
             hint="Send a shorter window or fewer columns.",
         )
+    report, frame = await csv_report(csv_text, anomaly_time, "the CSV")
+    return to_result(report, limit, [], iso_times=frame.time[0] > 1e9)
+
+
+async def csv_report(csv_text: str, anomaly_time: float | None, what: str) -> tuple[Report, Frame]:
+    """The metrics engine's report on uploaded series (`what` names the input in errors)."""
+    rt = current()
     try:
         frame = from_csv(csv_text)
         check_cells(frame, "Send a shorter window or fewer columns.")
         report = await rt.call(analyse, frame, anomaly_time, threshold=rt.settings.rca.threshold)
     except FrameError as e:
-        raise InvalidInput(f"Cannot analyse the CSV: {e}.") from None
-    return to_result(report, limit, [], iso_times=frame.time[0] > 1e9)
+        raise InvalidInput(f"Cannot analyse {what}: {e}.") from None
+    return report, frame
 
 
 class SeriesAnomaly(BaseModel):

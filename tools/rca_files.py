@@ -8,14 +8,14 @@ from typing import Annotated
 
 from pydantic import Field
 
-from engines.rca import FrameError, Report, analyse, from_csv
+from engines.rca import Report
 from engines.rca.formats import FormatError, log_lines_from_text, spans_from_text
 from engines.rca.logs import LogLine
 from engines.rca.spans import Span
 from errors import InvalidInput
 from runtime import current
 from tools.catalogue import tool
-from tools.rca import MAX_CSV_CHARS, RcaResult, check_cells, modality_ranking, to_result
+from tools.rca import MAX_CSV_CHARS, RcaResult, csv_report, modality_ranking, to_result
 
 MAX_UPLOAD_CHARS = 5_000_000  # per input (and the server's argument limit)
 
@@ -92,12 +92,7 @@ async def rca_from_files(
         )
     found_spans, found_lines, notes = await rt.call(_parsed, spans, logs)
     if metrics_csv:
-        try:
-            frame = from_csv(metrics_csv)
-            check_cells(frame, "Send a shorter window or fewer columns.")
-            report = await rt.call(analyse, frame, anomaly_time, threshold=rt.settings.rca.threshold)
-        except FrameError as e:
-            raise InvalidInput(f"Cannot analyse metrics_csv: {e}.") from None
+        report, _ = await csv_report(metrics_csv, anomaly_time, "metrics_csv")
     else:
         assert anomaly_time is not None
         report = Report(anomaly_time, False, rt.settings.rca.threshold, [], [], 0, 0, [])
