@@ -15,7 +15,6 @@ Random ranking, analytic: AC@k = k / N, Avg@5 = 3 / N for N candidate services.
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import json
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.eval_data import EVAL_DIR
 from benchmarks.rca_accuracy import ac, avg5
+from engines.rca.formats import spans_from_csv
 from engines.rca.spans import GraphUse, Span, SpanBaseline, score_services
 
 DAY = "2023-01-29"
@@ -69,18 +69,9 @@ def faults(root: Path = ROOT) -> list[Fault]:
 
 
 def _read(path: Path) -> Iterator[Span]:
-    with gzip.open(path, "rt", newline="") as f:
-        for row in csv.DictReader(f):
-            parent = row["ParentID"]
-            yield Span(
-                row["TraceID"],
-                row["SpanID"],
-                None if parent in ("", "root") else parent,
-                service_of_pod(row["PodName"]),
-                row["OperationName"],
-                int(row["StartTimeUnixNano"]) / 1e9,
-                int(row["EndTimeUnixNano"]) / 1e9,
-            )
+    """One minute file, through the same CSV reader `rca_from_files` uses."""
+    with gzip.open(path, "rt", newline="", encoding="utf-8", errors="replace") as f:
+        yield from spans_from_csv(f)[0]
 
 
 def _file_minute(path: Path) -> float:
