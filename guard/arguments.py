@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from mcp.server.fastmcp.utilities.func_metadata import FuncMetadata, func_metadata
@@ -22,6 +22,11 @@ MAX_NUMBER = 1e15  # beyond any count, byte size or timestamp a tool takes; 1e30
 MAX_DEPTH = 32
 
 
+def _takes_text(annotation: Any) -> bool:
+    """`str`, or a union with `str` in it (`str | None`)."""
+    return annotation is str or str in get_args(annotation)
+
+
 class Arguments:
     """The argument checker of one tool, built once from its signature."""
 
@@ -29,6 +34,9 @@ class Arguments:
         self.tool = tool
         self.meta: FuncMetadata = func_metadata(fn)
         self.names = tuple(self.meta.arg_model.model_fields)
+        # Arguments that take text are never JSON-decoded first: an uploaded OTLP JSON document or a time
+        # given as "1767225600" must arrive as the string that was sent.
+        self.text = {n for n, f in self.meta.arg_model.model_fields.items() if _takes_text(f.annotation)}
 
     def check(self, arguments: Any, limits: LimitSettings) -> dict[str, Any]:
         """The keyword arguments to call the tool with, or InvalidInput saying what to change."""
@@ -46,7 +54,8 @@ class Arguments:
                 hint="Send less: page with limit/continue_token or narrow the query.",
             )
         try:
-            parsed = self.meta.arg_model.model_validate(self.meta.pre_parse_json(arguments))
+            decoded = self.meta.pre_parse_json({k: v for k, v in arguments.items() if k not in self.text})
+            parsed = self.meta.arg_model.model_validate({**arguments, **decoded})
         except ValidationError as e:
             raise InvalidInput(self._explain(e), hint=self._usage()) from None
         return parsed.model_dump_one_level()

@@ -48,6 +48,16 @@ async def test_type_errors_speak_plainly(pipeline):
         assert jargon not in answer.text
 
 
+async def test_text_arguments_arrive_as_sent_and_others_still_accept_json_in_a_string(pipeline):
+    # MCP clients send lists and objects as JSON strings; text arguments must not be decoded on the way
+    not_csv = await ask(pipeline, "rca_from_csv", {"csv_text": '{"not": "csv"}'})
+    assert not_csv.is_error and "Cannot analyse the CSV" in not_csv.text  # reached the tool as a string
+    spans = await ask(pipeline, "rca_from_files", {"spans": '{"resourceSpans": []}', "anomaly_time": 1e9})
+    assert spans.is_error and "must be a valid string" not in spans.text and "No service" in spans.text
+    listed = await ask(pipeline, "correlate_series", {"queries": '["up", 1]'})
+    assert listed.is_error and "argument 'queries'" in listed.text  # decoded to a list, then judged by type
+
+
 async def test_an_unknown_tool_gets_a_suggestion(pipeline):
     answer = await ask(pipeline, "pod_list", {})
     assert answer.is_error and "did you mean 'pods_list'?" in answer.text
