@@ -119,7 +119,7 @@ class RcaResult(Result):
         rows = [
             [
                 c.service,
-                f"{c.score:.2f}",
+                f"{c.score:.2f}" if c.fused_score is None else f"{c.fused_score:.2f}",  # fused: nats + metrics
                 f"{c.confidence:.2f}",
                 c.onset[11:19] if "T" in c.onset else c.onset,  # clock time of an ISO stamp, else as given
                 "; ".join(_move_text(m) for m in c.evidence[:2]),

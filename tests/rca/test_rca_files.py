@@ -87,6 +87,8 @@ async def test_spans_alone_name_the_slow_service_and_quote_its_operation(runtime
     assert result.candidates[0].service == "db"
     assert result.candidates[0].traces and "DB call own time" in result.candidates[0].traces
     assert not any(c.traces for c in result.candidates[1:])  # callers' own time did not move
+    top_row = result.render().splitlines()[2]  # the table shows the fused score, not the absent metrics score
+    assert top_row.split()[:2] == ["db", f"{result.candidates[0].fused_score:.2f}"] and top_row.split()[1] != "0.00"
 
 
 @pytest.mark.anyio
