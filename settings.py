@@ -118,6 +118,17 @@ class TracingSettings(BaseModel):
     max_spans: int = Field(100_000, ge=1, le=1_000_000, description="Spans kept in all; more are dropped.")
 
 
+class DiagnosisSettings(BaseModel):
+    """When a state that raises no Warning event counts as stuck."""
+
+    gated_minutes: int = Field(
+        15, ge=1, le=10_080, description="A pod held by scheduling gates longer than this is reported."
+    )
+    paused_minutes: int = Field(
+        60, ge=1, le=10_080, description="A paused Deployment holding back a change longer than this is reported."
+    )
+
+
 class RcaSettings(BaseModel):
     """Root-cause analysis defaults."""
 
@@ -392,6 +403,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    diagnosis: DiagnosisSettings = Field(default_factory=DiagnosisSettings)
     rca: RcaSettings = Field(default_factory=RcaSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     fix: FixSettings = Field(default_factory=FixSettings)

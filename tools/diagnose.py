@@ -23,7 +23,7 @@ from pydantic import Field
 from connections import namespaces as namespace_check
 from connections.kube import METADATA_LIST, Connection
 from engines.diagnosis import Finding, ObjectRef, Snapshot, run
-from engines.diagnosis.model import SEVERITY_RANK
+from engines.diagnosis.model import SEVERITY_RANK, Limits
 from errors import CloudPilotError, Forbidden, InvalidInput, NotFound, Unsupported
 from guard import validate
 from guard.mask import redact
@@ -245,7 +245,9 @@ async def gather(rt: Runtime, conn: Connection, namespaces: list[str] | None, *,
     scope: set[str] | None = set(namespaces) if namespaces is not None else None
     if rt.settings.safety.namespace_allow or rt.settings.safety.namespace_deny:
         scope = _hide_namespaces(rt, objects, covered, scope)
-    snap = Snapshot(objects, cluster=conn.name, scope=scope, covered=covered, now=datetime.now(UTC))
+    quiet = rt.settings.diagnosis
+    limits = Limits(gated_seconds=quiet.gated_minutes * 60, paused_seconds=quiet.paused_minutes * 60)
+    snap = Snapshot(objects, cluster=conn.name, scope=scope, covered=covered, now=datetime.now(UTC), limits=limits)
     return Gathered(snap, notes, skipped)
 
 

@@ -24,8 +24,10 @@ CODES: dict[str, str] = {
     "POD_PROBE_AGGRESSIVE": "a probe's timing kills or unreadies a container that is only slow to answer",
     "POD_PROBE_FAILING": "a probe fails for a reason the evidence does not narrow further",
     "POD_STUCK_TERMINATING": "a pod marked for deletion long ago is still there (finalizers, lost node)",
+    "POD_SCHEDULING_GATED": "a pod held by a scheduling gate nobody lifted (no event is ever emitted)",
     # workloads
     "DEPLOY_ROLLOUT_STUCK": "a Deployment rollout passed its progress deadline",
+    "DEPLOY_PAUSED_WITH_CHANGES": "a paused Deployment holds back a pod template change (no event is emitted)",
     "DEPLOY_UNAVAILABLE": "a Deployment has fewer available replicas than it wants",
     "WORKLOAD_FAILED_CREATE": "a controller cannot create pods (quota, admission, limits, service account)",
     "STS_SERVICE_MISSING": "a StatefulSet's governing Service does not exist",

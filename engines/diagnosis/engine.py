@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from engines.diagnosis import autoscaling, istio, nodes, pods, storage, traffic, workloads
+from engines.diagnosis import autoscaling, istio, nodes, pods, quiet, storage, traffic, workloads
 from engines.diagnosis.focus import related
 from engines.diagnosis.model import Finding, ObjectRef
 from engines.diagnosis.snapshot import Snapshot
@@ -15,8 +15,8 @@ logger = logging.getLogger(__name__)
 
 Rule = Callable[[Snapshot], Iterator[Finding]]
 AREAS: dict[str, Sequence[Rule]] = {
-    "pods": pods.RULES,
-    "workloads": workloads.RULES,
+    "pods": [*pods.RULES, quiet.gated_pods],
+    "workloads": [*workloads.RULES, quiet.paused_rollouts],
     "traffic": traffic.RULES,
     "storage": storage.RULES,
     "nodes": nodes.RULES,

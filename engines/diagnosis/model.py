@@ -23,6 +23,15 @@ FixAction = Literal[
 ]
 
 
+class Limits(BaseModel):
+    """How long a state that raises no Warning may last before it counts as stuck."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gated_seconds: float = 15 * 60
+    paused_seconds: float = 60 * 60
+
+
 class ObjectRef(BaseModel):
     """Which object a finding or fix is about."""
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from engines.diagnosis.model import ObjectRef
+from engines.diagnosis.model import Limits, ObjectRef
 
 Obj = dict[str, Any]
 
@@ -119,6 +119,7 @@ class Snapshot:
         scope: Iterable[str] | None = None,
         covered: Mapping[str, Iterable[str] | None] | None = None,
         now: datetime | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """Args:
         objects: lists of raw objects, keyed by kind key.
@@ -127,12 +128,14 @@ class Snapshot:
         covered: for each kind key, the namespaces it was listed in (None = all). Kinds not in
             `covered` count as listed wherever `scope` says; kinds absent from `objects` as not listed.
         now: the time the snapshot was taken.
+        limits: when quiet states (no Warning event) count as stuck.
         """
         self.objects = {k: list(v) for k, v in objects.items()}
         self.cluster = cluster
         self.scope = frozenset(scope) if scope is not None else None
         self._covered = {k: (frozenset(v) if v is not None else None) for k, v in (covered or {}).items()}
         self.now = now or datetime.now(UTC)
+        self.limits = limits or Limits()
         self._ns_index: dict[str, dict[str, list[Obj]]] = {}
         self._name_index: dict[str, dict[tuple[str, str], Obj]] = {}
 

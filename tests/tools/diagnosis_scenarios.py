@@ -595,6 +595,61 @@ def pod_restarting(kube: Kube, ns: str, broken: bool) -> None:
         kube.make_ready(ns, p, restarts=7, last=last)
 
 
+def hours_ago(hours: float) -> str:
+    return datetime.fromtimestamp(time.time() - hours * 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _age_condition(kube: Kube, path: str, kind: str, reason: str, hours: float) -> None:
+    """Wait for the control plane to set condition `kind` with `reason`, then date it `hours` back (as if the
+    state had lasted that long; the controllers keep a condition's time while its reason stays the same)."""
+
+    def current() -> list[dict[str, Any]] | None:
+        conditions = kube.api("GET", path).get("status", {}).get("conditions") or []
+        return conditions if any(c["type"] == kind and c.get("reason") == reason for c in conditions) else None
+
+    conditions = wait_for(current, f"{kind}={reason} on {path}")
+    for c in conditions:
+        if c["type"] == kind:
+            c["lastTransitionTime"] = hours_ago(hours)
+            if "lastUpdateTime" in c:
+                c["lastUpdateTime"] = hours_ago(hours)
+    kube.patch(f"{path}/status", {"status": {"conditions": conditions}})
+
+
+def scheduling_gated(kube: Kube, ns: str, broken: bool) -> None:
+    """A pod held by a scheduling gate: for two hours (broken), or for a moment (twin: the gate is being lifted)."""
+    kube.create(
+        f"/api/v1/namespaces/{ns}/pods",
+        {
+            "metadata": {"name": "batch-0", "labels": {"app": "batch"}},
+            "spec": {
+                "schedulingGates": [{"name": "example.com/queue"}],
+                "containers": [{"name": "app", "image": "shop/batch:1.0"}],
+            },
+        },
+    )
+    _age_condition(kube, f"/api/v1/namespaces/{ns}/pods/batch-0", "PodScheduled", "SchedulingGated", 2 if broken else 0)
+
+
+def paused_rollout(kube: Kube, ns: str, broken: bool) -> None:
+    """A Deployment paused two hours ago; broken: its image was changed since, so the change never rolls out.
+    Twin: paused as long, nothing held back."""
+    _web(kube, ns, replicas=1)
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/web"
+    kube.patch(path, {"spec": {"paused": True}})
+    if broken:
+        containers = [{"name": "app", "image": "shop/web:2.0"}]
+        kube.patch(path, {"spec": {"template": {"spec": {"containers": containers}}}})
+        wait_for(
+            lambda: (
+                kube.api("GET", path)["status"].get("observedGeneration")
+                == kube.api("GET", path)["metadata"]["generation"]
+            ),
+            "the paused change observed",
+        )
+    _age_condition(kube, path, "Progressing", "DeploymentPaused", 2)
+
+
 def rollout_stuck(kube: Kube, ns: str, broken: bool) -> None:
     kube.deploy(ns, "web", replicas=1, wait=True, progressDeadlineSeconds=2 if broken else 600, ready=not broken)
     if broken:
@@ -1448,6 +1503,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("stuck-terminating", "POD_STUCK_TERMINATING", stuck_terminating, {"finalizers": ["example.com/cleanup"]}),
     Scenario("pod-restarting", "POD_RESTARTING", pod_restarting, {"restarts": 7, "last_termination": "Error (exit 2)"}),
     Scenario("rollout-stuck", "DEPLOY_ROLLOUT_STUCK", rollout_stuck),
+    Scenario("scheduling-gated", "POD_SCHEDULING_GATED", scheduling_gated, {"scheduling_gates": ["example.com/queue"]}),
+    Scenario("paused-rollout", "DEPLOY_PAUSED_WITH_CHANGES", paused_rollout, {"updated": 0, "desired": 1}),
     Scenario("quota", "WORKLOAD_FAILED_CREATE", quota, summary_has="ResourceQuota"),
     Scenario("sts-service", "STS_SERVICE_MISSING", sts_service, {"serviceName": "db"}),
     Scenario("sts-not-headless", "STS_SERVICE_NOT_HEADLESS", sts_not_headless, {"serviceName": "db"}),
