@@ -12,7 +12,7 @@ CODES: dict[str, str] = {
     "POD_RESTARTING": "a container restarted several times recently without being in back-off now",
     "POD_IMAGE_NOT_FOUND": "the image reference names an image or tag the registry does not have",
     "POD_IMAGE_PULL": "the image cannot be pulled (network, registry, rate limit)",
-    "POD_PULL_SECRET_MISSING": "an imagePullSecret the pod names does not exist",
+    "POD_PULL_SECRET_MISSING": "an imagePullSecret the pod names does not exist",  # nosec B105: a code, not a secret
     "POD_REGISTRY_AUTH": "the registry refused the pull credentials",
     "POD_CONFIG_MISSING": "a ConfigMap, Secret or key the pod mounts or reads does not exist",
     "POD_INSUFFICIENT_RESOURCES": "no node has the CPU, memory or pods the pod requests",
@@ -47,7 +47,7 @@ CODES: dict[str, str] = {
     "INGRESS_BACKEND_MISSING": "an Ingress routes to a Service that does not exist",
     "INGRESS_BACKEND_PORT_MISSING": "an Ingress routes to a port its Service does not have",
     "INGRESS_CLASS_MISSING": "an Ingress names an IngressClass that does not exist",
-    "INGRESS_TLS_SECRET_MISSING": "an Ingress's TLS Secret does not exist",
+    "INGRESS_TLS_SECRET_MISSING": "an Ingress's TLS Secret does not exist",  # nosec B105: a code, not a secret
     "NETPOL_DENIES_SERVICE": "NetworkPolicies leave a Service's pods unreachable",
     "NETPOL_NO_PODS": "a NetworkPolicy selects no pod",
     # storage
