@@ -1,4 +1,4 @@
-"""What `fix_plan` should do for each of the 62 labelled diagnosis scenarios (tests/tools/diagnosis_scenarios.py):
+"""What `fix_plan` should do for each of the 64 labelled diagnosis scenarios (tests/tools/diagnosis_scenarios.py):
 the plan's actions (`Change.actions()`), or None where the correct answer is to plan nothing and say why —
 the right value is the owner's to choose (a missing Secret or ConfigMap, a StorageClass, a quota, a schedule,
 an application's own crash) or cannot be told from the cluster. Used by benchmarks/fix_scenarios.py and
@@ -23,5 +23,7 @@ PLANNED: dict[str, tuple[str, ...]] = {
     "mtls-conflict": ("set_fields",),  # the client TLS mode the PeerAuthentication accepts
     "pod-missing-proxy": ("restart",),  # re-create the pods so the injector adds the sidecar
 }
+# Not planned: "scheduling-gated" (the gate belongs to a queue or operator; lifting it by hand bypasses it) and
+# "paused-rollout" (whether a held-back change ships is the owner's decision).
 
 EXPECTED: dict[str, tuple[str, ...] | None] = {s.name: PLANNED.get(s.name) for s in SCENARIOS}
