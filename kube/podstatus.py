@@ -11,6 +11,10 @@ def pod_reason(pod: dict[str, Any]) -> str:
     """The STATUS column of `kubectl get pods`: Running, Pending, CrashLoopBackOff, OOMKilled, Init:0/1, ..."""
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     reason = status.get("reason") or status.get("phase") or "Unknown"
+    if any(
+        c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated" for c in status.get("conditions") or []
+    ):
+        reason = "SchedulingGated"  # as kubectl prints a pod held by schedulingGates
     init_specs = spec.get("initContainers") or []
     sidecars = {c["name"] for c in init_specs if c.get("restartPolicy") == "Always"}
     initializing = False

@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from engines.diagnosis.model import Fix
+from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import Obj, Snapshot, meta, name_of, ns_of
+from kube.podstatus import pod_reason
 from kube.quantity import QuantityError, parse_quantity
 
 MI = Decimal(2**20)
@@ -26,6 +27,17 @@ def container_spec(pod_spec: Obj, name: str) -> Obj | None:
 def container_statuses(pod: Obj) -> list[Obj]:
     status = pod.get("status") or {}
     return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+
+
+def pod_finding(snap: Snapshot, pod: Obj, **fields: Any) -> Finding:
+    """A finding about a pod; its evidence starts with the pod's STATUS column and node."""
+    fields.setdefault("evidence", {})
+    fields["evidence"] = {
+        "pod_status": pod_reason(pod),
+        "node": (pod.get("spec") or {}).get("nodeName"),
+        **fields["evidence"],
+    }
+    return Finding(object=snap.ref(pod, "Pod"), **fields)
 
 
 def quantity(value: Any) -> Decimal:

@@ -19,6 +19,7 @@ from engines.diagnosis.common import (
     event_summary,
     fmt_resource,
     owning_deployment,
+    pod_finding,
     pod_requests,
     quantity,
     rollback_fix,
@@ -34,7 +35,6 @@ from engines.diagnosis.snapshot import (
     ns_of,
     selector_matches,
 )
-from kube.podstatus import pod_reason
 from kube.times import parse_time
 
 EXIT_CODES = {
@@ -55,16 +55,6 @@ _AUTH = ("unauthorized", "authentication required", "401", "403", "denied", "no 
 
 def _fix_target(snap: Snapshot, pod: Obj) -> ObjectRef:
     return snap.owner(pod) or snap.ref(pod, "Pod")
-
-
-def _pod_finding(snap: Snapshot, pod: Obj, **fields: Any) -> Finding:
-    fields.setdefault("evidence", {})
-    fields["evidence"] = {
-        "pod_status": pod_reason(pod),
-        "node": (pod.get("spec") or {}).get("nodeName"),
-        **fields["evidence"],
-    }
-    return Finding(object=snap.ref(pod, "Pod"), **fields)
 
 
 # -- crash loops and OOM kills ---------------------------------------------------------------------------
@@ -118,7 +108,7 @@ def _oom(snap: Snapshot, pod: Obj, cs: Obj, term: Obj) -> Finding:
             f"Container {name} has no memory limit, so the node ran out of memory: set a memory "
             "request/limit that matches its usage and check the node for memory pressure."
         )
-    return _pod_finding(
+    return pod_finding(
         snap,
         pod,
         code="POD_OOMKILLED",
@@ -155,7 +145,7 @@ def _crashloop(snap: Snapshot, pod: Obj, cs: Obj, last: Obj, waiting: Obj) -> Fi
     )
     if fix:
         remediation += " The crash began with the newest revision: rolling back restores the previous one."
-    return _pod_finding(
+    return pod_finding(
         snap,
         pod,
         code="POD_CRASHLOOP",
@@ -225,7 +215,7 @@ def _image_finding(snap: Snapshot, pod: Obj, cs: Obj, waiting: Obj) -> Finding:
         if undo:
             fix, extra = undo
             evidence.update(extra)
-    return _pod_finding(
+    return pod_finding(
         snap,
         pod,
         code=code,
@@ -277,7 +267,7 @@ def config_missing(snap: Snapshot) -> Iterator[Finding]:
             continue
         (kind, ref), missing_key = next(iter(missing.items()))
         what = f"key {missing_key} of {kind} {ref}" if missing_key else f"{kind} {ref}"
-        yield _pod_finding(
+        yield pod_finding(
             snap,
             pod,
             code="POD_CONFIG_MISSING",
@@ -365,7 +355,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
             v["persistentVolumeClaim"]["claimName"] for v in spec.get("volumes") or [] if v.get("persistentVolumeClaim")
         ]
         evidence["claims"] = claims
-        return _pod_finding(
+        return pod_finding(
             snap,
             pod,
             code="POD_PVC_UNBOUND",
@@ -388,7 +378,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
         evidence["node_selector"] = spec.get("nodeSelector")
         if (spec.get("affinity") or {}).get("nodeAffinity"):
             evidence["node_affinity"] = spec["affinity"]["nodeAffinity"]
-        return _pod_finding(
+        return pod_finding(
             snap,
             pod,
             code="POD_NODE_AFFINITY_MISMATCH",
@@ -407,7 +397,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
         )
         evidence["node_taints"] = taints[:10]
         evidence["tolerations"] = spec.get("tolerations") or []
-        return _pod_finding(
+        return pod_finding(
             snap,
             pod,
             code="POD_TAINT_NOT_TOLERATED",
@@ -417,7 +407,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
             remediation="Add a toleration for the taint, or remove the taint from the nodes meant to run this pod.",
         )
     evidence["reasons"] = every_reason
-    return _pod_finding(
+    return pod_finding(
         snap,
         pod,
         code="POD_UNSCHEDULABLE",
@@ -487,7 +477,7 @@ def _insufficient(snap: Snapshot, pod: Obj, resources: list[str], evidence: dict
         container = cs.get("name")
         fix = Fix(action="set_resources", target=_fix_target(snap, pod), container=container, params={"requests": new})
     asked = ", ".join(f"{r} {evidence['requests'][r]}" for r in resources)
-    return _pod_finding(
+    return pod_finding(
         snap,
         pod,
         code="POD_INSUFFICIENT_RESOURCES",
@@ -628,7 +618,7 @@ def _probe_finding(snap: Snapshot, pod: Obj, container: Obj, kind: str, events: 
         remediation = "The endpoint answers but reports unhealthy: check the application's health and its log."
     if kind == "liveness":
         remediation += " Failing liveness probes restart the container."
-    return _pod_finding(
+    return pod_finding(
         snap, pod, code=code, severity=severity, summary=summary, evidence=evidence, remediation=remediation, fix=fix
     )
 
@@ -652,7 +642,7 @@ def restarts(snap: Snapshot) -> Iterator[Finding]:
             ):
                 continue
             name = cs.get("name", "")
-            yield _pod_finding(
+            yield pod_finding(
                 snap,
                 pod,
                 code="POD_RESTARTING",
@@ -704,7 +694,7 @@ def stuck_terminating(snap: Snapshot) -> Iterator[Finding]:
                 "The kubelet on the node did not confirm: check the node; if it is gone, force-delete "
                 "the pod (grace period 0)."
             )
-        yield _pod_finding(
+        yield pod_finding(
             snap,
             pod,
             code="POD_STUCK_TERMINATING",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from engines.diagnosis.common import pod_finding
 from engines.diagnosis.model import Finding
 from engines.diagnosis.snapshot import Obj, Snapshot, condition, meta
 from kube.times import parse_time
@@ -35,13 +36,14 @@ def gated_pods(snap: Snapshot) -> Iterator[Finding]:
         since = _since(pod, "PodScheduled", "SchedulingGated") or parse_time(meta(pod).get("creationTimestamp"))
         if not gates or since is None or snap.now - since < limit:
             continue
-        yield Finding(
+        yield pod_finding(
+            snap,
+            pod,
             code="POD_SCHEDULING_GATED",
             severity="warning",
             tier=1,
-            object=snap.ref(pod, "Pod"),
             summary=f"held from scheduling for {_age(snap, since)} by gate(s) {', '.join(gates)}",
-            evidence={"scheduling_gates": gates, "gated_since": since.isoformat(), "pod_status": "SchedulingGated"},
+            evidence={"scheduling_gates": gates, "gated_since": since.isoformat()},
             remediation=(
                 "Find the controller that owns the gate (its name says which: a queue such as Kueue, an operator) "
                 "and why it has not admitted the pod; remove the gate only if that controller is gone."

@@ -37,6 +37,7 @@ def test_a_pod_gated_past_the_limit_is_reported_with_its_gate() -> None:
     found = run(Snapshot(gated(120), cluster="test", now=NOW)).findings
     assert [f.code for f in found] == ["POD_SCHEDULING_GATED"]
     assert found[0].evidence["scheduling_gates"] == ["example.com/queue"] and "2 h 0 min" in found[0].summary
+    assert found[0].evidence["pod_status"] == "SchedulingGated"
 
 
 def test_a_pod_gated_for_a_moment_is_not_reported_and_the_limit_is_a_setting() -> None:

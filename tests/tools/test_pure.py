@@ -107,6 +107,10 @@ def _pod(statuses=None, init_statuses=None, init_specs=None, phase="Running", **
             "Terminating",
         ),
         (_pod([], phase="Pending"), "Pending"),
+        (
+            {"status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "reason": "SchedulingGated"}]}},
+            "SchedulingGated",
+        ),
     ],
 )
 def test_pod_reason_matches_kubectl(pod: dict, reason: str) -> None:
