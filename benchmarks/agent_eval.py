@@ -46,7 +46,8 @@ from tests.agents.brain import role, tool_results  # noqa: E402
 from tests.cluster.controlplane import ControlPlane  # noqa: E402
 from tests.fix.expectations import EXPECTED  # noqa: E402
 from tests.llm.server import Call, ScriptedLLM, Step, Text, ToolCalls  # noqa: E402
-from tests.tools.diagnosis_scenarios import SCENARIOS, Kube, Scenario, install_mesh  # noqa: E402
+from tests.tools.diagnosis_scenarios import Kube, Scenario, install_mesh  # noqa: E402
+from tests.tools.scenarios import ALL as SCENARIOS  # noqa: E402
 
 OPERATOR = Principal("eval operator", frozenset({"read", "write"}), transport="agent")
 

@@ -40,8 +40,8 @@ from store import AuditLog  # noqa: E402
 from tests.cluster.controlplane import ControlPlane  # noqa: E402
 from tests.fix.expectations import EXPECTED  # noqa: E402
 from tests.fix.scenarios import SCENARIOS, Scenario, deployment, kubelet  # noqa: E402
-from tests.tools.diagnosis_scenarios import SCENARIOS as LABELLED  # noqa: E402
 from tests.tools.diagnosis_scenarios import Kube, install_mesh  # noqa: E402
+from tests.tools.scenarios import ALL as LABELLED  # noqa: E402
 from tools.diagnose import diagnose  # noqa: E402
 from tools.fix import fix_apply, fix_plan  # noqa: E402
 from tools.fixloop import content, load  # noqa: E402

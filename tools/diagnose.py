@@ -75,6 +75,25 @@ BUILTIN = (
     Source("configmaps", "", "v1", "configmaps", metadata_only=True),
     Source("secrets", "", "v1", "secrets", metadata_only=True),
     Source("namespaces", "", "v1", "namespaces", namespaced=False),
+    Source("limitranges", "", "v1", "limitranges"),
+    Source("resourcequotas", "", "v1", "resourcequotas"),
+    Source("serviceaccounts", "", "v1", "serviceaccounts", metadata_only=True),
+    Source("priorityclasses", "scheduling.k8s.io", "v1", "priorityclasses", namespaced=False),
+    Source("runtimeclasses", "node.k8s.io", "v1", "runtimeclasses", namespaced=False),
+    Source(
+        "validatingwebhookconfigurations",
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        namespaced=False,
+    ),
+    Source(
+        "mutatingwebhookconfigurations",
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        namespaced=False,
+    ),
 )
 # Istio and Gateway API kinds: (snapshot key, resource.group, listed cluster-wide).
 MESH_KINDS = (
@@ -87,6 +106,7 @@ MESH_KINDS = (
     ("authorizationpolicies", "authorizationpolicies.security.istio.io", False),
     ("k8s_gateways", "gateways.gateway.networking.k8s.io", True),
     ("httproutes", "httproutes.gateway.networking.k8s.io", False),
+    ("gatewayclasses", "gatewayclasses.gateway.networking.k8s.io", True),
 )
 ISTIO_ONLY = {"pods", "services", "namespaces", "secrets"}  # what istio_analyze reads besides the mesh kinds
 ISTIO_NOT_INSTALLED = (
@@ -257,7 +277,9 @@ def _mesh_sources(conn: Connection) -> list[Source]:
     for key, full_name, reference in MESH_KINDS:
         info = served.get(full_name)
         if info is not None:
-            out.append(Source(key, info.group, info.version, info.resource, reference=reference))
+            out.append(
+                Source(key, info.group, info.version, info.resource, namespaced=info.namespaced, reference=reference)
+            )
     return out
 
 
@@ -376,6 +398,8 @@ class Diagnosis(Result):
             lines.append("No problems found.")
         for i, f in enumerate(self.findings, 1):
             lines.append(f"{i}. [{f.severity}] {f.code} {f.object.short()}: {f.summary}")
+            if f.chain:
+                lines.append("   chain: " + " → ".join(o.short() for o in f.chain[:4]))
             lines.append("   evidence: " + "; ".join(f"{k}={_value(v)}" for k, v in f.evidence.items()))
             if f.fix:
                 lines.append(f"   fix: {f.fix.short()}")

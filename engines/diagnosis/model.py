@@ -77,6 +77,10 @@ class Finding(BaseModel):
     fix: Fix | None = None
     involves: list[ObjectRef] = Field(default_factory=list, description="Other objects the finding covers.")
     tier: int = Field(0, description="0 = a cause, 1 = a pod-level symptom, 2 = a workload/service symptom.")
+    # Set by a rule when the object to change is not the one showing the symptom (a quota, policy, class,
+    # namespace setting); the engine makes it the subject and fills `chain`. Never part of the output.
+    cause: ObjectRef | None = Field(None, exclude=True)
+    chain: list[ObjectRef] = Field(default_factory=list, description="Object to change first, then what it breaks.")
 
     def sort_key(self) -> tuple[int, int, str, str, str]:
         return (SEVERITY_RANK[self.severity], self.tier, self.code, self.object.namespace or "", self.object.name)

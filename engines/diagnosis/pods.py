@@ -12,6 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from engines.diagnosis.admission import defaulted_by
 from engines.diagnosis.common import (
     container_spec,
     container_statuses,
@@ -108,6 +109,10 @@ def _oom(snap: Snapshot, pod: Obj, cs: Obj, term: Obj) -> Finding:
             f"Container {name} has no memory limit, so the node ran out of memory: set a memory "
             "request/limit that matches its usage and check the node for memory pressure."
         )
+    cause = defaulted_by(snap, pod, name, "memory limit")
+    if cause:
+        evidence["limit_from"] = cause.short()
+        remediation += f" The limit is {cause.short()}'s namespace default: raise it there, or set one in the template."
     return pod_finding(
         snap,
         pod,
@@ -117,6 +122,7 @@ def _oom(snap: Snapshot, pod: Obj, cs: Obj, term: Obj) -> Finding:
         evidence=evidence,
         remediation=remediation,
         fix=fix,
+        cause=cause,
     )
 
 

@@ -49,6 +49,14 @@ KINDS: dict[str, str] = {
     "authorizationpolicies": "AuthorizationPolicy",
     "k8s_gateways": "Gateway",
     "httproutes": "HTTPRoute",
+    "gatewayclasses": "GatewayClass",
+    "limitranges": "LimitRange",
+    "resourcequotas": "ResourceQuota",
+    "priorityclasses": "PriorityClass",
+    "runtimeclasses": "RuntimeClass",
+    "serviceaccounts": "ServiceAccount",
+    "validatingwebhookconfigurations": "ValidatingWebhookConfiguration",
+    "mutatingwebhookconfigurations": "MutatingWebhookConfiguration",
 }
 
 

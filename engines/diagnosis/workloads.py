@@ -1,5 +1,5 @@
-"""Workload rules: Deployments (unavailable, stuck rollouts), ReplicaSet/StatefulSet/DaemonSet/Job creation
-failures, StatefulSet governing Services, DaemonSet misscheduling, Jobs and CronJobs."""
+"""Workload rules: Deployments (unavailable, stuck rollouts), StatefulSet governing Services, DaemonSet
+misscheduling, Jobs and CronJobs. Pod creation failures are in admission.py."""
 
 from __future__ import annotations
 
@@ -78,50 +78,6 @@ def deployments(snap: Snapshot) -> Iterator[Finding]:
                 evidence=evidence,
                 remediation="See the findings on its pods (pod_states shows why they are not ready).",
             )
-
-
-# -- creation failures -------------------------------------------------------------------------------------
-def failed_create(snap: Snapshot) -> Iterator[Finding]:
-    for rs in snap.items("replicasets"):
-        cond = condition(rs, "ReplicaFailure")
-        if not cond or cond.get("status") != "True" or not (rs.get("spec") or {}).get("replicas"):
-            continue
-        ctrl = snap.controller_of(rs)
-        target = snap.make_ref(ctrl[0], ctrl[1], ns_of(rs)) if ctrl else snap.ref(rs, "ReplicaSet")
-        events = snap.events_for("ReplicaSet", ns_of(rs), name_of(rs))
-        yield _failed_create(snap, target, str(cond.get("message") or ""), events, [snap.ref(rs, "ReplicaSet")])
-    for key, kind in (("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet"), ("jobs", "Job")):
-        for obj in snap.items(key):
-            events = [e for e in snap.events_for(kind, ns_of(obj), name_of(obj)) if e.get("reason") == "FailedCreate"]
-            if events:
-                yield _failed_create(snap, snap.ref(obj, kind), str(events[0].get("message") or ""), events, [])
-
-
-def _failed_create(snap: Snapshot, target: Any, message: str, events: list[Obj], involves: list[Any]) -> Finding:
-    low = message.lower()
-    if "exceeded quota" in low:
-        why, remediation = (
-            "a ResourceQuota is exhausted",
-            ("Raise the namespace's ResourceQuota or lower the pods' requests / replica count."),
-        )
-    elif "forbidden" in low or "denied" in low or "admission" in low:
-        why, remediation = (
-            "admission refused the pods",
-            ("Change the pod template to satisfy the policy named in the message (Pod Security, webhook, LimitRange)."),
-        )
-    else:
-        why, remediation = "the API server refused the pods", "Read the message and correct the pod template."
-    return Finding(
-        code="WORKLOAD_FAILED_CREATE",
-        severity="critical",
-        object=target,
-        summary=f"cannot create pods: {why}",
-        evidence={"message": message[:400], "events": event_summary(events) or None}
-        if events
-        else {"message": message[:400]},
-        remediation=remediation,
-        involves=involves,
-    )
 
 
 # -- StatefulSets and DaemonSets -------------------------------------------------------------------------
@@ -326,4 +282,4 @@ def _finished(job: Obj) -> bool:
     return any((condition(job, t) or {}).get("status") == "True" for t in ("Complete", "Failed"))
 
 
-RULES = [deployments, failed_create, statefulsets, daemonsets, jobs, cronjobs]
+RULES = [deployments, statefulsets, daemonsets, jobs, cronjobs]

@@ -43,14 +43,6 @@ def test_scaled_to_zero_deployment_is_fine() -> None:
     assert codes(w) == []
 
 
-def test_replicaset_failed_create_for_quota() -> None:
-    w = fresh()
-    msg = 'pods "web-abc-x" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2'
-    w["replicasets"][0]["status"]["conditions"] = [cond("ReplicaFailure", "True", "FailedCreate", msg)]
-    f = only(w, "WORKLOAD_FAILED_CREATE")
-    assert f.object.kind == "Deployment" and "ResourceQuota" in f.summary and f.evidence["message"] == msg
-
-
 def _sts(service_name="db"):
     return {
         "kind": "StatefulSet",

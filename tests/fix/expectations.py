@@ -6,7 +6,7 @@ benchmarks/agent_eval.py."""
 
 from __future__ import annotations
 
-from tests.tools.diagnosis_scenarios import SCENARIOS
+from tests.tools.scenarios import ALL as SCENARIOS
 
 PLANNED: dict[str, tuple[str, ...]] = {
     "oomkilled": ("set_resources",),  # a larger memory limit

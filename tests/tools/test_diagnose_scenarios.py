@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tools.conftest_istio import kube, mesh  # noqa: F401 - fixtures
-from tests.tools.diagnosis_scenarios import SCENARIOS, Kube, Scenario
+from tests.tools.diagnosis_scenarios import Kube, Scenario
+from tests.tools.scenarios import ALL as SCENARIOS
 from tools.diagnose import diagnose
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -23,6 +24,8 @@ async def test_broken_state_gives_its_finding_first(scenario: Scenario, kube: Ku
         assert top.evidence.get(key) == value, f"{key}: {top.evidence.get(key)!r} != {value!r}\n{result.render()}"
     if scenario.summary_has:
         assert scenario.summary_has in top.summary, result.render()
+    if scenario.subject:
+        assert top.object.kind == scenario.subject and top.chain, result.render()
     assert scenario.code in result.render()
 
 
