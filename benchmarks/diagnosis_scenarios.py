@@ -1,11 +1,12 @@
 """Scenario benchmark of the diagnosis engine on a real control plane it starts itself.
 
 Builds healthy noise (namespaces of Deployments + Services whose pods are Running and Ready, ~5,000 pods by
-default), then each labelled scenario of `tests/tools/diagnosis_scenarios.py` in its own namespace (one root
-cause each). Prints, per scenario, the expected code and the top finding of `diagnose(namespace=...)`;
-precision and recall of the top finding; findings on the noise (should be none); and the time of an
-all-namespace diagnosis: cold (new runtime), re-read (force_refresh on a warm connection) and warm (cached
-snapshot).
+default), each labelled scenario of `tests/tools/scenarios/` in its own namespace (one root cause each), and
+the trap namespaces of `tests/tools/diagnosis_traps.py` (healthy, but full of things that look suspicious).
+Prints, per scenario, the expected code and the top finding of `diagnose(namespace=...)`; precision and recall
+of the top finding for the first 62 scenarios and for the ones added from the coverage tables, separately;
+findings above info on the traps and on the noise (target: none); and the time of an all-namespace diagnosis:
+cold (new runtime), re-read (force_refresh on a warm connection) and warm (cached snapshot).
 
     .venv/bin/python benchmarks/diagnosis_scenarios.py [--pods 5000] [--runs 3]
 """
@@ -27,7 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runtime import Runtime, use
 from settings import Settings
 from tests.cluster.controlplane import ControlPlane
-from tests.tools.diagnosis_scenarios import SCENARIOS, Kube, install_mesh, running_status, wait_for
+from tests.tools.diagnosis_scenarios import Kube, Scenario, install_mesh, running_status, wait_for
+from tests.tools.diagnosis_traps import TRAPS
+from tests.tools.scenarios import ALL as SCENARIOS
+from tests.tools.scenarios import NEW, OLD
 from tools.diagnose import diagnose
 
 DEPLOYMENTS_PER_NAMESPACE = 5
@@ -89,17 +93,48 @@ def build_noise(cp: ControlPlane, kube: Kube, pods: int) -> list[str]:
 
 
 def build_scenarios(cp: ControlPlane, kube: Kube) -> dict[str, str]:
-    """Scenario name → namespace."""
-    spaces = {s.name: f"sc-{s.name}" for s in SCENARIOS}
+    """Scenario or trap name → namespace."""
+    spaces = {s.name: f"sc-{s.name}" for s in SCENARIOS} | {t.name: f"tp-{t.name}" for t in TRAPS}
 
-    def make(scenario: Any) -> None:
-        ns = spaces[scenario.name]
+    def make(item: Any) -> None:
+        ns = spaces[item.name]
         kube.create("/api/v1/namespaces", {"metadata": {"name": ns}})
-        scenario.build(kube, ns, True)
+        if isinstance(item, Scenario):
+            item.build(kube, ns, True)
+        else:
+            item.build(kube, ns)
 
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(make, SCENARIOS))
+        list(pool.map(make, [*SCENARIOS, *TRAPS]))
     return spaces
+
+
+def correct(scenario: Scenario, top: Any) -> bool:
+    return bool(
+        top
+        and top.code == scenario.code
+        and (not scenario.summary_has or scenario.summary_has in top.summary)
+        and (not scenario.subject or top.object.kind == scenario.subject)
+    )
+
+
+def made_by_a_scenario(f: Any) -> bool:
+    """A cluster-level finding a scenario caused: its object, chain or involved objects are the scenario's
+    (nodes n-sc-*, PVs pv-sc-*, classes sc-*-..., namespaces sc-*/tp-*)."""
+    return any(
+        (o.namespace or "").startswith(("sc-", "tp-")) or "sc-" in o.name or "tp-" in o.name
+        for o in [f.object, *f.chain, *f.involves]
+    )
+
+
+def scores(rows: list[tuple[str, str, str, str, str]], names: set[str]) -> str:
+    mine = [r for r in rows if r[0] in names]
+    answered = sum(r[2] != "-" for r in mine)
+    right = sum(r[3] == "yes" for r in mine)
+    return (
+        f"{len(mine)} scenarios: precision (top finding) {right / max(answered, 1):.2f}, "
+        f"recall {right / max(len(mine), 1):.2f}"
+    )
 
 
 async def timed(rt: Runtime, **kwargs: Any) -> tuple[float, Any]:
@@ -117,15 +152,10 @@ async def measure(settings: Settings, spaces: dict[str, str], runs: int) -> None
         warm = [(await timed(rt, limit=5000))[0] for _ in range(runs)]
         pods = full.checked.get("pods", 0)
         rows = []
-        correct = answered = 0
         for scenario in SCENARIOS:
             _, result = await timed(rt, namespace=spaces[scenario.name], force_refresh=True)
             top = result.findings[0] if result.findings else None
-            ok = bool(
-                top and top.code == scenario.code and (not scenario.summary_has or scenario.summary_has in top.summary)
-            )
-            answered += top is not None
-            correct += ok
+            ok = correct(scenario, top)
             rows.append(
                 (
                     scenario.name,
@@ -135,12 +165,12 @@ async def measure(settings: Settings, spaces: dict[str, str], runs: int) -> None
                     (top.summary[:60] if top else ""),
                 )
             )
+        traps = []
+        for trap in TRAPS:
+            _, result = await timed(rt, namespace=spaces[trap.name], force_refresh=True)
+            traps += [(trap.name, f) for f in result.findings if f.severity != "info"]
         noise = [f for f in full.findings if (f.object.namespace or "").startswith("noise-")]
-        cluster_level = [
-            f
-            for f in full.findings
-            if f.object.namespace is None and "sc-" not in f.object.name  # scenario nodes, PVs, namespaces
-        ]
+        cluster_level = [f for f in full.findings if f.object.namespace is None and not made_by_a_scenario(f)]
     finally:
         rt.close()
 
@@ -149,9 +179,12 @@ async def measure(settings: Settings, spaces: dict[str, str], runs: int) -> None
     for name, expected, got, ok, summary in rows:
         print(f"{name:<{width}}  {expected:<28}  {got:<28}  {ok:<4} {summary}")
     print()
+    print(f"first scenarios: {scores(rows, {s.name for s in OLD})}")
+    print(f"coverage scenarios (issue 15): {scores(rows, {s.name for s in NEW})}")
+    print(f"all: {scores(rows, {s.name for s in SCENARIOS})}")
     print(
-        f"scenarios: {len(SCENARIOS)}   precision (top finding): {correct / max(answered, 1):.2f}   "
-        f"recall (top finding): {correct / len(SCENARIOS):.2f}"
+        f"findings above info on {len(TRAPS)} trap namespaces: {len(traps)}"
+        + "".join(f"\n  {name}: {f.severity} {f.code} {f.object.short()}: {f.summary}" for name, f in traps)
     )
     print(
         f"findings on healthy noise: {len(noise)} in noise namespaces, {len(cluster_level)} cluster-level"
@@ -177,7 +210,7 @@ def main() -> None:
         spaces = build_scenarios(cp, kube)
         print(
             f"(cluster built in {time.perf_counter() - started:.0f} s: {args.pods} noise pods, "
-            f"{len(SCENARIOS)} scenarios)\n"
+            f"{len(SCENARIOS)} scenarios, {len(TRAPS)} traps)\n"
         )
         settings = Settings(k8s={"kubeconfig": cp.kubeconfig, "context": None}, store={"path": work / "db.sqlite"})
         asyncio.run(measure(settings, spaces, args.runs))

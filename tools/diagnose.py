@@ -375,7 +375,7 @@ async def snapshot(
 
 # -- results ---------------------------------------------------------------------------------------------
 class Diagnosis(Result):
-    """Findings ranked by severity (causes before symptoms), with their evidence."""
+    """Findings, worst and causes first, with evidence."""
 
     cluster: str
     scope: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
@@ -48,7 +49,7 @@ class ObjectRef(BaseModel):
 
 
 class Fix(BaseModel):
-    """A concrete change that would remove the finding's cause; the fix planner turns it into a plan."""
+    """A change that removes the cause; fix_plan turns it into a plan."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,23 +65,23 @@ class Fix(BaseModel):
 
 
 class Finding(BaseModel):
-    """One problem, with the evidence to check it and what to do about it."""
+    """One problem, its evidence and what to do."""
 
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(description="Stable identifier, e.g. POD_CRASHLOOP or IST0101.")
+    code: str = Field(description="e.g. POD_CRASHLOOP, IST0101.")
     severity: Severity
     object: ObjectRef
     summary: str
     evidence: dict[str, Any] = Field(default_factory=dict)
     remediation: str = ""
     fix: Fix | None = None
-    involves: list[ObjectRef] = Field(default_factory=list, description="Other objects the finding covers.")
-    tier: int = Field(0, description="0 = a cause, 1 = a pod-level symptom, 2 = a workload/service symptom.")
+    involves: list[ObjectRef] = Field(default_factory=list, description="Other objects involved.")
+    tier: int = Field(0, description="0 cause, 1 pod symptom, 2 workload symptom.")
     # Set by a rule when the object to change is not the one showing the symptom (a quota, policy, class,
     # namespace setting); the engine makes it the subject and fills `chain`. Never part of the output.
-    cause: ObjectRef | None = Field(None, exclude=True)
-    chain: list[ObjectRef] = Field(default_factory=list, description="Object to change first, then what it breaks.")
+    cause: SkipJsonSchema[ObjectRef | None] = Field(None, exclude=True)
+    chain: list[ObjectRef] = Field(default_factory=list, description="Object to change, then what it breaks.")
 
     def sort_key(self) -> tuple[int, int, str, str, str]:
         return (SEVERITY_RANK[self.severity], self.tier, self.code, self.object.namespace or "", self.object.name)
