@@ -100,10 +100,13 @@ def test_cross_namespace_and_external_hosts_resolve() -> None:
     w["services"].append(service("ratings", ns="reviews", selector={}))
     w["namespaces"].append(namespace("reviews"))
     w["serviceentries"] = [{"kind": "ServiceEntry", "metadata": meta("ext"), "spec": {"hosts": ["*.stripe.com"]}}]
-    w["virtualservices"][0]["spec"]["http"] += [
-        {"route": [{"destination": {"host": "ratings.reviews.svc.cluster.local"}}]},
-        {"route": [{"destination": {"host": "ratings.reviews"}}]},
-        {"route": [{"destination": {"host": "api.stripe.com"}}]},
+    w["virtualservices"][0]["spec"]["http"][:0] = [  # before the catch-all route
+        {
+            "match": [{"uri": {"prefix": "/a"}}],
+            "route": [{"destination": {"host": "ratings.reviews.svc.cluster.local"}}],
+        },
+        {"match": [{"uri": {"prefix": "/b"}}], "route": [{"destination": {"host": "ratings.reviews"}}]},
+        {"match": [{"uri": {"prefix": "/c"}}], "route": [{"destination": {"host": "api.stripe.com"}}]},
     ]
     assert codes(w) == []
     assert codes(w, scope={"shop"}) == []
@@ -242,7 +245,11 @@ def test_policy_selecting_no_workload() -> None:
         {
             "kind": "AuthorizationPolicy",
             "metadata": meta("api"),
-            "spec": {"selector": {"matchLabels": {"app": "api"}}, "action": "ALLOW"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "api"}},
+                "action": "ALLOW",
+                "rules": [{"from": [{"source": {"namespaces": ["shop"]}}]}],
+            },
         }
     ]
     assert only(w, "IST0127").evidence["selector"] == {"app": "api"}

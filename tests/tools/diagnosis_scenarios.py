@@ -8,6 +8,7 @@ writes the Events a kubelet would have written.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -273,16 +274,15 @@ def install_mesh(kube: Kube) -> None:
                     },
                 },
             )
-    for group, plural, _, _ in CRDS:
-        wait_for(
-            lambda g=group, p=plural: any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in kube.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{p}.{g}")
-                .get("status", {})
-                .get("conditions", [])
-            ),
-            f"CRD {plural}.{group} established",
+
+    def established(name: str) -> bool:
+        crd = kube.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        return any(
+            c["type"] == "Established" and c["status"] == "True" for c in crd.get("status", {}).get("conditions", [])
         )
+
+    for group, plural, _, _ in CRDS:
+        wait_for(functools.partial(established, f"{plural}.{group}"), f"CRD {plural}.{group} established")
     if not kube.exists(f"/apis/networking.k8s.io/v1/ingressclasses/{INGRESS_CLASS}"):
         kube.create(
             "/apis/networking.k8s.io/v1/ingressclasses",
