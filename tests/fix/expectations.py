@@ -1,4 +1,4 @@
-"""What `fix_plan` should do for each of the 64 labelled diagnosis scenarios (tests/tools/diagnosis_scenarios.py):
+"""What `fix_plan` should do for each labelled diagnosis scenario (tests/tools/scenarios/):
 the plan's actions (`Change.actions()`), or None where the correct answer is to plan nothing and say why —
 the right value is the owner's to choose (a missing Secret or ConfigMap, a StorageClass, a quota, a schedule,
 an application's own crash) or cannot be told from the cluster. Used by benchmarks/fix_scenarios.py and
@@ -22,6 +22,8 @@ PLANNED: dict[str, tuple[str, ...]] = {
     "dr-subset-pods": ("set_fields",),  # the subset's labels to the one version that runs
     "mtls-conflict": ("set_fields",),  # the client TLS mode the PeerAuthentication accepts
     "pod-missing-proxy": ("restart",),  # re-create the pods so the injector adds the sidecar
+    "route-backend-port": ("set_fields",),  # the backendRef port to the Service's only port
+    "limitrange-default-oom": ("set_resources",),  # an explicit, larger limit in the template
 }
 # Not planned: "scheduling-gated" (the gate belongs to a queue or operator; lifting it by hand bypasses it) and
 # "paused-rollout" (whether a held-back change ships is the owner's decision).
