@@ -127,6 +127,13 @@ class DiagnosisSettings(BaseModel):
     paused_minutes: int = Field(
         60, ge=1, le=10_080, description="A paused Deployment holding back a change longer than this is reported."
     )
+    lb_pending_minutes: int = Field(
+        15, ge=1, le=10_080, description="A LoadBalancer Service without an address longer than this is reported."
+    )
+    suspended_hours: int = Field(24, ge=1, le=8_760, description="A Job suspended longer than this is reported.")
+    terminating_minutes: int = Field(
+        30, ge=1, le=10_080, description="A namespace terminating longer than this is reported."
+    )
 
 
 class RcaSettings(BaseModel):

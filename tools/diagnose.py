@@ -266,7 +266,13 @@ async def gather(rt: Runtime, conn: Connection, namespaces: list[str] | None, *,
     if rt.settings.safety.namespace_allow or rt.settings.safety.namespace_deny:
         scope = _hide_namespaces(rt, objects, covered, scope)
     quiet = rt.settings.diagnosis
-    limits = Limits(gated_seconds=quiet.gated_minutes * 60, paused_seconds=quiet.paused_minutes * 60)
+    limits = Limits(
+        gated_seconds=quiet.gated_minutes * 60,
+        paused_seconds=quiet.paused_minutes * 60,
+        lb_pending_seconds=quiet.lb_pending_minutes * 60,
+        suspended_seconds=quiet.suspended_hours * 3600,
+        terminating_seconds=quiet.terminating_minutes * 60,
+    )
     snap = Snapshot(objects, cluster=conn.name, scope=scope, covered=covered, now=datetime.now(UTC), limits=limits)
     return Gathered(snap, notes, skipped)
 

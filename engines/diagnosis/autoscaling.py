@@ -1,16 +1,27 @@
-"""Autoscaling and disruption rules: HPAs (missing target, no metrics, missing requests, pinned at max) and
-PodDisruptionBudgets that allow no disruption at all."""
+"""Autoscaling and disruption rules: HPAs (missing target, no metrics, missing requests, pinned at max, two on
+one workload) and PodDisruptionBudgets (allowing no disruption at all, selecting nothing, or overlapping)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from engines.diagnosis.common import pod_template_spec
+from engines.diagnosis.common import event_summary, pod_template_spec
 from engines.diagnosis.model import Finding, Fix
-from engines.diagnosis.snapshot import Obj, Snapshot, condition, name_of, ns_of
+from engines.diagnosis.snapshot import (
+    Obj,
+    Snapshot,
+    condition,
+    label_selector_matches,
+    labels_of,
+    meta,
+    name_of,
+    ns_of,
+    pod_is_terminal,
+)
 from engines.diagnosis.traffic import edit_distance
 
 TARGET_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "ReplicaSet": "replicasets"}
+QUIET_REASONS = {"ScalingDisabled", "AmbiguousSelector"}
 
 
 def hpas(snap: Snapshot) -> Iterator[Finding]:
@@ -53,8 +64,9 @@ def hpas(snap: Snapshot) -> Iterator[Finding]:
             )
         else:
             active = condition(hpa, "ScalingActive")
-            # ScalingDisabled: the target was scaled to zero on purpose, which pauses the autoscaler
-            if active and active.get("status") == "False" and active.get("reason") != "ScalingDisabled":
+            # ScalingDisabled: the target was scaled to zero on purpose, which pauses the autoscaler;
+            # AmbiguousSelector: another HPA selects the same pods (HPA_CONFLICT)
+            if active and active.get("status") == "False" and active.get("reason") not in QUIET_REASONS:
                 yield Finding(
                     code="HPA_METRICS_UNAVAILABLE",
                     severity="warning",
@@ -83,6 +95,58 @@ def hpas(snap: Snapshot) -> Iterator[Finding]:
                 remediation="Raise maxReplicas if the cluster has room, or make each replica handle more "
                 "load; check that the metric target is realistic.",
             )
+
+
+def hpa_conflicts(snap: Snapshot) -> Iterator[Finding]:
+    """Two HPAs on one workload (same scaleTargetRef), or any HPA the controller found sharing its pods with
+    another (condition ScalingActive=False, AmbiguousSelector): the controller refuses to scale either."""
+    groups: dict[tuple[str, str, str], list[Obj]] = {}
+    for hpa in snap.items("horizontalpodautoscalers"):
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if isinstance(ref, dict) and ref.get("kind") and ref.get("name"):
+            groups.setdefault((ns_of(hpa), str(ref["kind"]), str(ref["name"])), []).append(hpa)
+    reported: set[tuple[str, str]] = set()
+    for (_, kind, name), same in groups.items():
+        if len(same) < 2:
+            continue
+        same.sort(key=_age_order)
+        reported.update((ns_of(h), name_of(h)) for h in same)
+        newest = same[-1]
+        others = [name_of(h) for h in same[:-1]]
+        yield Finding(
+            code="HPA_CONFLICT",
+            severity="warning",
+            object=snap.ref(newest, "HorizontalPodAutoscaler"),
+            summary=f"scales {kind} {name} together with HorizontalPodAutoscaler {', '.join(others)}: "
+            "the controller refuses to scale it",
+            evidence={"target": f"{kind} {name}", "hpas": [name_of(h) for h in same], **_ambiguous(same)},
+            involves=[snap.ref(h, "HorizontalPodAutoscaler") for h in same[:-1]]
+            + ([snap.make_ref(kind, name, ns_of(newest))] if kind in TARGET_KINDS else []),
+            remediation="Keep one autoscaler per workload: merge the metrics of both into one HPA (it scales to "
+            "the highest recommendation) and delete the other.",
+        )
+    for hpa in snap.items("horizontalpodautoscalers"):
+        if (ns_of(hpa), name_of(hpa)) in reported or not _ambiguous([hpa]):
+            continue
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        yield Finding(
+            code="HPA_CONFLICT",
+            severity="warning",
+            object=snap.ref(hpa, "HorizontalPodAutoscaler"),
+            summary="another HorizontalPodAutoscaler selects the same pods: the controller refuses to scale it",
+            evidence={"target": f"{ref.get('kind')} {ref.get('name')}", **_ambiguous([hpa])},
+            remediation="Find the other HPA named in the message; give each workload its own pod labels, or keep "
+            "one autoscaler for these pods.",
+        )
+
+
+def _ambiguous(hpas: list[Obj]) -> dict[str, str]:
+    """The controller's word on pods shared between HPAs, when one of them has it."""
+    for hpa in hpas:
+        active = condition(hpa, "ScalingActive") or {}
+        if active.get("status") == "False" and active.get("reason") == "AmbiguousSelector":
+            return {"controller": f"AmbiguousSelector: {str(active.get('message') or '')[:200]}"}
+    return {}
 
 
 def _missing_requests(spec: Obj, target: Obj) -> dict[str, list[str]]:
@@ -139,6 +203,62 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
             )
 
 
+def pdb_overlaps(snap: Snapshot) -> Iterator[Finding]:
+    """Pods that more than one PodDisruptionBudget selects: the eviction API refuses to evict them at all
+    ("more than one PodDisruptionBudget"), so drains hang whatever the budgets allow."""
+    for ns in sorted({ns_of(p) for p in snap.items("poddisruptionbudgets")}):
+        if not snap.covers("pods", ns):
+            continue
+        budgets = snap.in_ns("poddisruptionbudgets", ns)
+        selectors = [(name_of(b), _selector(b)) for b in budgets]
+        shared: dict[tuple[str, ...], list[Obj]] = {}
+        for pod in snap.in_ns("pods", ns):
+            if pod_is_terminal(pod):
+                continue
+            covering = tuple(sorted(n for n, sel in selectors if label_selector_matches(labels_of(pod), sel)))
+            if len(covering) > 1:
+                shared.setdefault(covering, []).append(pod)
+        for names, pods in shared.items():
+            chosen = [b for b in budgets if name_of(b) in names]
+            chosen.sort(key=_age_order)
+            newest = chosen[-1]
+            events = [
+                e
+                for p in pods
+                for e in snap.events_for("Pod", ns, name_of(p))
+                if e.get("reason") == "MultiplePodDisruptionBudgets"
+            ]
+            evidence = {
+                "pdbs": list(names),
+                "pods": len(pods),
+                "sample_pods": [name_of(p) for p in pods[:3]],
+                "events": event_summary(events, limit=1) or None,
+            }
+            yield Finding(
+                code="PDB_OVERLAP",
+                severity="warning",
+                object=snap.ref(newest, "PodDisruptionBudget"),
+                summary=f"selects the same {len(pods)} pod(s) as PodDisruptionBudget "
+                f"{', '.join(n for n in names if n != name_of(newest))}: evictions of these pods are refused",
+                evidence={k: v for k, v in evidence.items() if v is not None},
+                involves=[snap.ref(b, "PodDisruptionBudget") for b in chosen[:-1]]
+                + [snap.ref(p, "Pod") for p in pods[:5]],
+                remediation="Keep one budget per set of pods: delete the redundant PodDisruptionBudget, or narrow the "
+                "selectors so that no pod matches two.",
+            )
+
+
+def _selector(pdb: Obj) -> Obj | None:
+    """A budget's selector; in policy/v1 an empty one selects every pod of the namespace, a missing one none."""
+    selector = (pdb.get("spec") or {}).get("selector")
+    return selector if isinstance(selector, dict) else None
+
+
+def _age_order(obj: Obj) -> tuple[str, str]:
+    """Oldest first; the last one is most likely the one added by mistake."""
+    return (str(meta(obj).get("creationTimestamp") or ""), name_of(obj))
+
+
 def _one_disruption(snap: Snapshot, pdb: Obj, spec: Obj, expected: int) -> Fix | None:
     """Allow exactly one disruption, keeping the budget's own form (maxUnavailable or minAvailable as a count);
     with a single pod that means accepting downtime, which is the owner's call: no fix then."""
@@ -174,4 +294,4 @@ def typo_of(name: str, names: list[str]) -> str | None:
     return ranked[0][1]
 
 
-RULES = [hpas, pdbs]
+RULES = [hpas, hpa_conflicts, pdbs, pdb_overlaps]

@@ -30,8 +30,14 @@ logger = logging.getLogger(__name__)
 Rule = Callable[[Snapshot], Iterator[Finding]]
 AREAS: dict[str, Sequence[Rule]] = {
     "pods": [*pods.RULES, *kubelet.RULES, quiet.gated_pods],
-    "workloads": [*workloads.RULES, *admission.RULES, quiet.paused_rollouts],
-    "traffic": [*traffic.RULES, *gateway_api.RULES],
+    "workloads": [
+        *workloads.RULES,
+        *admission.RULES,
+        quiet.paused_rollouts,
+        quiet.suspended_jobs,
+        quiet.terminating_namespaces,
+    ],
+    "traffic": [*traffic.RULES, *gateway_api.RULES, quiet.pending_load_balancers],
     "storage": storage.RULES,
     "nodes": nodes.RULES,
     "autoscaling": autoscaling.RULES,

@@ -31,6 +31,9 @@ class Limits(BaseModel):
 
     gated_seconds: float = 15 * 60
     paused_seconds: float = 60 * 60
+    lb_pending_seconds: float = 15 * 60
+    suspended_seconds: float = 24 * 60 * 60
+    terminating_seconds: float = 30 * 60
 
 
 class ObjectRef(BaseModel):

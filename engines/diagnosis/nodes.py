@@ -1,4 +1,5 @@
-"""Node rules: NotReady, memory/disk/PID pressure, cordoned, and allocatable used up by requests."""
+"""Node rules: NotReady, memory/disk/PID pressure, network not configured, problem conditions that other agents
+(node-problem-detector, vendor health agents) add, cordoned, and allocatable used up by requests."""
 
 from __future__ import annotations
 
@@ -15,6 +16,22 @@ PRESSURE = {
     "PIDPressure": "NODE_PID_PRESSURE",
 }
 EXHAUSTED = Decimal("0.95")
+STANDARD = {"Ready", "NetworkUnavailable", *PRESSURE}
+# Conditions node-problem-detector's shipped configs set (True = the problem is there), and words that name a
+# problem in other agents' condition types. A condition that names a healthy state (EKS's KernelReady,
+# Calico's CalicoIsUp ...) is True when all is well, so a True status is only a problem for these.
+NPD_PROBLEMS = {
+    "KernelDeadlock",
+    "ReadonlyFilesystem",
+    "FrequentKubeletRestart",
+    "FrequentDockerRestart",
+    "FrequentContainerdRestart",
+    "FrequentUnregisterNetDevice",
+    "CorruptDockerOverlay2",
+    "KubeletProblem",
+    "ContainerRuntimeProblem",
+}
+PROBLEM_WORDS = ("problem", "deadlock", "readonly", "corrupt", "frequent", "unhealthy", "failure", "error", "hung")
 
 
 def _relevant(snap: Snapshot, node: Obj) -> bool:
@@ -56,6 +73,8 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
                     remediation="The kubelet evicts pods and refuses new ones under pressure: free the "
                     "resource (clean images/logs, move heavy pods) or add capacity.",
                 )
+        yield from _network(snap, node, pods)
+        yield from _problems(snap, node, pods)
         if (node.get("spec") or {}).get("unschedulable"):
             yield Finding(
                 code="NODE_CORDONED",
@@ -66,6 +85,61 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
                 remediation="Uncordon it when maintenance is over.",
                 fix=Fix(action="uncordon", target=snap.ref(node, "Node")),
             )
+
+
+def _network(snap: Snapshot, node: Obj, pods: int) -> Iterator[Finding]:
+    """NetworkUnavailable=True: the route controller (cloud) or the CNI plugin has not configured the node's pod
+    network, so its pods cannot reach other nodes."""
+    cond = condition(node, "NetworkUnavailable")
+    if not cond or cond.get("status") != "True":
+        return
+    yield Finding(
+        code="NODE_NETWORK_UNAVAILABLE",
+        severity="critical",
+        object=snap.ref(node, "Node"),
+        summary=f"NetworkUnavailable ({cond.get('reason') or 'no reason'}): its pod network is not configured; "
+        f"{pods} pod(s) on it",
+        evidence=_condition_evidence(cond, pods),
+        remediation="Check what configures the node's network: the CNI plugin's pod on this node (calico-node, "
+        "cilium, aws-node ...) and its logs, or the cloud route controller (routes for the node's podCIDR).",
+    )
+
+
+def _problems(snap: Snapshot, node: Obj, pods: int) -> Iterator[Finding]:
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if not isinstance(cond, dict):
+            continue
+        kind = str(cond.get("type") or "")
+        if kind in STANDARD or not _is_problem(kind, cond.get("status")):
+            continue
+        yield Finding(
+            code="NODE_PROBLEM",
+            severity="warning",
+            object=snap.ref(node, "Node"),
+            summary=f"{kind}={cond.get('status')} ({cond.get('reason') or 'no reason'}); {pods} pod(s) on it",
+            evidence={"condition": kind, **_condition_evidence(cond, pods)},
+            remediation="The node's agent (node-problem-detector or the vendor's) reports a fault of the machine: "
+            "read the message, then drain the node and repair or replace it (reboot for a kernel deadlock, "
+            "fsck for a read-only filesystem).",
+        )
+
+
+def _is_problem(kind: str, status: object) -> bool:
+    """True for a problem condition that is True; False for a `...Ready` condition (a healthy state) that is
+    False. Anything else (Unknown, an unrecognised name) is not judged."""
+    if status == "True":
+        return kind in NPD_PROBLEMS or any(w in kind.lower() for w in PROBLEM_WORDS)
+    return status == "False" and kind.endswith("Ready")
+
+
+def _condition_evidence(cond: Obj, pods: int) -> dict[str, object]:
+    evidence = {
+        "reason": cond.get("reason"),
+        "message": str(cond.get("message") or "")[:300] or None,
+        "since": cond.get("lastTransitionTime"),
+        "pods": pods,
+    }
+    return {k: v for k, v in evidence.items() if v is not None}
 
 
 def allocation(snap: Snapshot) -> Iterator[Finding]:

@@ -1,4 +1,4 @@
-"""Storage rules: PersistentVolumeClaims stuck Pending (and why), PersistentVolumes Released or Failed."""
+"""Storage rules: PersistentVolumeClaims stuck Pending (and why) or Lost, PersistentVolumes Released or Failed."""
 
 from __future__ import annotations
 
@@ -98,6 +98,34 @@ def _matching_pv(snap: Snapshot, pvc: Obj) -> bool:
     return False
 
 
+def lost_claims(snap: Snapshot) -> Iterator[Finding]:
+    """A claim in phase Lost: the PV controller found the volume it was bound to gone (deleted, or its
+    finalizer removed by hand). Pods using the claim cannot start, and the data is gone unless the disk is."""
+    for pvc in snap.items("persistentvolumeclaims"):
+        if (pvc.get("status") or {}).get("phase") != "Lost":
+            continue
+        volume = (pvc.get("spec") or {}).get("volumeName")
+        events = [
+            e
+            for e in snap.events_for("PersistentVolumeClaim", ns_of(pvc), name_of(pvc))
+            if e.get("reason") == "ClaimLost"
+        ]
+        evidence = {"phase": "Lost", "volumeName": volume, "events": event_summary(events) or None}
+        if volume and snap.covers("persistentvolumes"):
+            evidence["volume_exists"] = any(name_of(pv) == volume for pv in snap.items("persistentvolumes"))
+        yield Finding(
+            code="PVC_LOST",
+            severity="critical",
+            object=snap.ref(pvc, "PersistentVolumeClaim"),
+            summary=f"Lost: the PersistentVolume {volume or '(none)'} it was bound to no longer exists",
+            evidence={k: v for k, v in evidence.items() if v is not None},
+            remediation="If the disk still exists, re-create a PersistentVolume named "
+            f"{volume or 'as spec.volumeName'} for it (same size and access modes, claimRef to this claim) and the "
+            "claim binds again; otherwise delete and re-create the claim (a new, empty volume) and restore its data "
+            "from a backup.",
+        )
+
+
 def volumes(snap: Snapshot) -> Iterator[Finding]:
     for pv in snap.items("persistentvolumes"):
         status, spec = pv.get("status") or {}, pv.get("spec") or {}
@@ -132,4 +160,4 @@ def volumes(snap: Snapshot) -> Iterator[Finding]:
             )
 
 
-RULES = [claims, volumes]
+RULES = [claims, lost_claims, volumes]

@@ -1,12 +1,13 @@
-"""Service and traffic rules: Services without endpoints (and why), Ingress backends, classes and TLS
-secrets, NetworkPolicies that select nothing or shut out a Service's pods."""
+"""Service and traffic rules: Services without endpoints (and why), load balancers the cloud controller fails
+to provision, Ingress backends, classes and TLS secrets, NetworkPolicies that select nothing or shut out a
+Service's pods."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from engines.diagnosis.common import containers, pod_template_labels
+from engines.diagnosis.common import containers, event_summary, pod_template_labels
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import (
     Obj,
@@ -65,6 +66,69 @@ def services(snap: Snapshot) -> Iterator[Finding]:
                 remediation="Traffic fails until a pod is ready: see the findings on the selected pods.",
                 involves=[snap.ref(p, "Pod") for p in pods[:5]],
             )
+
+
+# Warning reasons of load balancer controllers: the cloud-provider service controller (Sync..., Update...,
+# UnAvailable...), MetalLB (AllocationFailed), the AWS Load Balancer Controller (FailedBuildModel, ...).
+LB_FAILURES = {
+    "SyncLoadBalancerFailed",
+    "UpdateLoadBalancerFailed",
+    "UnAvailableLoadBalancer",
+    "DeleteLoadBalancerFailed",
+    "AllocationFailed",
+    "FailedBuildModel",
+    "FailedDeployModel",
+}
+
+
+def lb_ingress(svc: Obj) -> list[str]:
+    """The addresses a load balancer controller wrote to the Service's status."""
+    ingress = (((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")) or []
+    return [
+        str(i.get("ip") or i.get("hostname"))
+        for i in ingress
+        if isinstance(i, dict) and (i.get("ip") or i.get("hostname"))
+    ]
+
+
+def lb_failures(snap: Snapshot, svc: Obj) -> list[Obj]:
+    """Warning events of a load balancer controller about a LoadBalancer Service, newest first."""
+    if (svc.get("spec") or {}).get("type") != "LoadBalancer":
+        return []
+    return [e for e in snap.events_for("Service", ns_of(svc), name_of(svc)) if e.get("reason") in LB_FAILURES]
+
+
+def load_balancers(snap: Snapshot) -> Iterator[Finding]:
+    """A LoadBalancer Service whose controller reports failures: with no address, nothing outside the cluster
+    reaches it; with one, the load balancer was not updated (new nodes, ports) and may send traffic astray."""
+    for svc in snap.items("services"):
+        failures = lb_failures(snap, svc)
+        if not failures or not snap.in_scope(ns_of(svc)):
+            continue
+        addresses = lb_ingress(svc)
+        latest = str(failures[0].get("message") or "")
+        evidence = {
+            "type": "LoadBalancer",
+            "reason": failures[0].get("reason"),
+            "ingress": addresses,
+            "loadBalancerClass": (svc.get("spec") or {}).get("loadBalancerClass"),
+            "events": event_summary(failures),
+        }
+        yield Finding(
+            code="SVC_LB_FAILED",
+            severity="warning" if addresses else "critical",
+            object=snap.ref(svc, "Service"),
+            summary=(
+                f"load balancer update failed (it has address {addresses[0]})"
+                if addresses
+                else "no load balancer address: provisioning fails"
+            )
+            + f": {latest[:200]}",
+            evidence={k: v for k, v in evidence.items() if v is not None},
+            remediation="Fix what the controller's message names (cloud quota, subnet or security group, IP pool, "
+            "annotations on the Service, the controller's cloud credentials), then wait for its next retry; the "
+            "Service's spec.loadBalancerClass or annotations choose which controller and options apply.",
+        )
 
 
 def _no_pods(snap: Snapshot, svc: Obj, selector: dict[str, str]) -> Finding | None:
@@ -320,4 +384,4 @@ def _restricts_ingress(pol: Obj) -> bool:
     return "Ingress" in types if types else True
 
 
-RULES = [services, ingresses, network_policies]
+RULES = [services, load_balancers, ingresses, network_policies]

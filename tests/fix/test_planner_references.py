@@ -77,7 +77,6 @@ async def test_a_single_pod_budget_is_the_owners_call(kube: Kube, namespace, cal
 
 def test_the_expectations_name_every_labelled_scenario():
     from tests.fix.expectations import EXPECTED, PLANNED
-
     from tests.tools.scenarios import ALL
 
     assert set(EXPECTED) == {s.name for s in ALL} and len(ALL) == len(EXPECTED) and set(PLANNED) <= set(EXPECTED)

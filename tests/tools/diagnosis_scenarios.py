@@ -1605,6 +1605,11 @@ def cleanup(kube: Kube, ns: str) -> None:
         path = f"/api/v1/namespaces/{ns}/pods/{name}"
         if kube.exists(path):
             kube.patch(path, {"metadata": {"finalizers": None}})
+    for cm in kube.api("GET", f"/api/v1/namespaces/{ns}/configmaps")["items"]:
+        if cm["metadata"].get("finalizers"):
+            kube.patch(
+                f"/api/v1/namespaces/{ns}/configmaps/{cm['metadata']['name']}", {"metadata": {"finalizers": None}}
+            )
     if kube.exists(f"/api/v1/persistentvolumes/pv-{ns}"):
         kube.api("DELETE", f"/api/v1/persistentvolumes/pv-{ns}")
     if kube.exists(f"/api/v1/nodes/n-{ns}"):
