@@ -33,8 +33,8 @@ CODES: dict[str, str] = {
     "POD_SANDBOX_FAILED": "the pod's sandbox (network, runtime) cannot be created: the pod stays ContainerCreating",
     "POD_MOUNT_FAILED": "a volume cannot be mounted (CSI driver, NFS, attach timeout), pod stays ContainerCreating",
     "POD_VOLUME_ATTACH_FAILED": "a volume cannot be attached to the pod's node",
-    "POD_EVICTED": "the kubelet evicted pods for node resource pressure and the controller keeps replacing them",
-    "POD_HOOK_FAILED": "a postStart or preStop lifecycle hook fails, so the container is killed",
+    "POD_EVICTED": "the kubelet evicted pods for node resource pressure (repeatedly, for a workload)",
+    "POD_HOOK_FAILED": "a lifecycle hook fails: postStart kills the container, preStop skips a graceful stop",
     # workloads
     "DEPLOY_ROLLOUT_STUCK": "a Deployment rollout passed its progress deadline",
     "DEPLOY_PAUSED_WITH_CHANGES": "a paused Deployment holds back a pod template change (no event is emitted)",
