@@ -27,8 +27,8 @@ QUIET_REASONS = {"ScalingDisabled", "AmbiguousSelector"}
 def hpas(snap: Snapshot) -> Iterator[Finding]:
     for hpa in snap.items("horizontalpodautoscalers"):
         ns, spec, status = ns_of(hpa), hpa.get("spec") or {}, hpa.get("status") or {}
-        ref = spec.get("scaleTargetRef") or {}
-        key = TARGET_KINDS.get(ref.get("kind", ""))
+        ref: Obj = spec["scaleTargetRef"] if isinstance(spec.get("scaleTargetRef"), dict) else {}
+        key = TARGET_KINDS.get(str(ref.get("kind", "")))
         target = snap.get(key, ns, ref.get("name", "")) if key else None
         if key and snap.covers(key, ns) and target is None:
             near = typo_of(str(ref.get("name", "")), [name_of(w) for w in snap.in_ns(key, ns)])
@@ -51,7 +51,7 @@ def hpas(snap: Snapshot) -> Iterator[Finding]:
                 ),
             )
             continue
-        missing = _missing_requests(spec, target) if target else {}
+        missing = _missing_requests(spec, target, _defaulted(snap, ns)) if target else {}
         if missing:
             yield Finding(
                 code="HPA_MISSING_REQUESTS",
@@ -149,7 +149,9 @@ def _ambiguous(hpas: list[Obj]) -> dict[str, str]:
     return {}
 
 
-def _missing_requests(spec: Obj, target: Obj) -> dict[str, list[str]]:
+def _missing_requests(spec: Obj, target: Obj, defaulted: set[str]) -> dict[str, list[str]]:
+    """Per container, the utilization resources it gets no request for: none in the template, no limit (a
+    request defaults to the limit) and no LimitRange default (`defaulted`)."""
     wanted = {
         m["resource"]["name"]
         for m in spec.get("metrics") or []
@@ -159,10 +161,24 @@ def _missing_requests(spec: Obj, target: Obj) -> dict[str, list[str]]:
         wanted = {"cpu"}  # the default metric: 80% CPU utilization
     out: dict[str, list[str]] = {}
     for c in pod_template_spec(target).get("containers") or []:
-        requests = (c.get("resources") or {}).get("requests") or {}
-        lacking = sorted(r for r in wanted if r not in requests)
+        resources = c.get("resources") or {}
+        given = {*(resources.get("requests") or {}), *(resources.get("limits") or {}), *defaulted}
+        lacking = sorted(r for r in wanted if r not in given)
         if lacking:
             out[c.get("name", "")] = lacking
+    return out
+
+
+def _defaulted(snap: Snapshot, namespace: str) -> set[str]:
+    """Resources a LimitRange of the namespace gives every container a request for (defaultRequest; the API
+    server fills it from `default` when only that is set)."""
+    out: set[str] = set()
+    for lr in snap.in_ns("limitranges", namespace):
+        for item in (lr.get("spec") or {}).get("limits") or []:
+            if isinstance(item, dict) and item.get("type") == "Container":
+                for key in ("defaultRequest", "default"):
+                    if isinstance(item.get(key), dict):
+                        out.update(item[key])
     return out
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from engines.diagnosis.common import fmt_resource, pod_requests, quantity
 from engines.diagnosis.model import Finding, Fix
-from engines.diagnosis.snapshot import Obj, Snapshot, condition, name_of
+from engines.diagnosis.snapshot import Obj, Snapshot, name_of
 
 PRESSURE = {
     "MemoryPressure": "NODE_MEMORY_PRESSURE",
@@ -44,7 +44,8 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
             continue
         name = name_of(node)
         pods = len(snap.pods_by_node.get(name, []))
-        ready = condition(node, "Ready")
+        conds = _conditions(node)
+        ready = conds.get("Ready")
         if ready is None or ready.get("status") != "True":
             yield Finding(
                 code="NODE_NOT_READY",
@@ -62,7 +63,7 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
                 "there are evicted after the toleration timeout.",
             )
         for kind, code in PRESSURE.items():
-            cond = condition(node, kind)
+            cond = conds.get(kind)
             if cond and cond.get("status") == "True":
                 yield Finding(
                     code=code,
@@ -73,8 +74,8 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
                     remediation="The kubelet evicts pods and refuses new ones under pressure: free the "
                     "resource (clean images/logs, move heavy pods) or add capacity.",
                 )
-        yield from _network(snap, node, pods)
-        yield from _problems(snap, node, pods)
+        yield from _network(snap, node, conds, pods)
+        yield from _problems(snap, node, conds, pods)
         if (node.get("spec") or {}).get("unschedulable"):
             yield Finding(
                 code="NODE_CORDONED",
@@ -87,10 +88,17 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
             )
 
 
-def _network(snap: Snapshot, node: Obj, pods: int) -> Iterator[Finding]:
+def _conditions(node: Obj) -> dict[str, Obj]:
+    """A node's conditions by type (entries that are not conditions are left out)."""
+    found = (node.get("status") or {}).get("conditions")
+    items = found if isinstance(found, list) else []
+    return {c["type"]: c for c in items if isinstance(c, dict) and isinstance(c.get("type"), str)}
+
+
+def _network(snap: Snapshot, node: Obj, conds: dict[str, Obj], pods: int) -> Iterator[Finding]:
     """NetworkUnavailable=True: the route controller (cloud) or the CNI plugin has not configured the node's pod
     network, so its pods cannot reach other nodes."""
-    cond = condition(node, "NetworkUnavailable")
+    cond = conds.get("NetworkUnavailable")
     if not cond or cond.get("status") != "True":
         return
     yield Finding(
@@ -105,11 +113,8 @@ def _network(snap: Snapshot, node: Obj, pods: int) -> Iterator[Finding]:
     )
 
 
-def _problems(snap: Snapshot, node: Obj, pods: int) -> Iterator[Finding]:
-    for cond in (node.get("status") or {}).get("conditions") or []:
-        if not isinstance(cond, dict):
-            continue
-        kind = str(cond.get("type") or "")
+def _problems(snap: Snapshot, node: Obj, conds: dict[str, Obj], pods: int) -> Iterator[Finding]:
+    for kind, cond in conds.items():
         if kind in STANDARD or not _is_problem(kind, cond.get("status")):
             continue
         yield Finding(

@@ -6,7 +6,7 @@ state is a step in progress, not a finding."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from engines.diagnosis.common import pod_finding
 from engines.diagnosis.model import Finding
@@ -15,13 +15,14 @@ from engines.diagnosis.traffic import lb_failures, lb_ingress
 from kube.times import parse_time
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# What the namespace controller reports while it cannot finish deleting a namespace's content.
+# What the namespace controller reports while it cannot finish deleting a namespace's content, the most
+# telling first: the summary quotes the first one present.
 NAMESPACE_BLOCKERS = {
     "NamespaceDeletionDiscoveryFailure": "discovery_failure",
     "NamespaceDeletionGroupVersionParsingFailure": "group_version_failure",
     "NamespaceDeletionContentFailure": "content_failure",
-    "NamespaceContentRemaining": "content_remaining",
     "NamespaceFinalizersRemaining": "finalizers_remaining",
+    "NamespaceContentRemaining": "content_remaining",
 }
 
 
@@ -31,6 +32,12 @@ def _since(obj: Obj, kind: str, reason: str) -> datetime | None:
     if cond.get("reason") != reason:
         return None
     return parse_time(cond.get("lastTransitionTime") or cond.get("lastUpdateTime"))
+
+
+def _time(value: object) -> datetime | None:
+    """An API timestamp as an aware instant; None when absent or not a timestamp."""
+    when = parse_time(value) if isinstance(value, str) else None
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 def _age(snap: Snapshot, since: datetime) -> str:
@@ -116,13 +123,14 @@ def pending_load_balancers(snap: Snapshot) -> Iterator[Finding]:
 
 def _type_set_at(svc: Obj) -> datetime | None:
     m = meta(svc)
-    times = [parse_time(m.get("creationTimestamp"))]
+    times = [_time(m.get("creationTimestamp"))]
     for entry in m.get("managedFields") or []:
         if not isinstance(entry, dict):
             continue
-        spec = (entry.get("fieldsV1") or {}).get("f:spec")
+        fields = entry.get("fieldsV1")
+        spec = fields.get("f:spec") if isinstance(fields, dict) else None
         if isinstance(spec, dict) and "f:type" in spec:
-            times.append(parse_time(entry.get("time")))
+            times.append(_time(entry.get("time")))
     known = [t for t in times if t is not None]
     return max(known) if known else None
 
@@ -139,9 +147,9 @@ def suspended_jobs(snap: Snapshot) -> Iterator[Finding]:
         ):
             continue
         held = condition(job, "Suspended") or {}
-        since = parse_time(held.get("lastTransitionTime")) if held.get("status") == "True" else None
+        since = _time(held.get("lastTransitionTime")) if held.get("status") == "True" else None
         if since is None and not status.get("startTime"):
-            since = parse_time(meta(job).get("creationTimestamp"))  # created suspended, never started
+            since = _time(meta(job).get("creationTimestamp"))  # created suspended, never started
         if since is None or snap.now - since < limit:
             continue
         yield _suspended(snap, job, since)
@@ -163,7 +171,7 @@ def _suspended(snap: Snapshot, job: Obj, since: datetime) -> Finding:
             "spec.suspend by hand, the queue owns it."
         )
     elif cron is not None and template.get("suspend") is True:
-        evidence["cronjob"] = ctrl[1] if ctrl else None
+        evidence["cronjob"] = name_of(cron)
         cause = snap.ref(cron, "CronJob")
         remediation = (
             "The CronJob's spec.jobTemplate.spec.suspend is true, so every run it creates waits; remove it (unless "
@@ -193,13 +201,14 @@ def terminating_namespaces(snap: Snapshot) -> Iterator[Finding]:
         deleted = meta(ns).get("deletionTimestamp")
         if not deleted or not snap.in_scope(name):
             continue
-        blockers = [
-            c
+        conditions = {
+            c.get("type"): c
             for c in (ns.get("status") or {}).get("conditions") or []
-            if isinstance(c, dict) and c.get("type") in NAMESPACE_BLOCKERS and c.get("status") == "True"
-        ]
-        times = [parse_time(c.get("lastTransitionTime")) for c in blockers]
-        since = min((t for t in times if t is not None), default=None) or parse_time(deleted)
+            if isinstance(c, dict) and isinstance(c.get("type"), str) and c.get("status") == "True"
+        }
+        blockers = [conditions[t] for t in NAMESPACE_BLOCKERS if t in conditions]
+        times = [_time(c.get("lastTransitionTime")) for c in blockers]
+        since = min((t for t in times if t is not None), default=None) or _time(deleted)
         if since is None or snap.now - since < limit:
             continue
         evidence: dict[str, object] = {
@@ -209,12 +218,12 @@ def terminating_namespaces(snap: Snapshot) -> Iterator[Finding]:
         if held:
             evidence["objects_with_finalizers"] = held
         evidence["terminating_since"] = since.isoformat()
+        why = str(blockers[0].get("message") or blockers[0].get("reason"))[:200] if blockers else "not finished"
         yield Finding(
             code="NAMESPACE_STUCK_TERMINATING",
             severity="warning",
             object=snap.ref(ns, "Namespace"),
-            summary=f"terminating for {_age(snap, since)}: "
-            + ("; ".join(str(c.get("message") or c.get("reason")) for c in blockers)[:300] or "deletion not finished"),
+            summary=f"terminating for {_age(snap, since)}: {why}",
             evidence=evidence,
             remediation="Get the controller that owns each remaining finalizer running so it finishes its cleanup "
             "(the evidence names them); remove a finalizer by hand only when its controller is gone for good, "
@@ -229,9 +238,9 @@ def _held_objects(snap: Snapshot, namespace: str) -> list[str]:
     for key, kind in KINDS.items():
         for obj in snap.in_ns(key, namespace):
             m = meta(obj)
-            finalizers = [str(f) for f in m.get("finalizers") or []]
-            if m.get("deletionTimestamp") and finalizers:
-                out.append(f"{kind} {name_of(obj)}: {', '.join(finalizers)}")
+            finalizers = m.get("finalizers")
+            if m.get("deletionTimestamp") and finalizers and isinstance(finalizers, list):
+                out.append(f"{kind} {name_of(obj)}: {', '.join(str(f) for f in finalizers)}")
     return out[:5]
 
 

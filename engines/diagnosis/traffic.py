@@ -5,6 +5,7 @@ Service's pods."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engines.diagnosis.common import containers, event_summary, pod_template_labels
@@ -21,6 +22,7 @@ from engines.diagnosis.snapshot import (
     selector_matches,
 )
 from kube.podstatus import pod_reason
+from kube.times import parse_time
 
 WORKLOAD_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet"))
 
@@ -70,6 +72,7 @@ def services(snap: Snapshot) -> Iterator[Finding]:
 
 # Warning reasons of load balancer controllers: the cloud-provider service controller (Sync..., Update...,
 # UnAvailable...), MetalLB (AllocationFailed), the AWS Load Balancer Controller (FailedBuildModel, ...).
+LB_RETRY_WINDOW = timedelta(hours=1)
 LB_FAILURES = {
     "SyncLoadBalancerFailed",
     "UpdateLoadBalancerFailed",
@@ -84,6 +87,8 @@ LB_FAILURES = {
 def lb_ingress(svc: Obj) -> list[str]:
     """The addresses a load balancer controller wrote to the Service's status."""
     ingress = (((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")) or []
+    if not isinstance(ingress, list):
+        return []
     return [
         str(i.get("ip") or i.get("hostname"))
         for i in ingress
@@ -92,10 +97,27 @@ def lb_ingress(svc: Obj) -> list[str]:
 
 
 def lb_failures(snap: Snapshot, svc: Obj) -> list[Obj]:
-    """Warning events of a load balancer controller about a LoadBalancer Service, newest first."""
+    """Warning events of a load balancer controller about a LoadBalancer Service in the last hour, newest first.
+    The controllers retry a failing Service every few minutes and record each failure, so an older event is
+    history: the retry after it succeeded (or, with no address, the controller is gone)."""
     if (svc.get("spec") or {}).get("type") != "LoadBalancer":
         return []
-    return [e for e in snap.events_for("Service", ns_of(svc), name_of(svc)) if e.get("reason") in LB_FAILURES]
+    recent = snap.now - LB_RETRY_WINDOW
+    return [
+        e
+        for e in snap.events_for("Service", ns_of(svc), name_of(svc))
+        if e.get("reason") in LB_FAILURES and _seen_since(e, recent)
+    ]
+
+
+def _seen_since(event: Obj, since: datetime) -> bool:
+    """Whether the event last happened after `since` (an event without a readable time counts as recent)."""
+    series: Obj = event["series"] if isinstance(event.get("series"), dict) else {}
+    stamp = event.get("lastTimestamp") or series.get("lastObservedTime") or event.get("eventTime")
+    when = parse_time(stamp) if isinstance(stamp, str) else None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when is None or when >= since
 
 
 def load_balancers(snap: Snapshot) -> Iterator[Finding]:

@@ -5,13 +5,30 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, timedelta
 from typing import Any
 
 from engines.diagnosis.common import event_summary, pod_template_labels, pod_template_spec, rollback_fix
 from engines.diagnosis.cron import schedule_problem
 from engines.diagnosis.model import Finding, Fix
-from engines.diagnosis.snapshot import Obj, Snapshot, condition, meta, name_of, ns_of
+from engines.diagnosis.snapshot import (
+    Obj,
+    Snapshot,
+    condition,
+    meta,
+    name_of,
+    ns_of,
+    pod_is_ready,
+    pod_is_terminal,
+)
 from kube.podstatus import pod_reason
+from kube.times import parse_time
+
+# How long a pod replaced by a rolling update may stay not ready before the missing replica counts (the
+# Deployment controller's default progressDeadlineSeconds).
+ROLLOUT_GRACE = timedelta(minutes=10)
+# Progressing reasons of a Deployment whose rollout (or scale-up) is still going on.
+_ROLLING = {"NewReplicaSetCreated", "FoundNewReplicaSet", "ReplicaSetUpdated"}
 
 
 def _pods_of(snap: Snapshot, workload: Obj, kind: str) -> list[Obj]:
@@ -30,6 +47,76 @@ def _pod_states(pods: list[Obj]) -> dict[str, int]:
     return dict(Counter(pod_reason(p) for p in pods).most_common(5))
 
 
+def _dict(value: Any) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
+def _scaled(value: Any, total: int, round_up: bool) -> int | None:
+    """A strategy's intOrString field (2, or '25%' of `total`) as a count; None when unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+        share = total * int(value[:-1])
+        return -(-share // 100) if round_up else share // 100
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _rollout_budget(obj: Obj, kind: str, wanted: int) -> int | None:
+    """How many replicas a rolling update going on now may take down by the workload's own strategy (resolved
+    as its controller does); None when no rollout is going on or the strategy is unreadable."""
+    spec, status = _dict(obj.get("spec")), _dict(obj.get("status"))
+    if kind == "Deployment":
+        progressing = condition(obj, "Progressing") or {}
+        if progressing.get("status") != "True" or progressing.get("reason") not in _ROLLING:
+            return None
+        strategy = _dict(spec.get("strategy"))
+        if strategy.get("type") == "Recreate":
+            return wanted
+        rolling = _dict(strategy.get("rollingUpdate"))
+        unavailable = _scaled(rolling.get("maxUnavailable", "25%"), wanted, round_up=False)
+        surge = _scaled(rolling.get("maxSurge", "25%"), wanted, round_up=True)
+        if unavailable is None or surge is None:
+            return None
+        return unavailable if unavailable or surge else 1
+    strategy = _dict(spec.get("updateStrategy"))
+    rolling = _dict(strategy.get("rollingUpdate"))
+    if strategy.get("type") == "OnDelete":
+        return None
+    if kind == "StatefulSet":
+        if not status.get("updateRevision") or status.get("updateRevision") == status.get("currentRevision"):
+            return None
+        unavailable = _scaled(rolling.get("maxUnavailable", 1), wanted, round_up=False)
+        return None if unavailable is None else max(1, unavailable)
+    updated = status.get("updatedNumberScheduled", 0)
+    if not isinstance(updated, int) or updated >= wanted:
+        return None
+    return _scaled(rolling.get("maxUnavailable", 1), wanted, round_up=True)
+
+
+def _rolling_within_budget(snap: Snapshot, obj: Obj, kind: str, wanted: Any, missing: Any) -> bool:
+    """True while a rolling update replaces pods as its strategy allows: no more replicas missing than it may
+    take down, and every pod not ready (other than those leaving) younger than ROLLOUT_GRACE. The pods being
+    replaced are not ready for a moment by design; a rollout that stalls is reported once they stay so (a
+    Deployment also by its progress deadline), and the pods' own failures are reported by the pod rules."""
+    if not isinstance(wanted, int) or not isinstance(missing, int):
+        return False
+    budget = _rollout_budget(obj, kind, wanted)
+    if budget is None or missing > budget:
+        return False
+    for pod in _pods_of(snap, obj, kind):
+        if pod_is_ready(pod) or pod_is_terminal(pod) or meta(pod).get("deletionTimestamp"):
+            continue
+        created = meta(pod).get("creationTimestamp")
+        since = parse_time(created) if isinstance(created, str) else None
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        if since is None or snap.now - since > ROLLOUT_GRACE:
+            return False
+    return True
+
+
 # -- Deployments ------------------------------------------------------------------------------------------
 def deployments(snap: Snapshot) -> Iterator[Finding]:
     for dep in snap.items("deployments"):
@@ -38,7 +125,12 @@ def deployments(snap: Snapshot) -> Iterator[Finding]:
         available = status.get("availableReplicas", 0)
         progressing = condition(dep, "Progressing") or {}
         stuck = progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded"
-        if not stuck and (wanted == 0 or available >= wanted or spec.get("paused")):
+        if not stuck and (
+            wanted == 0
+            or available >= wanted
+            or spec.get("paused")
+            or _rolling_within_budget(snap, dep, "Deployment", wanted, wanted - available)
+        ):
             continue
         pods = _pods_of(snap, dep, "Deployment")
         evidence: dict[str, Any] = {
@@ -117,7 +209,7 @@ def statefulsets(snap: Snapshot) -> Iterator[Finding]:
                     remediation="Use a headless Service (clusterIP: None) as serviceName: per-pod DNS needs it.",
                 )
         wanted, ready = spec.get("replicas", 1), status.get("readyReplicas", 0)
-        if wanted and ready < wanted:
+        if wanted and ready < wanted and not _rolling_within_budget(snap, sts, "StatefulSet", wanted, wanted - ready):
             yield Finding(
                 code="STS_UNAVAILABLE",
                 severity="critical" if ready == 0 else "warning",
@@ -156,7 +248,8 @@ def daemonsets(snap: Snapshot) -> Iterator[Finding]:
                 remediation="The nodes' labels or taints no longer match the DaemonSet's nodeSelector/affinity/"
                 "tolerations: fix the selector or the node labels; the controller then removes them.",
             )
-        if counts["numberUnavailable"]:
+        desired, unavailable = counts["desiredNumberScheduled"], counts["numberUnavailable"]
+        if unavailable and not _rolling_within_budget(snap, ds, "DaemonSet", desired, unavailable):
             yield Finding(
                 code="DS_UNAVAILABLE",
                 severity="critical" if not counts["numberAvailable"] else "warning",
