@@ -13,12 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from engines.diagnosis.common import event_summary
+from engines.diagnosis.common import event_summary, seen_since
 from engines.diagnosis.model import Finding, ObjectRef
 from engines.diagnosis.snapshot import Obj, Snapshot, condition, labels_of, name_of, ns_of
 
+# A controller retries a refused create within minutes; a FailedCreate event older than this is history.
+RETRY_WINDOW = timedelta(hours=1)
 _QUOTA = re.compile(r"exceeded quota: ([a-z0-9.-]+)")
 _LIMIT = re.compile(r"(minimum|maximum) (\S+) usage per (Container|Pod|PersistentVolumeClaim) is (\S+)")
 _RATIO = re.compile(r"(\S+) max limit to request ratio per (Container|Pod)")
@@ -50,9 +53,14 @@ def failed_create(snap: Snapshot) -> Iterator[Finding]:
         events = snap.events_for("ReplicaSet", ns_of(rs), name_of(rs))
         message = str(cond.get("message") or "")
         yield _finding(snap, ns_of(rs), target, message, events, [snap.ref(rs, "ReplicaSet")])
+    recent = snap.now - RETRY_WINDOW
     for key, kind in (("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet"), ("jobs", "Job")):
         for obj in snap.items(key):
-            events = [e for e in snap.events_for(kind, ns_of(obj), name_of(obj)) if e.get("reason") == "FailedCreate"]
+            events = [
+                e
+                for e in snap.events_for(kind, ns_of(obj), name_of(obj))
+                if e.get("reason") == "FailedCreate" and seen_since(e, recent)
+            ]
             if events:
                 message = str(events[0].get("message") or "")
                 yield _finding(snap, ns_of(obj), snap.ref(obj, kind), message, events, [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -9,6 +10,7 @@ from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import Obj, Snapshot, meta, name_of, ns_of
 from kube.podstatus import pod_reason
 from kube.quantity import QuantityError, parse_quantity
+from kube.times import parse_time
 
 MI = Decimal(2**20)
 
@@ -137,3 +139,13 @@ def event_summary(events: list[Obj], limit: int = 3) -> list[str]:
         count = ev.get("count") or (ev.get("series") or {}).get("count") or 1
         out.append(f"{ev.get('reason')} (x{count}): {str(ev.get('message') or '')[:300]}")
     return out
+
+
+def seen_since(event: Obj, since: datetime) -> bool:
+    """Whether the event last happened after `since` (an event without a readable time counts as recent)."""
+    series: Obj = event["series"] if isinstance(event.get("series"), dict) else {}
+    stamp = event.get("lastTimestamp") or series.get("lastObservedTime") or event.get("eventTime")
+    when = parse_time(stamp) if isinstance(stamp, str) else None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when is None or when >= since

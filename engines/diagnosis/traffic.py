@@ -5,10 +5,10 @@ Service's pods."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from engines.diagnosis.common import containers, event_summary, pod_template_labels
+from engines.diagnosis.common import containers, event_summary, pod_template_labels, seen_since
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import (
     Obj,
@@ -22,7 +22,6 @@ from engines.diagnosis.snapshot import (
     selector_matches,
 )
 from kube.podstatus import pod_reason
-from kube.times import parse_time
 
 WORKLOAD_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet"))
 
@@ -106,18 +105,8 @@ def lb_failures(snap: Snapshot, svc: Obj) -> list[Obj]:
     return [
         e
         for e in snap.events_for("Service", ns_of(svc), name_of(svc))
-        if e.get("reason") in LB_FAILURES and _seen_since(e, recent)
+        if e.get("reason") in LB_FAILURES and seen_since(e, recent)
     ]
-
-
-def _seen_since(event: Obj, since: datetime) -> bool:
-    """Whether the event last happened after `since` (an event without a readable time counts as recent)."""
-    series: Obj = event["series"] if isinstance(event.get("series"), dict) else {}
-    stamp = event.get("lastTimestamp") or series.get("lastObservedTime") or event.get("eventTime")
-    when = parse_time(stamp) if isinstance(stamp, str) else None
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when is None or when >= since
 
 
 def load_balancers(snap: Snapshot) -> Iterator[Finding]:

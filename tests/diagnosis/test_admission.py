@@ -130,3 +130,15 @@ def test_a_cause_equal_to_the_object_is_no_chain() -> None:
     f = _finding("a", ObjectRef(kind="Deployment", name="a", namespace="a"))
     (out,) = chain_causes([f])
     assert out.chain == [] and out.cause is None and out.summary == "s"
+
+
+def test_a_jobs_refusal_counts_while_recent_and_not_days_later() -> None:
+    from tests.diagnosis.world import event, ts
+
+    w = fresh()
+    w["jobs"] = [{"kind": "Job", "metadata": meta("report"), "spec": {}, "status": {}}]
+    msg = 'pods "report-x" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2'
+    w["events"] = [event("Job", "report", "FailedCreate", msg)]
+    assert only(w, "QUOTA_EXCEEDED").chain[-1].kind == "Job"
+    w["events"][0]["lastTimestamp"] = ts(3 * 24 * 60)
+    assert codes(w) == []
