@@ -24,6 +24,7 @@ from engines.diagnosis.common import (
     pod_requests,
     quantity,
     rollback_fix,
+    seen_since,
 )
 from engines.diagnosis.model import Finding, Fix, ObjectRef
 from engines.diagnosis.snapshot import (
@@ -530,9 +531,10 @@ def probes(snap: Snapshot) -> Iterator[Finding]:
     for pod in snap.unhealthy_pods:
         groups: dict[tuple[str, str], list[Obj]] = {}
         spec = pod.get("spec") or {}
+        recent = snap.now - timedelta(hours=1)  # a failing probe re-fires every period: older ones are history
         for ev in snap.events_for("Pod", ns_of(pod), name_of(pod)):
             m = _PROBE_MSG.match(str(ev.get("message") or ""))
-            if ev.get("reason") != "Unhealthy" or not m:
+            if ev.get("reason") != "Unhealthy" or not m or not seen_since(ev, recent):
                 continue
             fm = _FIELD_CONTAINER.search(str((ev.get("involvedObject") or {}).get("fieldPath") or ""))
             kind = m.group(1).lower()

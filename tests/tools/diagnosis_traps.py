@@ -13,6 +13,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.tools.diagnosis_scenarios import (
@@ -95,10 +96,15 @@ def _force_delete_terminating(kube: Kube, ns: str, selector: str) -> None:
             kube.api("DELETE", f"/api/v1/namespaces/{ns}/pods/{p['metadata']['name']}", {"gracePeriodSeconds": 0})
 
 
+def _new_image(kube: Kube, path: str, container: str, image: str) -> None:
+    """`kubectl set image` on a workload."""
+    kube.patch(path, {"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}})
+
+
 def _finish_rollout(kube: Kube, ns: str, name: str, image: str, replicas: int) -> None:
     """Change the Deployment's image and act as the kubelet until the new revision is complete and available."""
     path = f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"
-    kube.patch(path, {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+    _new_image(kube, path, "app", image)
 
     def done() -> bool:
         for p in kube.pods(ns, f"app={name}"):
@@ -232,11 +238,13 @@ def _job(kube: Kube, ns: str, name: str, backoff_limit: int = 0, **extra: Any) -
     return created
 
 
-def _cron_run(kube: Kube, ns: str, cron: dict[str, Any], scheduled_days_ago: float, failed: bool) -> str:
-    """A Job the CronJob controller started at a past schedule (its name is the CronJob's plus the scheduled
-    minute), run to its end."""
-    at = time.time() - scheduled_days_ago * 86400
-    name = f"{cron['metadata']['name']}-{int(at // 60)}"
+def _cron_run(kube: Kube, ns: str, cron: dict[str, Any], runs_ago: int, failed: bool) -> str:
+    """The Job the CronJob controller started at its daily 03:00 UTC schedule `runs_ago` runs back (named, as
+    the controller names it, after the scheduled minute), run to its end."""
+    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    last = today if today <= datetime.now(UTC) else today - timedelta(days=1)
+    at = last - timedelta(days=runs_ago - 1)
+    name = f"{cron['metadata']['name']}-{int(at.timestamp()) // 60}"
     owner = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -251,7 +259,7 @@ def _cron_run(kube: Kube, ns: str, cron: dict[str, Any], scheduled_days_ago: flo
             "metadata": {
                 "name": name,
                 "labels": {"app": cron["metadata"]["name"]},
-                "annotations": {"batch.kubernetes.io/cronjob-scheduled-timestamp": days_ago(scheduled_days_ago)},
+                "annotations": {"batch.kubernetes.io/cronjob-scheduled-timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ")},
                 "ownerReferences": [owner],
             },
             "spec": cron["spec"]["jobTemplate"]["spec"],
@@ -698,10 +706,6 @@ def _replaced(kube: Kube, ns: str, selector: str, image: str) -> None:
     for p in new:
         kube.set_pod_status(ns, p["metadata"]["name"], waiting_status(p, "ContainerCreating", phase="Pending"))
     _force_delete_terminating(kube, ns, selector)
-
-
-def _new_image(kube: Kube, path: str, container: str, image: str) -> None:
-    kube.patch(path, {"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}})
 
 
 def rolling(kube: Kube, ns: str) -> None:
