@@ -64,7 +64,9 @@ def limit_range_default(kube: Kube, ns: str, broken: bool) -> None:
 
 
 def pod_security(kube: Kube, ns: str, broken: bool) -> None:
-    kube.patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
+    kube.patch(
+        f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
     container = {"securityContext": {"privileged": True}} if broken else SECURE
     _web(kube, ns, broken, container=container)
 
@@ -132,7 +134,11 @@ SCENARIOS: list[Scenario] = [
         subject="PriorityClass",
     ),
     Scenario(
-        "runtimeclass-missing", "RUNTIMECLASS_MISSING", runtime_class, {"runtimeClass": "gvisor"}, subject="RuntimeClass"
+        "runtimeclass-missing",
+        "RUNTIMECLASS_MISSING",
+        runtime_class,
+        {"runtimeClass": "gvisor"},
+        subject="RuntimeClass",
     ),
     Scenario(
         "serviceaccount-missing",
