@@ -563,18 +563,18 @@ def authorization_deny_all(snap: Snapshot) -> Iterator[Finding]:
             if action == "DENY"
             else "allows nothing (ALLOW without rules) and no other ALLOW policy admits any request"
         )
-        refs = [snap.ref(s, "Service") for s, _ in affected]
-        yield Finding(
-            code="AUTHZ_DENIES_SERVICE",
-            severity="warning",
-            object=snap.ref(policy, "AuthorizationPolicy"),
-            summary=f"AuthorizationPolicy {how}: every request to the pods of {len(affected)} Service(s) is "
-            "refused (403 RBAC: access denied)",
-            evidence=evidence,
-            remediation=_authz_remedy(action, name_of(policy)),
-            involves=[snap.ref(p, "AuthorizationPolicy") for p in causes[1:]] + refs,
-            chain=[snap.ref(policy, "AuthorizationPolicy"), *refs],
-        )
+        for svc, _ in affected:  # one per Service; the engine's cause chain makes them one about the policy
+            yield Finding(
+                code="AUTHZ_DENIES_SERVICE",
+                severity="warning",
+                object=snap.ref(svc, "Service"),
+                summary=f"AuthorizationPolicy {how}: every request to the pods of {len(affected)} Service(s) is "
+                "refused (403 RBAC: access denied)",
+                evidence=evidence,
+                remediation=_authz_remedy(action, name_of(policy)),
+                involves=[snap.ref(p, "AuthorizationPolicy") for p in causes[1:]],
+                cause=snap.ref(policy, "AuthorizationPolicy"),
+            )
 
 
 def _authz_remedy(action: str, name: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from engines.diagnosis import Finding, Snapshot
+from engines.diagnosis.engine import chain_causes
 from engines.diagnosis.istio_config import (
     authorization_deny_all,
     conflicting_gateways,
@@ -29,7 +30,7 @@ Rule = Callable[[Snapshot], Iterator[Finding]]
 
 
 def run_rule(rule: Rule, w: dict[str, list[Obj]], **kwargs: Any) -> list[Finding]:
-    return list(rule(Snapshot(w, cluster="test", now=NOW, **kwargs)))
+    return chain_causes(list(rule(Snapshot(w, cluster="test", now=NOW, **kwargs))))  # as the engine does
 
 
 def gateway(name: str, ns: str, port: int, hosts: list[Any], protocol: str = "TLS", **server: Any) -> Obj:
