@@ -551,50 +551,38 @@ def services(kube: Kube, ns: str) -> None:
 
 
 # -- 5. policies ---------------------------------------------------------------------------------------------
-def _hpa_at_min(kube: Kube, ns: str, replicas: int) -> None:
-    """The status the HPA controller writes when load is low: it wants fewer replicas than minReplicas."""
-    stamp = hours_ago(5)
-
-    def cond(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
-        return {"type": kind, "status": status, "lastTransitionTime": stamp, "reason": reason, "message": message}
-
-    kube.patch(
-        f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web/status",
+def _hpa_paused_at_zero(kube: Kube, ns: str) -> None:
+    """Deployment batch scaled to zero on purpose, with an HPA on it: the real HPA controller pauses itself and
+    says so (ScalingActive=False, ScalingDisabled). A status written by hand would not survive the controller's
+    next sync here (no metrics-server), so this trap keeps only what the controller itself maintains."""
+    kube.deploy(ns, "batch", replicas=0, labels={"app": "batch"}, wait=False)
+    cpu = {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+    path = f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
+    kube.create(
+        path,
         {
-            "status": {
-                "currentReplicas": replicas,
-                "desiredReplicas": replicas,
-                "currentMetrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {"name": "cpu", "current": {"averageUtilization": 12, "averageValue": "12m"}},
-                    }
-                ],
-                "conditions": [
-                    cond("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size"),
-                    cond(
-                        "ScalingActive",
-                        "True",
-                        "ValidMetricFound",
-                        "the HPA was able to successfully calculate a replica count from cpu resource utilization "
-                        "(percentage of request)",
-                    ),
-                    cond(
-                        "ScalingLimited",
-                        "True",
-                        "TooFewReplicas",
-                        "the desired replica count is less than the minimum replica count",
-                    ),
-                ],
-            }
+            "metadata": {"name": "batch"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "batch"},
+                "minReplicas": 1,
+                "maxReplicas": 5,
+                "metrics": [{"type": "Resource", "resource": cpu}],
+            },
         },
+    )
+    wait_for(
+        lambda: any(
+            c.get("reason") == "ScalingDisabled"
+            for c in kube.api("GET", f"{path}/batch").get("status", {}).get("conditions") or []
+        ),
+        "the HPA controller to pause the autoscaler of a scaled-to-zero Deployment",
     )
 
 
 def policies(kube: Kube, ns: str) -> None:
     """Pod Security restricted with complying pods, a LimitRange whose defaults give the pods their requests,
     a ResourceQuota with headroom, default-deny NetworkPolicies with allow rules for the Service's pods and DNS,
-    a PodDisruptionBudget allowing one disruption of three, an HPA at its minimum with healthy metrics."""
+    a PodDisruptionBudget allowing one disruption of three, an HPA on a Deployment scaled to zero on purpose."""
     kube.patch(
         f"/api/v1/namespaces/{ns}",
         {"metadata": {"labels": {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}}},
@@ -670,21 +658,7 @@ def policies(kube: Kube, ns: str) -> None:
     )
     _status_is(kube, f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/web", expectedPods=3, disruptionsAllowed=1)
 
-    # last: the HPA controller's first sync (no metrics-server here) would replace this status after 15 s
-    cpu = {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
-    kube.create(
-        f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "minReplicas": 3,
-                "maxReplicas": 10,
-                "metrics": [{"type": "Resource", "resource": cpu}],
-            },
-        },
-    )
-    _hpa_at_min(kube, ns, 3)
+    _hpa_paused_at_zero(kube, ns)
 
 
 # -- 6. rolling updates in progress ------------------------------------------------------------------------
@@ -763,6 +737,8 @@ TRAPS: list[Trap] = [
     Trap("trap-batch", batch, "completed and retried Jobs, CronJob history with an old failure, suspensions"),
     Trap("trap-old-events", old_events, "Ready pods with Warning events from days ago, a restart 3 days ago"),
     Trap("trap-services", services, "ExternalName, headless, selector-less, LoadBalancer, NodePort, named ports"),
-    Trap("trap-policies", policies, "Pod Security, LimitRange defaults, quota, default-deny, PDB, HPA at minimum"),
+    Trap(
+        "trap-policies", policies, "Pod Security, LimitRange defaults, quota, default-deny, PDB, HPA of an idle app"
+    ),
     Trap("trap-rolling", rolling, "Deployment, StatefulSet and DaemonSet rollouts one pod in, within their budget"),
 ]
