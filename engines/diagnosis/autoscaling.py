@@ -4,8 +4,10 @@ one workload) and PodDisruptionBudgets (allowing no disruption at all, selecting
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
-from engines.diagnosis.common import event_summary, pod_template_spec
+from engines.diagnosis.common import event_summary, pod_template_spec, seen_since
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import (
     Obj,
@@ -21,7 +23,14 @@ from engines.diagnosis.snapshot import (
 from engines.diagnosis.traffic import edit_distance
 
 TARGET_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "ReplicaSet": "replicasets"}
-QUIET_REASONS = {"ScalingDisabled", "AmbiguousSelector"}
+# ScalingActive reasons other rules report or that are no problem: the target was scaled to zero on purpose
+# (ScalingDisabled), another HPA selects the same pods (HPA_CONFLICT), the target's scale has no usable selector
+# (HPA_SELECTOR_INVALID).
+QUIET_REASONS = {"ScalingDisabled", "AmbiguousSelector", "InvalidSelector"}
+# Events older than this are history: the controller repeats them at every sync while the problem lasts.
+RECENT = timedelta(hours=1)
+SELECTOR_EVENTS = ("SelectorRequired", "InvalidSelector")
+PDB_EVENTS = ("UnmanagedPods", "CalculateExpectedPodCountFailed")
 
 
 def hpas(snap: Snapshot) -> Iterator[Finding]:
@@ -64,8 +73,6 @@ def hpas(snap: Snapshot) -> Iterator[Finding]:
             )
         else:
             active = condition(hpa, "ScalingActive")
-            # ScalingDisabled: the target was scaled to zero on purpose, which pauses the autoscaler;
-            # AmbiguousSelector: another HPA selects the same pods (HPA_CONFLICT)
             if active and active.get("status") == "False" and active.get("reason") not in QUIET_REASONS:
                 yield Finding(
                     code="HPA_METRICS_UNAVAILABLE",
@@ -97,12 +104,94 @@ def hpas(snap: Snapshot) -> Iterator[Finding]:
             )
 
 
+def _recent(snap: Snapshot, kind: str, obj: Obj, reasons: tuple[str, ...]) -> list[Obj]:
+    since = snap.now - RECENT
+    return [
+        e
+        for e in snap.events_for(kind, ns_of(obj), name_of(obj))
+        if e.get("reason") in reasons and seen_since(e, since)
+    ]
+
+
+def _condition_dict(obj: Obj, kind: str) -> Obj:
+    status = obj.get("status")
+    if not isinstance(status, dict) or not isinstance(status.get("conditions"), list):
+        return {}
+    found = next((c for c in status["conditions"] if isinstance(c, dict) and c.get("type") == kind), None)
+    return found if isinstance(found, dict) else {}
+
+
+def _dict(value: Any) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
+def hpa_controller_errors(snap: Snapshot) -> Iterator[Finding]:
+    """What the HPA controller itself cannot do: read a pod selector from the target's scale subresource
+    (ScalingActive=False, InvalidSelector; events SelectorRequired / InvalidSelector), or write the size it
+    decided on to that subresource (AbleToScale=False, FailedUpdateScale; event FailedRescale). The metrics are
+    fine in both cases, so the metrics-pipeline advice of HPA_METRICS_UNAVAILABLE would mislead."""
+    for hpa in snap.items("horizontalpodautoscalers"):
+        ref = _dict(hpa.get("spec")).get("scaleTargetRef")
+        target = f"{ref.get('kind')} {ref.get('name')}" if isinstance(ref, dict) else None
+        active = _condition_dict(hpa, "ScalingActive")
+        events = _recent(snap, "HorizontalPodAutoscaler", hpa, SELECTOR_EVENTS)
+        bad = active.get("status") == "False" and active.get("reason") == "InvalidSelector"
+        if bad or (events and active.get("status") != "True"):
+            yield Finding(
+                code="HPA_SELECTOR_INVALID",
+                severity="warning",
+                object=snap.ref(hpa, "HorizontalPodAutoscaler"),
+                summary=f"cannot scale: the scale subresource of {target} gives no usable pod selector",
+                evidence=_compact(
+                    {
+                        "target": target,
+                        "reason": active.get("reason"),
+                        "message": str(active.get("message") or "")[:300] or None,
+                        "events": event_summary(events) or None,
+                    }
+                ),
+                remediation="Point scaleTargetRef at a workload whose scale subresource reports a selector: for a "
+                "custom resource, set labelSelectorPath in its CRD's scale subresource and have its controller "
+                "fill that status field with a valid label selector.",
+            )
+        able = _condition_dict(hpa, "AbleToScale")
+        failed = _recent(snap, "HorizontalPodAutoscaler", hpa, ("FailedRescale",))
+        stuck = able.get("status") == "False" and able.get("reason") == "FailedUpdateScale"
+        if stuck or (failed and able.get("status") != "True"):
+            status = _dict(hpa.get("status"))
+            yield Finding(
+                code="HPA_RESCALE_FAILED",
+                severity="warning",
+                object=snap.ref(hpa, "HorizontalPodAutoscaler"),
+                summary=f"wants {status.get('desiredReplicas')} replica(s) but updating the scale of {target} fails",
+                evidence=_compact(
+                    {
+                        "target": target,
+                        "current": status.get("currentReplicas"),
+                        "desired": status.get("desiredReplicas"),
+                        "message": str(able.get("message") or "")[:300] or None,
+                        "events": event_summary(failed) or None,
+                    }
+                ),
+                involves=[snap.make_ref(str(ref.get("kind")), str(ref.get("name")), ns_of(hpa))]
+                if isinstance(ref, dict) and ref.get("kind") in TARGET_KINDS
+                else [],
+                remediation="Read the API server's error in the message: an admission webhook or policy refusing "
+                "updates to the target's scale subresource, or RBAC of the horizontal-pod-autoscaler service "
+                "account; fix that, and the controller applies the size at its next sync.",
+            )
+
+
+def _compact(evidence: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in evidence.items() if v is not None}
+
+
 def hpa_conflicts(snap: Snapshot) -> Iterator[Finding]:
     """Two HPAs on one workload (same scaleTargetRef), or any HPA the controller found sharing its pods with
     another (condition ScalingActive=False, AmbiguousSelector): the controller refuses to scale either."""
     groups: dict[tuple[str, str, str], list[Obj]] = {}
     for hpa in snap.items("horizontalpodautoscalers"):
-        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        ref = _dict(hpa.get("spec")).get("scaleTargetRef") or {}
         if isinstance(ref, dict) and ref.get("kind") and ref.get("name"):
             groups.setdefault((ns_of(hpa), str(ref["kind"]), str(ref["name"])), []).append(hpa)
     reported: set[tuple[str, str]] = set()
@@ -128,7 +217,7 @@ def hpa_conflicts(snap: Snapshot) -> Iterator[Finding]:
     for hpa in snap.items("horizontalpodautoscalers"):
         if (ns_of(hpa), name_of(hpa)) in reported or not _ambiguous([hpa]):
             continue
-        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        ref = _dict(hpa.get("spec")).get("scaleTargetRef") or {}
         yield Finding(
             code="HPA_CONFLICT",
             severity="warning",
@@ -187,6 +276,8 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
         status, spec = pdb.get("status") or {}, pdb.get("spec") or {}
         if status.get("observedGeneration", 0) < (pdb.get("metadata") or {}).get("generation", 1):
             continue  # the disruption controller has not looked at it yet: its status is all zeros
+        if _scale_problem(snap, pdb) is not None:
+            continue  # its counts are wrong for want of a scale: PDB_SCALE_UNKNOWN says why
         expected = status.get("expectedPods", 0)
         evidence = {
             "minAvailable": spec.get("minAvailable"),
@@ -194,7 +285,7 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
             "expectedPods": expected,
             "currentHealthy": status.get("currentHealthy", 0),
             "desiredHealthy": status.get("desiredHealthy", 0),
-            "disruptionsAllowed": status["disruptionsAllowed"],
+            "disruptionsAllowed": status.get("disruptionsAllowed", 0),
         }
         evidence = {k: v for k, v in evidence.items() if v is not None}
         if expected == 0:
@@ -206,7 +297,7 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
                 evidence={**evidence, "selector": spec.get("selector")},
                 remediation="Correct the selector to the pods it should protect, or delete it.",
             )
-        elif status["disruptionsAllowed"] == 0 and status.get("desiredHealthy", 0) >= expected:
+        elif status.get("disruptionsAllowed", 0) == 0 and status.get("desiredHealthy", 0) >= expected:
             yield Finding(
                 fix=_one_disruption(snap, pdb, spec, expected),
                 code="PDB_BLOCKS_DISRUPTIONS",
@@ -217,6 +308,71 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
                 remediation="Allow at least one disruption: lower minAvailable below the replica count (or set "
                 "maxUnavailable: 1), or run more replicas.",
             )
+
+
+def pdb_scale_unknown(snap: Snapshot) -> Iterator[Finding]:
+    """A budget the disruption controller cannot compute. maxUnavailable and a percentage minAvailable are
+    shares of the replica count the pods' controllers declare (their scale); pods without a controller
+    (UnmanagedPods: the budget leaves them out, often counting zero pods) or whose controller gives no scale
+    (CalculateExpectedPodCountFailed: the status update fails, DisruptionAllowed=False, SyncFailed, and no
+    eviction is allowed) leave the budget without a true count."""
+    for pdb in snap.items("poddisruptionbudgets"):
+        problem = _scale_problem(snap, pdb)
+        if problem is None:
+            continue
+        summary, evidence = problem
+        spec = _dict(pdb.get("spec"))
+        yield Finding(
+            code="PDB_SCALE_UNKNOWN",
+            severity="warning",
+            object=snap.ref(pdb, "PodDisruptionBudget"),
+            summary=summary,
+            evidence=_compact(
+                {"minAvailable": spec.get("minAvailable"), "maxUnavailable": spec.get("maxUnavailable"), **evidence}
+            ),
+            remediation="Run the pods under a controller with a scale (Deployment, StatefulSet, ReplicaSet, or a "
+            "custom resource with a scale subresource), or give the budget an integer spec.minAvailable (it then "
+            "counts the pods themselves) instead of maxUnavailable or a percentage.",
+        )
+
+
+def _scale_problem(snap: Snapshot, pdb: Obj) -> tuple[str, dict[str, Any]] | None:
+    """Why the budget's counts cannot be computed (summary, evidence), or None."""
+    allowed = _condition_dict(pdb, "DisruptionAllowed")
+    events = _recent(snap, "PodDisruptionBudget", pdb, PDB_EVENTS)
+    if allowed.get("status") == "False" and allowed.get("reason") == "SyncFailed":
+        message = str(allowed.get("message") or "")[:300]
+        return f"the disruption controller cannot compute it: {message or 'SyncFailed'}; no eviction is allowed", {
+            "reason": "SyncFailed",
+            "message": message or None,
+            "events": event_summary(events, limit=1) or None,
+        }
+    spec = _dict(pdb.get("spec"))
+    shared = spec.get("maxUnavailable") is not None or isinstance(spec.get("minAvailable"), str)
+    ns = ns_of(pdb)
+    if not shared:
+        return None
+    if snap.covers("pods", ns):
+        selector = _selector(pdb)
+        bare = [
+            name_of(p)
+            for p in snap.in_ns("pods", ns)
+            if not pod_is_terminal(p)
+            and label_selector_matches(labels_of(p), selector)
+            and snap.controller_of(p) is None
+        ]
+        if not bare:
+            return None
+    else:
+        unmanaged = [e for e in events if e.get("reason") == "UnmanagedPods"]
+        if not unmanaged:
+            return None
+        bare = []
+    return f"selects {len(bare) or 'some'} pod(s) without a controller: a share of replicas cannot be computed", {
+        "unmanaged_pods": len(bare) or None,
+        "sample_pods": bare[:3] or None,
+        "events": event_summary(events, limit=1) or None,
+    }
 
 
 def pdb_overlaps(snap: Snapshot) -> Iterator[Finding]:
@@ -310,4 +466,4 @@ def typo_of(name: str, names: list[str]) -> str | None:
     return ranked[0][1]
 
 
-RULES = [hpas, hpa_conflicts, pdbs, pdb_overlaps]
+RULES = [hpas, hpa_conflicts, hpa_controller_errors, pdbs, pdb_scale_unknown, pdb_overlaps]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, timedelta
 from typing import Any
 
-from engines.diagnosis.common import event_summary, pod_template_labels, pod_template_spec, rollback_fix
+from engines.diagnosis.common import event_summary, pod_template_labels, pod_template_spec, rollback_fix, seen_since
 from engines.diagnosis.cron import schedule_problem
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import (
@@ -27,6 +27,8 @@ from kube.times import parse_time
 # How long a pod replaced by a rolling update may stay not ready before the missing replica counts (the
 # Deployment controller's default progressDeadlineSeconds).
 ROLLOUT_GRACE = timedelta(minutes=10)
+# How long a CronJob's missed-schedule events count: older ones are history.
+MISSED_RECENT = timedelta(hours=1)
 # Progressing reasons of a Deployment whose rollout (or scale-up) is still going on.
 _ROLLING = {"NewReplicaSetCreated", "FoundNewReplicaSet", "ReplicaSetUpdated"}
 
@@ -346,6 +348,9 @@ def cronjobs(snap: Snapshot) -> Iterator[Finding]:
                 remediation="Set spec.suspend=false when it should run again.",
             )
             continue
+        missed = _missed_schedules(snap, cj)
+        if missed:
+            yield missed
         owned = [j for j in snap.in_ns("jobs", ns) if snap.controller_of(j) == ("CronJob", name)]
         finished = [j for j in owned if _finished(j)]
         if not finished:
@@ -369,6 +374,51 @@ def cronjobs(snap: Snapshot) -> Iterator[Finding]:
                 involves=[snap.ref(latest, "Job")],
                 remediation="Read the failed job's pod logs for the error.",
             )
+
+
+def _missed_schedules(snap: Snapshot, cj: Obj) -> Finding | None:
+    """Runs the CronJob controller skipped in the last hour: MissSchedule (a scheduled time passed longer ago
+    than startingDeadlineSeconds before the controller could start it; it repeats until the next run) and
+    TooManyMissedTimes (more than 100 start times missed, with no startingDeadlineSeconds to bound the
+    search: the controller was down long or the clock jumped). A run started after the miss ends the finding."""
+    spec, status = _dict(cj.get("spec")), _dict(cj.get("status"))
+    last_run = status.get("lastScheduleTime")
+    last = parse_time(last_run) if isinstance(last_run, str) else None
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    since = snap.now - MISSED_RECENT
+    events = []
+    for e in snap.events_for("CronJob", ns_of(cj), name_of(cj)):
+        if e.get("reason") not in ("MissSchedule", "TooManyMissedTimes") or not seen_since(e, since):
+            continue
+        if e.get("reason") == "MissSchedule" and last is not None and not seen_since(e, last):
+            continue
+        events.append(e)
+    if not events:
+        return None
+    deadline = spec.get("startingDeadlineSeconds")
+    many = any(e.get("reason") == "TooManyMissedTimes" for e in events)
+    return Finding(
+        code="CRONJOB_MISSED_SCHEDULES",
+        severity="warning",
+        object=snap.ref(cj, "CronJob"),
+        summary="more than 100 start times were missed"
+        if many
+        else f"missed its scheduled run: it was not started within startingDeadlineSeconds ({deadline})",
+        evidence={
+            k: v
+            for k, v in {
+                "schedule": spec.get("schedule"),
+                "startingDeadlineSeconds": deadline,
+                "lastScheduleTime": last_run,
+                "events": event_summary(events),
+            }.items()
+            if v is not None
+        },
+        remediation="Check that kube-controller-manager runs without long pauses and that the control plane's "
+        "clock is right; give spec.startingDeadlineSeconds room for the controller's delay (at least a minute, "
+        "or leave it unset), and set it when a long outage should not replay every missed run.",
+    )
 
 
 def _finished(job: Obj) -> bool:

@@ -82,6 +82,39 @@ def pvc_lost(kube: Kube, ns: str, broken: bool) -> None:
     )
 
 
+def pvc_volume_mismatch(kube: Kube, ns: str, broken: bool) -> None:
+    """A claim that names PersistentVolume pv-<ns> (1Gi) in spec.volumeName but asks for 5Gi: the PV controller
+    refuses the binding (VolumeMismatch) and the claim stays Pending (twin: it asks for 1Gi and binds)."""
+    _pv(kube, ns, "")
+    kube.create(
+        f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": f"pv-{ns}",
+                "resources": {"requests": {"storage": "5Gi" if broken else "1Gi"}},
+            },
+        },
+    )
+    if broken:
+        wait_for(
+            lambda: any(
+                e.get("reason") == "VolumeMismatch" for e in kube.api("GET", f"/api/v1/namespaces/{ns}/events")["items"]
+            ),
+            "the PV controller's VolumeMismatch event",
+        )
+    else:
+        wait_for(
+            lambda: (
+                kube.api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")["status"].get("phase")
+                == "Bound"
+            ),
+            "claim bound",
+        )
+
+
 # -- Services ----------------------------------------------------------------------------------------------
 def _controller_event(kube: Kube, ns: str, kind: str, name: str, reason: str, message: str, component: str) -> None:
     """A Warning event as a controller other than the kubelet records it."""
@@ -232,6 +265,13 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario("node-problem", "NODE_PROBLEM", node_problem, {"condition": "KernelDeadlock", "reason": "DockerHung"}),
     Scenario("pvc-lost", "PVC_LOST", pvc_lost, {"phase": "Lost", "volume_exists": False}),
+    Scenario(
+        "pvc-volume-mismatch",
+        "PVC_VOLUME_MISMATCH",
+        pvc_volume_mismatch,
+        {"problems": ["requested PV is too small"], "capacity": "1Gi"},
+        summary_has="cannot bind it",
+    ),
     Scenario(
         "lb-sync-failed",
         "SVC_LB_FAILED",
