@@ -646,6 +646,8 @@ def port_names(snap: Snapshot) -> Iterator[Finding]:
             continue
         if any(k.startswith(("gateway.networking.k8s.io/", "gateway.istio.io/")) for k in labels_of(svc)):
             continue  # generated for a Gateway API gateway
+        if (svc.get("spec") or {}).get("type") == "ExternalName":
+            continue  # istioctl reports those ports as IST0150 (istio_config.py)
         for port in (svc.get("spec") or {}).get("ports") or []:
             name = port.get("name") or ""
             if port.get("appProtocol") or any(name == p or name.startswith(p + "-") for p in PROTOCOLS):

@@ -12,14 +12,28 @@ import pytest
 from engines.diagnosis import Finding, Snapshot
 from engines.diagnosis.engine import chain_causes
 from engines.diagnosis.istio_config import (
+    application_uid,
     authorization_deny_all,
     conflicting_gateways,
     deployment_protocols,
+    deployment_target_ports,
+    externalname_port_names,
+    gateway_duplicate_certificates,
     gateway_service_ports,
     hosts_overlap,
+    ineffective_selectors,
+    ingress_bypasses_subsets,
     injection_labels,
+    internal_gateway_refs,
+    invalid_annotations,
+    misplaced_annotations,
+    negative_conditions,
+    port_tls_verification,
+    serviceentry_addresses,
+    sidecar_selectors,
     sidecars_without_selector,
     unreachable_routes,
+    vs_destination_ports,
     vs_hosts_in_gateway,
 )
 from tests.diagnosis.test_istio import PROXY, mesh_world
@@ -405,3 +419,383 @@ def test_one_policy_blocking_several_services_is_one_finding() -> None:
     w["authorizationpolicies"] = [policy(selector={"matchLabels": {"app": "web"}})]
     (f,) = run_rule(authorization_deny_all, w)
     assert f.evidence["services"] == ["web", "web-admin"]
+
+
+# -- the istioctl codes added later (IST0107 ... IST0171) ------------------------------------------------------------
+def rules_of(w: dict[str, list[Obj]], rule: Rule, **kwargs: Any) -> list[tuple[str, str]]:
+    return [(f.code, f.object.name) for f in run_rule(rule, w, **kwargs)]
+
+
+def web_sidecar(name: str, **labels: str) -> Obj:
+    return sidecar(name, workloadSelector={"labels": labels or {"app": "web"}})
+
+
+def test_sidecars_selecting_the_same_pods_conflict() -> None:
+    w = mesh_world()
+    w["sidecars"] = [web_sidecar("web"), web_sidecar("web-v1", version="v1"), web_sidecar("other", app="other")]
+    w["sidecars"][1]["metadata"]["creationTimestamp"] = "2026-11-22T09:00:00Z"
+    (f,) = run_rule(sidecar_selectors, w)
+    assert (f.code, f.severity, f.object.name) == ("IST0110", "critical", "web-v1")
+    assert f.evidence == {"sidecars": ["web", "web-v1"], "pods": ["web-abc-1", "web-abc-2"]}
+    assert [o.name for o in f.involves] == ["web"]
+
+
+def test_one_sidecar_per_pod_or_malformed_sidecars_are_fine() -> None:
+    w = mesh_world()
+    w["sidecars"] = [
+        web_sidecar("web"),
+        sidecar("x", workloadSelector={"labels": "app=web"}),
+        sidecar("y", workloadSelector=["app"]),
+        {"metadata": meta("z"), "spec": None},
+    ]
+    assert run_rule(sidecar_selectors, w) == []
+
+
+def test_sidecars_for_ambient_workloads_are_ineffective() -> None:
+    w = mesh_world()
+    for p in w["pods"]:
+        p["metadata"]["annotations"] = {"ambient.istio.io/redirection": "enabled"}
+    w["sidecars"] = [web_sidecar("web"), web_sidecar("web-v1", version="v1")]
+    assert sorted(rules_of(w, sidecar_selectors)) == [("IST0167", "web"), ("IST0167", "web-v1")]
+    w = mesh_world()
+    w["namespaces"][0]["metadata"]["labels"] = {"istio.io/dataplane-mode": "ambient"}
+    w["sidecars"] = [sidecar("default")]
+    (f,) = run_rule(sidecar_selectors, w)
+    assert f.code == "IST0167" and "ambient" in f.evidence["reason"]
+
+
+def multi_port_web(w: dict[str, list[Obj]]) -> None:
+    w["services"][0]["spec"]["ports"].append({"name": "grpc", "port": 9090, "targetPort": 9090})
+
+
+def test_a_gateway_route_without_port_to_a_multi_port_service_is_reported() -> None:
+    w = mesh_world()
+    multi_port_web(w)
+    w["virtualservices"][0]["spec"]["http"][0]["route"][0]["destination"].pop("port")
+    (f,) = run_rule(vs_destination_ports, w)
+    assert (f.code, f.severity) == ("IST0112", "critical")
+    assert f.evidence == {"destinations": {"web": [80, 9090]}, "gateway_ports": [443]}
+
+
+def test_destination_ports_that_are_set_single_or_resolvable_are_fine() -> None:
+    w = mesh_world()
+    multi_port_web(w)
+    assert run_rule(vs_destination_ports, w) == []  # the port is set
+    w["virtualservices"][0]["spec"]["http"][0]["route"][0]["destination"].pop("port")
+    w["virtualservices"][0]["spec"]["gateways"] = ["mesh"]
+    assert run_rule(vs_destination_ports, w) == []  # a sidecar uses the port the client dialled
+    w = mesh_world()
+    w["virtualservices"][0]["spec"]["http"][0]["route"][0]["destination"].pop("port")
+    assert run_rule(vs_destination_ports, w) == []  # one port
+    w["virtualservices"][0]["spec"]["http"] = [None, {"route": "x"}, {"route": [{"destination": {"host": 5}}]}]
+    assert run_rule(vs_destination_ports, w) == []
+
+
+def test_a_serviceentry_with_several_ports_needs_a_port_too() -> None:
+    w = mesh_world()
+    w["serviceentries"] = [
+        {
+            "metadata": meta("api"),
+            "spec": {
+                "hosts": ["api.example.com"],
+                "ports": [{"number": 8443}, {"number": 9443}],
+                "addresses": ["1.2.3.4"],
+            },
+        }
+    ]
+    w["virtualservices"][0]["spec"]["http"][0]["route"][0]["destination"] = {"host": "api.example.com"}
+    (f,) = run_rule(vs_destination_ports, w)
+    assert f.evidence["destinations"] == {"api.example.com": [8443, 9443]}
+    w["serviceentries"][0]["spec"]["ports"][0]["number"] = 443
+    assert run_rule(vs_destination_ports, w) == []  # the gateway's listener port 443 is one of them
+
+
+def test_port_level_tls_without_ca_is_reported() -> None:
+    w = mesh_world()
+    settings = [
+        {"port": {"number": 8443}, "tls": {"mode": "SIMPLE"}},
+        {"port": {"number": 9443}, "tls": {"mode": "MUTUAL", "caCertificates": "/etc/ca.pem"}},
+        {"port": {"number": 7443}, "tls": {"mode": "SIMPLE", "insecureSkipVerify": True}},
+        {"port": {"number": 80}, "tls": {"mode": "ISTIO_MUTUAL"}},
+        None,
+        {"tls": "x"},
+    ]
+    w["destinationrules"][0]["spec"]["trafficPolicy"] = {"portLevelSettings": settings}
+    (f,) = run_rule(port_tls_verification, w)
+    assert (f.code, f.severity) == ("IST0129", "warning")
+    assert f.evidence == {"host": "web.shop.svc.cluster.local", "ports": {"8443": "SIMPLE"}}
+    w["destinationrules"][0]["spec"]["trafficPolicy"] = {"portLevelSettings": "broken"}
+    assert run_rule(port_tls_verification, w) == []
+
+
+def service_entry(name: str, ports: Any, **spec: Any) -> Obj:
+    return {"metadata": meta(name), "spec": {"hosts": [f"{name}.example.com"], "ports": ports, **spec}}
+
+
+def test_a_tcp_serviceentry_without_addresses_is_reported() -> None:
+    w = mesh_world()
+    w["serviceentries"] = [
+        service_entry("db", [{"number": 5432, "name": "pg"}, {"number": 443, "protocol": "TLS"}]),
+        service_entry("api", [{"number": 443, "protocol": "HTTPS"}]),
+        service_entry("db2", [{"number": 5432, "protocol": "TCP"}], addresses=["10.1.2.3"]),
+        {**service_entry("db3", [{"number": 5433}]), "status": {"addresses": [{"value": "240.240.0.1"}]}},
+        service_entry("odd", "x"),
+        {"metadata": meta("none"), "spec": None},
+    ]
+    (f,) = run_rule(serviceentry_addresses, w)
+    assert (f.code, f.object.name) == ("IST0134", "db")
+    assert f.evidence["tcp_ports"] == [5432]
+
+
+def test_service_ports_sharing_a_target_port_conflict() -> None:
+    w = mesh_world()
+    w["services"].append(service("web-alt"))
+    w["services"][-1]["spec"]["ports"][0]["port"] = 8080
+    (f,) = run_rule(deployment_target_ports, w)
+    assert (f.code, f.object.kind, f.object.name) == ("IST0137", "Deployment", "web")
+    assert f.evidence == {"target_port": "8080", "ports": {"80": "web", "8080": "web-alt"}}
+    w = mesh_world()
+    w["services"].append(service("web-same"))  # the same port and targetPort: no conflict
+    w["services"].append({"metadata": meta("odd"), "spec": {"selector": {"app": "web"}, "ports": [{"port": "1"}]}})
+    assert run_rule(deployment_target_ports, w) == []
+
+
+def test_gateways_of_one_workload_sharing_a_certificate_for_overlapping_hosts_are_reported() -> None:
+    w = mesh_world()
+    tls = {"mode": "SIMPLE", "credentialName": "shop-cert"}
+    w["istio_gateways"].append(gateway("wild", "istio-system", 443, ["*.example.com"], tls=tls))
+    w["istio_gateways"][-1]["metadata"]["creationTimestamp"] = "2026-11-22T09:00:00Z"
+    (f,) = run_rule(gateway_duplicate_certificates, w)
+    assert (f.code, f.object.name) == ("IST0138", "wild")
+    assert f.evidence == {
+        "gateways": ["istio-system/shop-gw", "istio-system/wild"],
+        "credentialName": "shop-cert",
+        "hosts": ["*.example.com", "shop.example.com"],
+    }
+
+
+def test_other_certificates_hosts_or_workloads_are_fine() -> None:
+    w = mesh_world()
+    other = gateway("admin", "istio-system", 443, ["admin.example.com"], tls={"mode": "SIMPLE", "credentialName": "x"})
+    w["istio_gateways"].append(other)
+    assert run_rule(gateway_duplicate_certificates, w) == []
+    other["spec"]["servers"][0]["tls"]["credentialName"] = "shop-cert"
+    assert run_rule(gateway_duplicate_certificates, w) == []  # a certificate for both names is not evident
+    other["spec"]["servers"][0]["hosts"] = ["*.example.com"]
+    other["spec"]["selector"] = {"istio": "internal"}
+    assert run_rule(gateway_duplicate_certificates, w) == []
+    other["spec"]["servers"][0]["tls"] = "broken"
+    w["istio_gateways"].append({"metadata": meta("odd"), "spec": {"servers": [None, {"tls": {"credentialName": 5}}]}})
+    assert run_rule(gateway_duplicate_certificates, w) == []
+
+
+def mesh_split(host: str = "web") -> Obj:
+    return {
+        "metadata": meta("web-split"),
+        "spec": {
+            "hosts": [host],
+            "http": [{"route": [{"destination": {"host": host, "subset": "v1"}, "weight": 100}]}],
+        },
+    }
+
+
+def test_a_gateway_route_without_subset_bypasses_mesh_subset_routing() -> None:
+    w = mesh_world()
+    w["virtualservices"][0]["spec"]["http"][0]["route"][0]["destination"].pop("subset")
+    w["virtualservices"].append(mesh_split("web.shop.svc.cluster.local"))
+    (f,) = run_rule(ingress_bypasses_subsets, w)
+    assert (f.code, f.object.name) == ("IST0140", "web")
+    assert f.evidence == {"hosts": {"web": ["shop/web-split"]}}
+
+
+def test_gateway_routes_with_subsets_or_without_mesh_splits_are_fine() -> None:
+    w = mesh_world()
+    w["virtualservices"].append(mesh_split())
+    assert run_rule(ingress_bypasses_subsets, w) == []  # the gateway route names a subset
+    w["virtualservices"][0]["spec"]["http"][0]["route"][0]["destination"].pop("subset")
+    w["virtualservices"][1]["spec"]["gateways"] = ["istio-system/other"]
+    assert run_rule(ingress_bypasses_subsets, w) == []  # the split is not a mesh rule
+    w["virtualservices"].append({"metadata": meta("odd"), "spec": {"hosts": "web", "http": [{"route": [None]}]}})
+    assert run_rule(ingress_bypasses_subsets, w) == []
+
+
+def test_an_application_running_as_the_proxy_uid_is_reported() -> None:
+    w = mesh_world()
+    w["deployments"][0]["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {"runAsUser": 1337}
+    (f,) = run_rule(application_uid, w)
+    assert (f.code, f.object.kind, f.object.name) == ("IST0144", "Deployment", "web")
+    assert f.evidence == {"run_as_user": 1337, "set_on": ["web"]}
+    w["pods"].append(pod("job-1", rs=None, securityContext={"runAsUser": 1337}))
+    assert sorted(rules_of(w, application_uid)) == [("IST0144", "job-1"), ("IST0144", "web")]
+
+
+def test_other_uids_unmeshed_or_gateway_workloads_are_fine() -> None:
+    w = mesh_world()
+    tpl = w["deployments"][0]["spec"]["template"]
+    tpl["spec"]["containers"][0]["securityContext"] = {"runAsUser": 1000}
+    tpl["spec"]["securityContext"] = "broken"
+    assert run_rule(application_uid, w) == []
+    tpl["spec"]["containers"] = [{"name": "istio-proxy", "securityContext": {"runAsUser": 1337}}]
+    assert run_rule(application_uid, w) == []
+    w = mesh_world()
+    w["deployments"][0]["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {"runAsUser": 1337}
+    w["namespaces"][0]["metadata"]["labels"] = {}
+    for p in w["pods"]:
+        p["metadata"].pop("annotations", None)
+    assert run_rule(application_uid, w) == []
+
+
+@pytest.mark.parametrize(
+    "name, value, valid",
+    [
+        ("traffic.sidecar.istio.io/excludeOutboundPorts", "5432, 6379", True),
+        ("traffic.sidecar.istio.io/excludeOutboundPorts", "5432;6379", False),
+        ("traffic.sidecar.istio.io/includeInboundPorts", "*", True),
+        ("traffic.sidecar.istio.io/excludeInboundPorts", "*", False),
+        ("traffic.sidecar.istio.io/excludeInboundPorts", "", True),
+        ("traffic.sidecar.istio.io/includeOutboundIPRanges", "*", True),
+        ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.0.0.0/8,169.254.169.254/32", True),
+        ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.0.0.0", False),
+        ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.0.0.0/8, 172.16.0.0/12", False),
+        ("sidecar.istio.io/interceptionMode", "TPROXY", True),
+        ("sidecar.istio.io/interceptionMode", "tproxy", False),
+        ("status.sidecar.istio.io/port", "15021", True),
+        ("status.sidecar.istio.io/port", "70000", False),
+        ("readiness.status.sidecar.istio.io/periodSeconds", "-1", False),
+        ("prometheus.istio.io/merge-metrics", "True", True),
+        ("prometheus.istio.io/merge-metrics", "yes", False),
+        ("sidecar.istio.io/proxyCPU", "lots", True),  # not validated here
+    ],
+)
+def test_sidecar_annotation_values_are_validated(name: str, value: str, valid: bool) -> None:
+    w = mesh_world()
+    w["deployments"][0]["spec"]["template"]["metadata"]["annotations"] = {name: value, "other": 5}
+    found = rules_of(w, invalid_annotations)
+    assert found == ([] if valid else [("IST0125", "web")])
+
+
+def test_invalid_annotations_on_unowned_pods_and_malformed_values() -> None:
+    w = mesh_world()
+    w["pods"].append(pod("debug", rs=None))
+    w["pods"][-1]["metadata"]["annotations"] = {"sidecar.istio.io/interceptionMode": 3}
+    (f,) = run_rule(invalid_annotations, w)
+    assert (f.code, f.object.kind) == ("IST0125", "Pod")
+    assert "not a string" in f.evidence["annotations"]["sidecar.istio.io/interceptionMode"]
+
+
+def test_pod_annotations_on_a_deployment_service_or_namespace_are_misplaced() -> None:
+    w = mesh_world()
+    w["deployments"][0]["metadata"]["annotations"] = {
+        "sidecar.istio.io/inject": "false",
+        "proxy.istio.io/config": "{}",
+        "deployment.kubernetes.io/revision": "1",
+    }
+    w["namespaces"][0]["metadata"]["annotations"] = {"sidecar.istio.io/inject": "true"}
+    w["services"][0]["metadata"]["annotations"] = {"networking.istio.io/exportTo": "."}
+    found = {f.object.kind: f for f in run_rule(misplaced_annotations, w)}
+    assert sorted(found) == ["Deployment", "Namespace"]
+    assert found["Deployment"].evidence["annotations"] == ["proxy.istio.io/config", "sidecar.istio.io/inject"]
+    assert "istio-injection" in found["Namespace"].remediation
+
+
+def test_an_annotation_also_on_the_pod_template_is_not_misplaced() -> None:
+    w = mesh_world()
+    w["deployments"][0]["metadata"]["annotations"] = {"sidecar.istio.io/inject": "true", 5: "x"}
+    w["deployments"][0]["spec"]["template"]["metadata"]["annotations"] = {"sidecar.istio.io/inject": "true"}
+    w["services"][0]["metadata"]["annotations"] = "broken"
+    assert run_rule(misplaced_annotations, w) == []
+
+
+def external(name: str, *ports: Any) -> Obj:
+    return {
+        "metadata": meta(name),
+        "spec": {"type": "ExternalName", "externalName": f"{name}.example.com", "ports": list(ports)},
+    }
+
+
+def test_externalname_ports_without_istio_protocol_are_reported() -> None:
+    w = mesh_world()
+    w["services"] += [
+        external(
+            "db",
+            {"name": "postgres", "port": 5432},
+            {"name": "tcp", "port": 5433},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+        ),
+        external("api", {"name": "https", "port": 443}, {"name": "web", "port": 80, "appProtocol": "http"}),
+        external("odd", None, "x"),
+    ]
+    (f,) = run_rule(externalname_port_names, w)
+    assert (f.code, f.object.name) == ("IST0150", "db")
+    assert f.evidence["ports"] == ["5432/postgres", "5433/tcp"]
+
+
+def test_externalname_ports_are_not_checked_without_a_mesh() -> None:
+    w = mesh_world()
+    w["services"].append(external("db", {"name": "postgres", "port": 5432}))
+    w["namespaces"][0]["metadata"]["labels"] = {}
+    for p in w["pods"]:
+        p["metadata"].pop("annotations", None)
+    assert run_rule(externalname_port_names, w) == []
+
+
+def test_a_virtualservice_naming_the_generated_gateway_is_reported() -> None:
+    w = mesh_world()
+    w["virtualservices"][0]["spec"]["gateways"] = ["shop/edge-istio-autogenerated-k8s-gateway-https", 5]
+    (f,) = run_rule(internal_gateway_refs, w)
+    assert (f.code, f.evidence) == ("IST0165", {"gateways": ["shop/edge-istio-autogenerated-k8s-gateway-https"]})
+    w["virtualservices"][0]["spec"]["gateways"] = ["shop/edge", "mesh"]
+    assert run_rule(internal_gateway_refs, w) == []
+
+
+def test_a_selector_matching_gateway_api_gateway_pods_is_ineffective() -> None:
+    w = mesh_world()
+    w["pods"].append(pod("edge-1", rs=None, labels={"gateway.networking.k8s.io/gateway-name": "edge", "app": "edge"}))
+    w["authorizationpolicies"] = [
+        policy("edge-allow", selector={"matchLabels": {"app": "edge"}}),
+        policy("edge-ref", selector={"matchLabels": {"app": "edge"}}, targetRefs=[{"kind": "Gateway", "name": "edge"}]),
+        policy("web-allow", selector={"matchLabels": {"app": "web"}}, rules=[{}]),
+        policy("odd", selector={"matchLabels": "app=edge"}),
+    ]
+    (f,) = run_rule(ineffective_selectors, w)
+    assert (f.code, f.object.name, f.evidence["gateways"]) == ("IST0166", "edge-allow", ["edge"])
+
+
+def test_false_status_conditions_are_reported() -> None:
+    w = mesh_world()
+    w["authorizationpolicies"] = [
+        {
+            **policy("waypoint-policy", rules=[{}]),
+            "status": {
+                "conditions": [
+                    {"type": "WaypointAccepted", "status": "False", "reason": "Invalid", "message": "no waypoint"},
+                    {"type": "Other", "status": "True"},
+                ]
+            },
+        }
+    ]
+    w["services"][0]["status"] = {"conditions": [None, {"type": "Ready", "status": "Unknown"}]}
+    w["serviceentries"] = [{"metadata": meta("se"), "status": {"conditions": "broken"}}]
+    (f,) = run_rule(negative_conditions, w)
+    assert (f.code, f.object.kind) == ("IST0171", "AuthorizationPolicy")
+    assert f.evidence == {"conditions": {"WaypointAccepted": "Invalid: no waypoint"}}
+
+
+def test_the_healthy_mesh_stays_silent_for_the_added_rules() -> None:
+    for rule in (
+        sidecar_selectors,
+        vs_destination_ports,
+        port_tls_verification,
+        serviceentry_addresses,
+        deployment_target_ports,
+        gateway_duplicate_certificates,
+        ingress_bypasses_subsets,
+        application_uid,
+        invalid_annotations,
+        misplaced_annotations,
+        externalname_port_names,
+        internal_gateway_refs,
+        ineffective_selectors,
+        negative_conditions,
+    ):
+        assert run_rule(rule, mesh_world()) == [], rule.__name__

@@ -1395,7 +1395,7 @@ def gateway_credential(kube: Kube, ns: str, broken: bool) -> None:
             "servers": [
                 {
                     "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
-                    "hosts": [f"{ns}.example.com"],
+                    "hosts": [f"{ns}.example.net"],  # not under the fixture gateway's *.example.com (IST0138)
                     "tls": {"mode": "SIMPLE", "credentialName": "missing-cert" if broken else "shop-cert"},
                 }
             ],
