@@ -1,7 +1,9 @@
 """Kubelet-side pod start failures: the runtime cannot create, inspect or start a container (CreateContainerError,
 RunContainerError, ImageInspectError, runAsNonRoot with a root image), the pod sandbox or a volume cannot be set
-up (FailedCreatePodSandBox, FailedMount, FailedAttachVolume), a lifecycle hook fails, or the kubelet evicts pods
-for node pressure.
+up (FailedCreatePodSandBox, NetworkNotReady, FailedMount, FailedMapVolume, FailedAttachVolume), a lifecycle hook
+fails, or the kubelet evicts or preempts pods. Also pods that run with settings the kubelet could not give them:
+DNS settings trimmed or cluster DNS missing, an in-place resize refused, a volume reported abnormal (recent
+events only: an event older than an hour is history).
 
 These are causes (tier 0): the crash loops, unready pods and unavailable workloads they produce are reported as
 symptoms by the generic rules. Missing ConfigMaps and Secrets stay POD_CONFIG_MISSING (pods.py). A sandbox,
@@ -27,12 +29,14 @@ from engines.diagnosis.common import (
     pod_finding,
     quantity,
     rollback_fix,
+    seen_since,
 )
 from engines.diagnosis.model import Finding, Fix, ObjectRef
 from engines.diagnosis.snapshot import Obj, Snapshot, meta, name_of, ns_of
 from kube.times import parse_time
 
 STUCK_AFTER = timedelta(minutes=3)
+RECENT = timedelta(hours=1)  # an event older than this is history (the API server's default event TTL)
 EVICTION_WINDOW = timedelta(hours=24)
 MESSAGE_CHARS = 400  # of a kubelet or runtime message quoted in evidence
 EVICTIONS_REPORTED = 2  # per workload within the window; a bare pod is gone after one
@@ -91,6 +95,28 @@ def _event_container(event: Obj) -> str | None:
     inv = _dict(event.get("involvedObject") or event.get("regarding"))
     m = _FIELD_CONTAINER.search(_text(inv.get("fieldPath")))
     return m.group(1) if m else None
+
+
+def _cluster_events(snap: Snapshot, kind: str, name: str | None, *reasons: str) -> list[Obj]:
+    """Events about a cluster-scoped object (a Node, a PersistentVolume): the kubelet files them in `default`,
+    but any namespace the snapshot holds counts."""
+    if not name:
+        return []
+    found = [
+        e
+        for e in snap.items("events")
+        if e.get("reason") in reasons
+        and _dict(e.get("involvedObject") or e.get("regarding")).get("kind") == kind
+        and _dict(e.get("involvedObject") or e.get("regarding")).get("name") == name
+    ]
+    return sorted(found, key=lambda e: _text(e.get("lastTimestamp") or e.get("eventTime")), reverse=True)
+
+
+def _recent(snap: Snapshot, events: list[Obj], after: datetime | None = None) -> list[Obj]:
+    """The events seen within RECENT (and after `after`, e.g. the pod's creation: an older event was about an
+    earlier pod of the same name)."""
+    since = max(snap.now - RECENT, after) if after is not None else snap.now - RECENT
+    return [e for e in events if seen_since(e, since)]
 
 
 def _node(pod: Obj) -> str | None:
@@ -420,9 +446,32 @@ def _group(snap: Snapshot, pod: Obj) -> tuple[str, str, str]:
     return (owner.kind, owner.namespace or "", owner.name) if owner else ("Pod", ns_of(pod), name_of(pod))
 
 
-_SANDBOX_EVENTS = ("FailedCreatePodSandBox", "FailedCreatePodContainer")
+# Every step of the kubelet before the first container: the network must be ready (NetworkNotReady), DRA
+# claims prepared, the sandbox and pod cgroup created, and the runtime must report the sandbox's status
+# (FailedPodSandBoxStatus; FailedSync "error determining status" when the runtime's pod status is an error).
+_SANDBOX_EVENTS = (
+    "FailedCreatePodSandBox",
+    "FailedCreatePodContainer",
+    "FailedPodSandBoxStatus",
+    "NetworkNotReady",
+    "FailedPrepareDynamicResources",
+    "FailedSync",
+)
 _PLUGIN = re.compile(r'plugin type="([^"]+)"')
 _SANDBOX_HINTS = (
+    (
+        ("Failed to prepare dynamic resources",),
+        "a DRA driver cannot prepare its ResourceClaims",
+        "The kubelet plugin of the DRA driver that allocated the pod's ResourceClaims cannot prepare them on "
+        "node(s) {nodes}: check that driver's kubelet plugin pod (a DaemonSet) there and its log, and the "
+        "claims' status.allocation. The kubelet retries once the driver works.",
+    ),
+    (
+        ("Unable to get pod sandbox status", "error determining status"),
+        "the runtime cannot report its status",
+        "The container runtime on node(s) {nodes} created the sandbox but cannot report its status: check "
+        "containerd or CRI-O on the node (its log, `crictl pods`), restart it if it hangs.",
+    ),
     (
         ("no IP addresses available", "failed to allocate", "ipam", "ip pool"),
         "no pod IP address is left",
@@ -500,7 +549,11 @@ def volumes(snap: Snapshot) -> Iterator[Finding]:
         if not _not_started(pod):
             continue
         attach = _events(snap, pod, "FailedAttachVolume")
-        mount = [e for e in _events(snap, pod, "FailedMount") if not _CONFIG_MISSING.search(_text(e.get("message")))]
+        mount = [
+            e
+            for e in _events(snap, pod, "FailedMount", "FailedMapVolume")
+            if not _CONFIG_MISSING.search(_text(e.get("message")))
+        ]
         specific = [e for e in mount if not _WAITED.search(_text(e.get("message")))]
         stuck = _stuck(snap, pod, attach) if attach else None
         if stuck is not None:
@@ -573,12 +626,28 @@ _MOUNT_DEFAULT = (
 )
 
 
+_MISMATCH = (
+    "the disk's filesystem is not the one the volume asks for",
+    "The disk of volume {volume} holds another filesystem than the fsType its PersistentVolume (or StorageClass) "
+    "names, so the kubelet will not mount it: set fsType to the disk's real filesystem, or reformat the disk "
+    "only if its data is disposable.",
+)
+
+
 def _mount_finding(snap: Snapshot, pod: Obj, events: list[Obj], stuck: dict[str, Any]) -> Finding:
     message = _text(events[0].get("message"))
     vol = _volume(snap, pod, message)
-    short, remediation = _hint(message, _MOUNT_HINTS, _MOUNT_DEFAULT)
-    fields = {"driver": vol.get("driver") or "-", "node": _node(pod) or "-", "volume": vol.get("volume") or "-"}
-    evidence = {**vol, "message": message[:MESSAGE_CHARS], **stuck, "events": event_summary(events)}
+    pv = vol.get("persistent_volume")
+    mismatch = _recent(snap, _cluster_events(snap, "PersistentVolume", pv, "FailedMountOnFilesystemMismatch"))
+    short, remediation = _MISMATCH if mismatch else _hint(message, _MOUNT_HINTS, _MOUNT_DEFAULT)
+    fields = {"driver": vol.get("driver") or "-", "node": _node(pod) or "-", "volume": pv or vol.get("volume") or "-"}
+    evidence = {
+        **vol,
+        "message": message[:MESSAGE_CHARS],
+        "filesystem_mismatch": _text(mismatch[0].get("message"))[:MESSAGE_CHARS] if mismatch else None,
+        **stuck,
+        "events": event_summary(events),
+    }
     return pod_finding(
         snap,
         pod,
@@ -677,21 +746,23 @@ _USAGE = re.compile(
 
 
 def evictions(snap: Snapshot) -> Iterator[Finding]:
-    """Pods the kubelet evicted for node pressure within the last day: two or more of one workload (its
-    controller replaced them, so the workload looks fine while it keeps losing pods), or a bare pod (gone)."""
-    groups: dict[tuple[str, str, str], list[tuple[Obj, str]]] = {}
+    """Pods the kubelet evicted for node pressure, or preempted to admit a critical pod (status reason
+    `Preempting`), within the last day: two or more of one workload (its controller replaced them, so the
+    workload looks fine while it keeps losing pods), or a bare pod (gone)."""
+    groups: dict[tuple[str, str, str, str], list[tuple[Obj, str]]] = {}
     for pod in snap.items("pods"):
         status = _dict(pod.get("status"))
-        if status.get("phase") != "Failed" or status.get("reason") != "Evicted":
+        reason = status.get("reason")
+        if status.get("phase") != "Failed" or reason not in ("Evicted", "Preempting"):
             continue
         message = _text(status.get("message"))
         at = _evicted_at(snap, pod)
         if at is not None and snap.now - at <= EVICTION_WINDOW:
-            groups.setdefault(_group(snap, pod), []).append((pod, message))
-    for (kind, _, _), group in groups.items():
+            groups.setdefault((str(reason), *_group(snap, pod)), []).append((pod, message))
+    for (reason, kind, _, _), group in groups.items():
         if len(group) < (1 if kind == "Pod" else EVICTIONS_REPORTED):
             continue
-        yield from _eviction_findings(snap, group)
+        yield from _preemption_findings(snap, group) if reason == "Preempting" else _eviction_findings(snap, group)
 
 
 def _evicted_at(snap: Snapshot, pod: Obj) -> datetime | None:
@@ -750,6 +821,26 @@ def _eviction_findings(snap: Snapshot, group: list[tuple[Obj, str]]) -> Iterator
         )
 
 
+def _preemption_findings(snap: Snapshot, group: list[tuple[Obj, str]]) -> Iterator[Finding]:
+    nodes = sorted({n for pod, _ in group if (n := _node(pod))})
+    where = ", ".join(nodes) or "the node"
+    evidence = {"preempted": len(group), "nodes": nodes, "message": group[0][1][:MESSAGE_CHARS] or None}
+    for pod, _ in group:
+        yield pod_finding(
+            snap,
+            pod,
+            code="POD_EVICTED",
+            severity="warning",
+            summary=f"{len(group)} pods preempted by the kubelet to admit a critical pod in the last day",
+            evidence={k: v for k, v in evidence.items() if v is not None},
+            remediation=f"The kubelet on {where} had no room for a critical pod (priority system-node-critical or "
+            "system-cluster-critical: a static pod or a DaemonSet's) and killed these pods to admit it. Leave room "
+            "for such pods: reserve node capacity (kubeReserved/systemReserved), give DaemonSets a higher "
+            "PriorityClass so the scheduler places them first, or add nodes. The Failed pods stay listed until "
+            "deleted.",
+        )
+
+
 def _request_fix(snap: Snapshot, pod: Obj, resource: str, container: str, used: Decimal) -> Fix | None:
     """Raise the container's request to what it used (rounded up to 64Mi), unless its limit is lower."""
     if resource not in ("memory", "ephemeral-storage") or used <= 0:
@@ -772,4 +863,151 @@ def _request_fix(snap: Snapshot, pod: Obj, resource: str, container: str, used: 
     )
 
 
-RULES = [container_start, hooks, sandbox, volumes, evictions]
+# -- pods running with settings the kubelet could not give them -----------------------------------------------
+def _live_pods(snap: Snapshot) -> Iterator[Obj]:
+    """Every pod that is not finished, ready or not (these problems do not make a pod unready)."""
+    for pod in snap.items("pods"):
+        if isinstance(pod.get("spec"), dict) and _dict(pod.get("status")).get("phase") not in ("Succeeded", "Failed"):
+            yield pod
+
+
+def _pod_events(snap: Snapshot, pod: Obj, *reasons: str) -> list[Obj]:
+    """This pod's recent events of these reasons (not those of an earlier pod of the same name)."""
+    return _recent(snap, _events(snap, pod, *reasons), _time(meta(pod).get("creationTimestamp")))
+
+
+_NAMESERVERS = re.compile(r"applied nameserver line is: (.*)")
+_SEARCHES = re.compile(r"applied search line is: (.*)")
+
+
+def dns_config(snap: Snapshot) -> Iterator[Finding]:
+    """The kubelet builds each pod's resolv.conf; when the pod's dnsConfig plus the node's resolv.conf exceed the
+    limits (3 nameservers, 32 search domains, 2048 characters) it drops the extra ones (DNSConfigForming), and
+    when it has no cluster DNS address a ClusterFirst pod gets the node's resolvers (MissingClusterDNS), so
+    Service names do not resolve. The pod runs and looks Ready either way."""
+    for pod in _live_pods(snap):
+        events = _pod_events(snap, pod, "DNSConfigForming", "MissingClusterDNS")
+        if events:
+            yield _dns_finding(snap, pod, events)
+
+
+def _dns_finding(snap: Snapshot, pod: Obj, events: list[Obj]) -> Finding:
+    spec = _dict(pod.get("spec"))
+    node = _node(pod) or "-"
+    dns = _dict(spec.get("dnsConfig"))
+    own_servers, own_searches = _texts(dns.get("nameservers")), _texts(dns.get("searches"))
+    missing = next((e for e in events if e.get("reason") == "MissingClusterDNS"), None)
+    resolv_conf = _recent(snap, _cluster_events(snap, "Node", _node(pod), "CheckLimitsForResolvConf"))
+    message = _text((missing or events[0]).get("message"))
+    evidence: dict[str, Any] = {
+        "dns_policy": spec.get("dnsPolicy") or "ClusterFirst",
+        "message": message[:MESSAGE_CHARS],
+        "node_resolv_conf": _text(resolv_conf[0].get("message"))[:MESSAGE_CHARS] if resolv_conf else None,
+        "events": event_summary(events),
+    }
+    if missing is not None:
+        return pod_finding(
+            snap,
+            pod,
+            code="POD_DNS_CONFIG",
+            severity="critical",
+            summary=f"the kubelet on node {node} has no cluster DNS address, so the pod uses the node's resolvers "
+            "and cannot resolve Service names",
+            evidence={k: v for k, v in evidence.items() if v is not None},
+            remediation=f"Set clusterDNS (the DNS Service's ClusterIP, e.g. kube-dns in kube-system) in the kubelet "
+            f"configuration of node {node} (or its --cluster-dns flag) and restart the kubelet; then recreate the "
+            "pod, which keeps the resolv.conf it was given.",
+        )
+    servers = _NAMESERVERS.search(message)
+    line, limit = ("nameservers", "3 nameservers") if servers else ("search domains", "32 search domains")
+    applied = servers or _SEARCHES.search(message)
+    evidence["applied"] = applied.group(1)[:MESSAGE_CHARS] if applied else None
+    own = own_servers if servers else own_searches
+    if own:
+        where = f"spec.dnsConfig.{'nameservers' if servers else 'searches'} of the pod ({len(own)} listed)"
+    else:
+        where = f"the resolv.conf of node {node} (the kubelet's resolvConf setting), which the pod inherits"
+    evidence = {k: v for k, v in evidence.items() if v is not None}
+    return pod_finding(
+        snap,
+        pod,
+        code="POD_DNS_CONFIG",
+        severity="warning",
+        summary=f"the kubelet dropped some of the pod's DNS {line}: more than the limit of {limit} (or 2048 "
+        "characters of search line)",
+        evidence=evidence,
+        remediation=f"Names that rely on the dropped {line} do not resolve in this pod. Shorten {where} to fit "
+        f"the limit ({limit}; the cluster's own 3 search domains count for ClusterFirst pods), then recreate the "
+        "pod.",
+    )
+
+
+def _texts(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def resize_failed(snap: Snapshot) -> Iterator[Finding]:
+    """An in-place resize the runtime refused: the kubelet sets PodResizeInProgress with reason Error (and
+    records ResizeError) and keeps the old resources; the condition clears once a resize succeeds."""
+    for pod in _live_pods(snap):
+        cond = _condition(pod, "PodResizeInProgress")
+        if cond.get("status") != "True" or cond.get("reason") != "Error":
+            continue
+        events = _pod_events(snap, pod, "ResizeError")
+        message = _text(cond.get("message")) or next((_text(e.get("message")) for e in events), "")
+        evidence = {
+            "message": message[:MESSAGE_CHARS] or None,
+            "since": cond.get("lastTransitionTime"),
+            "events": event_summary(events) or None,
+        }
+        yield pod_finding(
+            snap,
+            pod,
+            code="POD_RESIZE_FAILED",
+            severity="warning",
+            summary="the kubelet cannot apply the pod's in-place resize: its containers keep the old resources",
+            evidence={k: v for k, v in evidence.items() if v is not None},
+            remediation="The container runtime refused the new CPU or memory (the message quotes it; e.g. memory "
+            "below what the container uses, or a runtime without in-place resize support). Resize the pod back to "
+            "the resources in status.containerStatuses[].allocatedResources (kubectl patch --subresource resize), "
+            "or delete the pod so its controller recreates it with the template's resources.",
+        )
+
+
+_VOLUME_NAME = re.compile(r"^Volume (\S+?):")
+
+
+def volume_health(snap: Snapshot) -> Iterator[Finding]:
+    """Volumes whose CSI driver reports them abnormal (CSI volume health): the kubelet records
+    VolumeConditionAbnormal on the pod, the external health monitor on the claim. The pod may still run while
+    its data is unreachable or damaged."""
+    for pod in _live_pods(snap):
+        events = _pod_events(snap, pod, "VolumeConditionAbnormal")
+        for vol in _dicts(_dict(pod.get("spec")).get("volumes")):
+            claim = _text(_dict(vol.get("persistentVolumeClaim")).get("claimName"))
+            if claim:
+                claim_events = snap.events_for("PersistentVolumeClaim", ns_of(pod), claim)
+                events += _recent(snap, [e for e in claim_events if e.get("reason") == "VolumeConditionAbnormal"])
+        if not events:
+            continue
+        message = _text(events[0].get("message"))
+        named = _VOLUME_NAME.search(message)
+        evidence = {
+            "volume": named.group(1) if named else None,
+            "message": message[:MESSAGE_CHARS],
+            "events": event_summary(events),
+        }
+        yield pod_finding(
+            snap,
+            pod,
+            code="POD_VOLUME_UNHEALTHY",
+            severity="warning",
+            summary="the storage driver reports a volume of the pod as abnormal",
+            evidence={k: v for k, v in evidence.items() if v is not None},
+            remediation="The CSI driver reports the volume's storage abnormal (the message quotes it: a lost disk, "
+            "a full or read-only filesystem, an unreachable backend). Check the storage behind it and the driver's "
+            "log; the pod's reads or writes may fail until it is repaired.",
+        )
+
+
+RULES = [container_start, hooks, sandbox, volumes, evictions, dns_config, resize_failed, volume_health]

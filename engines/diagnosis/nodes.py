@@ -1,12 +1,15 @@
 """Node rules: NotReady, memory/disk/PID pressure, network not configured, problem conditions that other agents
-(node-problem-detector, vendor health agents) add, cordoned, and allocatable used up by requests."""
+(node-problem-detector, vendor health agents) add, cordoned, allocatable used up by requests, and recent
+system-wide OOM kills (the kubelet's SystemOOM event, which sets no condition)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
-from engines.diagnosis.common import fmt_resource, pod_requests, quantity
+from engines.diagnosis.common import event_summary, fmt_resource, pod_requests, quantity, seen_since
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import Obj, Snapshot, name_of
 
@@ -16,6 +19,7 @@ PRESSURE = {
     "PIDPressure": "NODE_PID_PRESSURE",
 }
 EXHAUSTED = Decimal("0.95")
+RECENT = timedelta(hours=1)  # an older node event is history
 STANDARD = {"Ready", "NetworkUnavailable", *PRESSURE}
 # Conditions node-problem-detector's shipped configs set (True = the problem is there), and words that name a
 # problem in other agents' condition types. A condition that names a healthy state (EKS's KernelReady,
@@ -70,7 +74,7 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
                     severity="warning",
                     object=snap.ref(node, "Node"),
                     summary=f"{kind}: {cond.get('message') or cond.get('reason')}",
-                    evidence={"reason": cond.get("reason"), "message": cond.get("message"), "pods": pods},
+                    evidence=_pressure_evidence(snap, node, cond, pods),
                     remediation="The kubelet evicts pods and refuses new ones under pressure: free the "
                     "resource (clean images/logs, move heavy pods) or add capacity.",
                 )
@@ -86,6 +90,35 @@ def conditions(snap: Snapshot) -> Iterator[Finding]:
                 remediation="Uncordon it when maintenance is over.",
                 fix=Fix(action="uncordon", target=snap.ref(node, "Node")),
             )
+
+
+def _pressure_evidence(snap: Snapshot, node: Obj, cond: Obj, pods: int) -> dict[str, object]:
+    """The condition, and what the kubelet's eviction manager last said it reclaims (EvictionThresholdMet)."""
+    reclaiming = _node_events(snap, name_of(node), "EvictionThresholdMet")
+    evidence = {
+        "reason": cond.get("reason"),
+        "message": cond.get("message"),
+        "pods": pods,
+        "reclaiming": str(reclaiming[0].get("message") or "")[:200] if reclaiming else None,
+    }
+    return {k: v for k, v in evidence.items() if v is not None}
+
+
+def _node_events(snap: Snapshot, node: str, reason: str) -> list[Obj]:
+    """A node's events of one reason seen within RECENT, newest first (the kubelet files them in `default`)."""
+    since = snap.now - RECENT
+    found = []
+    for ev in snap.items("events"):
+        inv = ev.get("involvedObject") or ev.get("regarding")
+        if (
+            isinstance(inv, dict)
+            and inv.get("kind") == "Node"
+            and inv.get("name") == node
+            and ev.get("reason") == reason
+            and seen_since(ev, since)
+        ):
+            found.append(ev)
+    return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
 
 
 def _conditions(node: Obj) -> dict[str, Obj]:
@@ -175,4 +208,39 @@ def allocation(snap: Snapshot) -> Iterator[Finding]:
             )
 
 
-RULES = [conditions, allocation]
+_VICTIM = re.compile(r"victim process: ([^,]+)")
+
+
+def system_oom(snap: Snapshot) -> Iterator[Finding]:
+    """The node ran out of memory as a whole within the last hour and the kernel killed a process: the kubelet's
+    SystemOOM event (no condition records it). Only nodes that host pods of the diagnosed namespaces."""
+    for node in snap.items("nodes"):
+        if not _relevant(snap, node):
+            continue
+        events = _node_events(snap, name_of(node), "SystemOOM")
+        if not events:
+            continue
+        kills = sum(c if isinstance(c := e.get("count"), int) and c > 0 else 1 for e in events)
+        victims = sorted({m.group(1).strip() for e in events if (m := _VICTIM.search(str(e.get("message") or "")))})
+        evidence = {
+            "kills": kills,
+            "victims": victims[:5] or None,
+            "pods": len(snap.pods_by_node.get(name_of(node), [])),
+            "events": event_summary(events),
+        }
+        yield Finding(
+            code="NODE_SYSTEM_OOM",
+            severity="warning",
+            object=snap.ref(node, "Node"),
+            summary=f"the node ran out of memory: the kernel OOM-killed {kills} process(es) in the last hour"
+            + (f" ({', '.join(victims[:3])})" if victims else ""),
+            evidence={k: v for k, v in evidence.items() if v is not None},
+            remediation="The node's memory as a whole ran out before the kubelet could evict (no container limit "
+            "was hit): memory the scheduler does not count (system daemons, pods using far above their requests "
+            "without limits) filled it. Reserve memory for the system (kubelet systemReserved/kubeReserved and "
+            "a memory.available eviction threshold), set memory requests close to use and limits on pods, or "
+            "move heavy pods off this node.",
+        )
+
+
+RULES = [conditions, allocation, system_oom]

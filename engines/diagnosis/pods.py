@@ -669,15 +669,43 @@ def restarts(snap: Snapshot) -> Iterator[Finding]:
 
 
 TERMINATING_GRACE = timedelta(minutes=1)
+KILL_FAILURES = ("FailedKillPod", "ExceededGracePeriod")
+KILL_RECENT = timedelta(hours=1)
+
+
+def _kill_failures(snap: Snapshot, pod: Obj) -> list[Obj]:
+    """The kubelet's recent reports that the runtime did not stop the pod: killing it failed (FailedKillPod), or
+    an eviction's or preemption's kill outlasted the grace period (ExceededGracePeriod)."""
+    since = snap.now - KILL_RECENT
+    created = parse_time(meta(pod).get("creationTimestamp"))
+    if created is not None and created.tzinfo is not None:
+        since = max(since, created)
+    return [
+        e
+        for e in snap.events_for("Pod", ns_of(pod), name_of(pod))
+        if e.get("reason") in KILL_FAILURES and seen_since(e, since)
+    ]
 
 
 def stuck_terminating(snap: Snapshot) -> Iterator[Finding]:
-    for pod in snap.unhealthy_pods:
+    """Pods deleted long ago that are still there, and pods the kubelet is trying to stop (deleted, evicted,
+    preempted, past their activeDeadlineSeconds) while the runtime fails to kill them."""
+    for pod in snap.items("pods"):
+        status: Obj = pod["status"] if isinstance(pod.get("status"), dict) else {}
+        phase = status.get("phase")
+        if phase == "Succeeded" or (phase == "Failed" and not meta(pod).get("deletionTimestamp")):
+            continue
+        kill = _kill_failures(snap, pod)
         deleted = parse_time(meta(pod).get("deletionTimestamp"))
         if deleted is None:
+            if kill:
+                yield _kill_failed(snap, pod, kill)
             continue
         finalizers = meta(pod).get("finalizers") or []
         if snap.now < deleted + (timedelta(0) if finalizers else TERMINATING_GRACE):
+            continue
+        if kill and not finalizers:
+            yield _kill_failed(snap, pod, kill)
             continue
         node_name = (pod.get("spec") or {}).get("nodeName")
         node = snap.get("nodes", "", node_name) if node_name else None
@@ -711,6 +739,29 @@ def stuck_terminating(snap: Snapshot) -> Iterator[Finding]:
             evidence={k: v for k, v in evidence.items() if v is not None},
             remediation=remediation,
         )
+
+
+def _kill_failed(snap: Snapshot, pod: Obj, events: list[Obj]) -> Finding:
+    node = (pod.get("spec") or {}).get("nodeName") or "-"
+    deleting = bool(meta(pod).get("deletionTimestamp"))
+    evidence = {
+        "deletion_timestamp": meta(pod).get("deletionTimestamp"),
+        "message": str(events[0].get("message") or "")[:400],
+        "events": event_summary(events),
+    }
+    return pod_finding(
+        snap,
+        pod,
+        code="POD_STUCK_TERMINATING",
+        severity="warning",
+        summary=f"{'stuck Terminating' if deleting else 'does not stop'}: the container runtime on node {node} "
+        "fails to kill its containers",
+        evidence={k: v for k, v in evidence.items() if v is not None},
+        remediation=f"The kubelet asked the container runtime on node {node} to stop the pod and it did not (the "
+        "message quotes the error). Check containerd or CRI-O there (its log, `crictl ps`): a process stuck in "
+        "uninterruptible I/O (often a hung NFS or disk) cannot be killed until the storage answers or the node "
+        "reboots. Force-deleting the pod removes only the API object, not the processes.",
+    )
 
 
 RULES = [crashes, image_pull, config_missing, unschedulable, probes, restarts, stuck_terminating]

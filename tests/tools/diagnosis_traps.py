@@ -737,8 +737,6 @@ TRAPS: list[Trap] = [
     Trap("trap-batch", batch, "completed and retried Jobs, CronJob history with an old failure, suspensions"),
     Trap("trap-old-events", old_events, "Ready pods with Warning events from days ago, a restart 3 days ago"),
     Trap("trap-services", services, "ExternalName, headless, selector-less, LoadBalancer, NodePort, named ports"),
-    Trap(
-        "trap-policies", policies, "Pod Security, LimitRange defaults, quota, default-deny, PDB, HPA of an idle app"
-    ),
+    Trap("trap-policies", policies, "Pod Security, LimitRange defaults, quota, default-deny, PDB, HPA of an idle app"),
     Trap("trap-rolling", rolling, "Deployment, StatefulSet and DaemonSet rollouts one pod in, within their budget"),
 ]

@@ -297,6 +297,26 @@ def post_start_hook(kube: Kube, ns: str, broken: bool) -> None:
             _event(kube, ns, p, "FailedPostStartHook", "PostStartHook failed", count=4)
 
 
+def dns_search_trimmed(kube: Kube, ns: str, broken: bool) -> None:
+    """Ready pods whose dnsConfig adds search domains; with the node's own, the kubelet dropped the last ones
+    (broken), or it fit (twin, no event)."""
+    searches = [f"team{i}.corp.example" for i in range(6)]
+    pods = _web(kube, ns, False, pod_spec={"dnsConfig": {"searches": searches}})
+    if broken:
+        applied = " ".join([f"{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local", *searches[:3]])
+        for p in pods:
+            _event(
+                kube,
+                ns,
+                p,
+                "DNSConfigForming",
+                "Search Line limits were exceeded, some search paths have been omitted, the applied search line "
+                f"is: {applied}",
+                count=1,
+                container=None,
+            )
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         "create-container-error",
@@ -341,4 +361,11 @@ SCENARIOS: list[Scenario] = [
         {"evicted": 2, "resource": "memory", "usage": "container app used 900Mi, request 128Mi"},
     ),
     Scenario("post-start-hook", "POD_HOOK_FAILED", post_start_hook, {"hook": "postStart", "container": "app"}),
+    Scenario(
+        "dns-search-trimmed",
+        "POD_DNS_CONFIG",
+        dns_search_trimmed,
+        {"dns_policy": "ClusterFirst"},
+        summary_has="search domains",
+    ),
 ]
