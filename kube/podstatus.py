@@ -12,7 +12,8 @@ def pod_reason(pod: dict[str, Any]) -> str:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     reason = status.get("reason") or status.get("phase") or "Unknown"
     if any(
-        c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated" for c in status.get("conditions") or []
+        isinstance(c, dict) and c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated"
+        for c in status.get("conditions") or []
     ):
         reason = "SchedulingGated"  # as kubectl prints a pod held by schedulingGates
     init_specs = spec.get("initContainers") or []
@@ -96,6 +97,6 @@ def is_healthy(reason: str, ready: int, total: int) -> bool:
 
 def _condition(status: dict[str, Any], kind: str) -> str | None:
     for c in status.get("conditions") or []:
-        if c.get("type") == kind:
+        if isinstance(c, dict) and c.get("type") == kind:
             return str(c.get("status"))
     return None

@@ -78,7 +78,7 @@ def labels_of(obj: Obj) -> dict[str, str]:
 
 def condition(obj: Obj, kind: str) -> Obj | None:
     for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == kind:
+        if isinstance(c, dict) and c.get("type") == kind:
             return c
     return None
 
@@ -204,6 +204,8 @@ class Snapshot:
         index: dict[tuple[str, str, str], list[Obj]] = defaultdict(list)
         for ev in self.items("events"):
             inv = ev.get("involvedObject") or ev.get("regarding") or {}
+            if not isinstance(inv, dict):
+                continue  # malformed: about no object we can name
             index[(inv.get("namespace") or ns_of(ev), inv.get("kind", ""), inv.get("name", ""))].append(ev)
         return dict(index)
 

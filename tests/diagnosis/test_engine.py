@@ -67,3 +67,15 @@ def test_scheduler_message_parsing() -> None:
         "Insufficient memory": 2,
         "node(s) didn't match Pod's node affinity/selector": 2,
     }
+
+
+def test_malformed_events_and_conditions_do_not_stop_the_rules() -> None:
+    from tests.diagnosis.world import event, findings, fresh
+
+    w = fresh()
+    w["events"] = [{"involvedObject": "pod web", "reason": "BackOff"}, event("Pod", "web-abc-1", "BackOff", "x")]
+    w["pods"][0]["status"]["conditions"] = ["Ready", {"type": "Ready", "status": "True"}]
+    from engines.diagnosis import Snapshot, run
+
+    report = run(Snapshot(w, cluster="test"))
+    assert report.notes == [] and isinstance(findings(w), list)
