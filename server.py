@@ -3,6 +3,8 @@
 python server.py                              # stdio, current kubeconfig context, read-only
 python server.py --transport http --port 8000 # streamable HTTP at http://127.0.0.1:8000/mcp
 python server.py --allow-write                # also list the mutating tools
+
+Over HTTP the same app also answers /healthz, /readyz and /metrics, and drains on SIGTERM (ops/).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field
+from starlette.applications import Starlette
 
 import cli
 import prompts
@@ -30,8 +33,11 @@ from agents.mcp import agent_tools, close_team
 from engines.incidents.policy import Policy
 from errors import CloudPilotError
 from guard import auth
-from guard.mask import MaskingFilter
 from guard.pipeline import Pipeline
+from ops import logs
+from ops.http import Operations, exit_normally_after_drain
+from ops.instrument import MeteredCache, ToolCall, metered
+from ops.metrics import METRICS, Metrics
 from runtime import LOCAL, Principal, Runtime, bind
 from settings import Settings, load_settings
 from tools.catalogue import ToolSpec, enabled_tools
@@ -51,10 +57,17 @@ paged: pass continue_token for more. Secrets are never shown. When writes are on
 (fix_plan from diagnosis, or scale/set_image/...): show its diff to the user, then fix_apply with their confirmation."""
 
 
-def build_server(settings: Settings | None = None, runtime: Runtime | None = None) -> FastMCP:
-    """An MCP server exposing the tools these settings enable (read-only unless writes are switched on)."""
+def build_server(
+    settings: Settings | None = None, runtime: Runtime | None = None, metrics: Metrics | None = None
+) -> FastMCP:
+    """An MCP server exposing the tools these settings enable (read-only unless writes are switched on), counted
+    in `metrics` (default: the process's `ops.metrics.METRICS`)."""
     settings = settings or Settings()
     runtime = runtime or Runtime(settings)
+    metrics = metrics or METRICS
+    metrics.build.info({"version": __version__})
+    if not isinstance(runtime.cache, MeteredCache):  # hit and miss counts of the snapshots tools share
+        runtime.cache = MeteredCache(metrics, runtime.cache)
 
     @asynccontextmanager
     async def lifespan(_: FastMCP) -> AsyncIterator[None]:
@@ -78,7 +91,10 @@ def build_server(settings: Settings | None = None, runtime: Runtime | None = Non
     specs = enabled_tools(settings) + agent_tools(settings)
     for spec in specs:
         _register(mcp, spec, runtime)
-    mcp.pipeline = Pipeline(runtime, specs)
+    mcp.pipeline = Pipeline(runtime, [metered(s) for s in specs])  # metered: notes the error type of a failure
+    mcp.specs = {s.name: s for s in specs}
+    mcp.metrics = metrics
+    mcp.ops = Operations(runtime, metrics)
     mcp._mcp_server.version = __version__
 
     @mcp.prompt(name="triage_namespace", description="Find what is wrong in a namespace, read-only.")
@@ -94,6 +110,15 @@ class CloudPilotMCP(FastMCP):
     """FastMCP whose tools/list and tools/call go through CloudPilot's guarded pipeline (guard/pipeline.py)."""
 
     pipeline: Pipeline
+    specs: dict[str, ToolSpec]
+    metrics: Metrics
+    ops: Operations
+
+    def streamable_http_app(self) -> Starlette:
+        """FastMCP's app plus /healthz, /readyz, /metrics and the drain on SIGTERM (ops/http.py)."""
+        app = super().streamable_http_app()
+        self.ops.install(app, mcp_path=self.settings.streamable_http_path, auth=self.settings.auth)
+        return app
 
     async def list_tools(self) -> list[MCPTool]:
         allowed = {s.name for s in self.pipeline.visible(_principal(self.get_context()))}
@@ -105,14 +130,18 @@ class CloudPilotMCP(FastMCP):
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.report_progress(done, total, message)
 
-        answer = await self.pipeline.call(
-            name,
-            arguments,
-            principal=_principal(ctx),
-            client=_client_of(ctx),
-            confirm=_elicitation(ctx),
-            progress=progress,
-        )
+        principal = _principal(ctx)
+        call = ToolCall(self.metrics, name, self.specs, principal)
+        with logs.context(principal=principal.name, tool=call.tool), call.measure():
+            answer = await self.pipeline.call(
+                name,
+                arguments,
+                principal=principal,
+                client=_client_of(ctx),
+                confirm=_elicitation(ctx),
+                progress=progress,
+            )
+            call.done(answer.is_error)
         return CallToolResult(
             content=[TextContent(type="text", text=answer.text)],
             structuredContent=answer.structured,
@@ -241,11 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_from_args(args)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"cloudpilot: invalid settings: {e}")
-    logging.basicConfig(
-        stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for handler in logging.getLogger().handlers:  # logs never carry what tool answers may not
-        handler.addFilter(MaskingFilter())
+    logs.configure(settings.log_level, settings.server.log_format)  # masked, text or JSON, uvicorn's too
     runtime = Runtime(settings)
     policy = None
     if settings.watch.in_server:
@@ -273,12 +298,20 @@ def main(argv: list[str] | None = None) -> None:
 
 async def serve(server: FastMCP, runtime: Runtime, policy: Policy | None = None) -> None:
     """The MCP transport, and beside it, once per process, the event pipeline when `watch.in_server` is on (the
-    server's own lifespan runs once per MCP session over HTTP), with the `policy` checked at start."""
+    server's own lifespan runs once per MCP session over HTTP), with the `policy` checked at start.
+
+    Over HTTP, SIGTERM drains: no new connections, tool calls in flight finish (at most
+    `server.shutdown_grace_seconds`), then the process exits with status 0."""
     async with anyio.create_task_group() as tg:
         if runtime.settings.watch.in_server:
             tg.start_soon(_watch, runtime, policy)
         if runtime.settings.server.transport == "stdio":
             await server.run_stdio_async()
+        elif isinstance(server, CloudPilotMCP):
+            server.ops.arm(runtime.settings.server.shutdown_grace_seconds)
+            with exit_normally_after_drain(server.ops):
+                await server.run_streamable_http_async()
+            logger.info("stopped")
         else:
             await server.run_streamable_http_async()
         tg.cancel_scope.cancel()

@@ -386,6 +386,37 @@ class ServerSettings(BaseModel):
     allowed_origins: list[str] = Field(
         default_factory=list, description="Browser Origins accepted over HTTP (requests without Origin are fine)."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines on stderr: text, or json (one object a line, with principal and tool)."
+    )
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without a bearer token even when tokens are on (default: read scope)."
+    )
+    shutdown_grace_seconds: float = Field(
+        25.0, ge=0, le=3_600, description="On SIGTERM, how long tool calls in flight may finish before exit."
+    )
+    readiness_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="/readyz: time for the store and the cluster's /version to answer."
+    )
+    readiness_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="/readyz: how long a result is reused (probe storms cost one check)."
+    )
+    oidc_issuer: str | None = Field(
+        None,
+        pattern=r"^(https://[^\s/?#@]+|http://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?)(/[^\s?#]*)?$",
+        description="OIDC issuer whose JWT access tokens are accepted over HTTP (turns bearer auth on); https, "
+        "http only on loopback.",
+    )
+    oidc_audience: str | None = Field(
+        None, description="The `aud` an access token must carry; default: this server's MCP URL (its resource)."
+    )
+    oidc_scope_prefix: str = Field(
+        "cloudpilot:", description="Prefix of the token's scopes (`scope`/`scp`) granting read, write, destructive."
+    )
+    oidc_principal_claim: str = Field("sub", description="Claim naming the caller, e.g. sub, email.")
+    oidc_jwks_refresh_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="Least time between fetches of the issuer's keys (unknown key ids)."
+    )
 
     @field_validator("toolsets")
     @classmethod

@@ -3,12 +3,13 @@
 Tokens are made by the operator (`cloudpilot tokens create NAME --scope read|write|destructive`), shown once,
 and kept only as a SHA-256 hash in the SQLite store (a token is 32 random bytes, so a plain hash is enough).
 The MCP SDK's bearer middleware calls `TokenVerifier.verify_token`; a tool call then reads the verified token
-back with `principal_of(ctx)`. Swapping in OIDC later means another `TokenVerifier` producing `AccessToken`s
-with the same scopes; nothing else changes.
+back with `principal_of(ctx)`. Beside these store tokens (`cpt_…`, for small teams), `server.oidc_issuer` makes
+the server accept JWT access tokens from an OIDC issuer too (guard/oidc.py); `BearerVerifier` sends each token to
+the one that can check it.
 
-When auth is on: a store with at least one unrevoked token turns it on for every bind address, loopback
-included. With no token, loopback binds stay open (a developer's machine) and other addresses are refused
-unless `server.insecure_no_auth`. Host and Origin headers are checked on every bind.
+When auth is on: an OIDC issuer, or a store with at least one unrevoked token, turns it on for every bind
+address, loopback included. Without either, loopback binds stay open (a developer's machine) and other addresses
+are refused unless `server.insecure_no_auth`. Host and Origin headers are checked on every bind.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 
+from guard.oidc import OidcAccessToken, OidcConfig, OidcTokenVerifier
 from runtime import SCOPES, Principal
 from settings import Settings
 from store import Store
@@ -179,6 +181,26 @@ class StoreTokenVerifier:
         )
 
 
+class BearerVerifier:
+    """Store tokens (`cpt_…`) checked against the store, every other token against the OIDC issuer.
+
+    With an OIDC issuer, the SDK asks for `<prefix>read` (what the protected-resource metadata advertises), so each
+    verified token carries its scopes under both names: `read` for CloudPilot, `cloudpilot:read` for the SDK."""
+
+    def __init__(self, store: TokenVerifier | None, oidc: TokenVerifier | None, scope_prefix: str = "") -> None:
+        self.store = store
+        self.oidc = oidc
+        self.scope_prefix = scope_prefix
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        checker = self.store if token.startswith(PREFIX) else self.oidc
+        found = await checker.verify_token(token) if checker is not None else None
+        if found is None or not self.scope_prefix:
+            return found
+        ours = [s for s in found.scopes if s in SCOPES]
+        return found.model_copy(update={"scopes": [*ours, *(self.scope_prefix + s for s in ours)]})
+
+
 def principal_of(ctx: Any) -> Principal | None:
     """The authenticated caller of an MCP request over HTTP, from the token the SDK verified; None without one.
 
@@ -198,9 +220,8 @@ def principal_of(ctx: Any) -> Principal | None:
         return None
     if token.expires_at is not None and token.expires_at < time.time():
         return None
-    return Principal(
-        name=f"{token.client_id} (token)", scopes=frozenset(s for s in token.scopes if s in SCOPES), transport="http"
-    )
+    name = f"{token.principal} (oidc)" if isinstance(token, OidcAccessToken) else f"{token.client_id} (token)"
+    return Principal(name=name, scopes=frozenset(s for s in token.scopes if s in SCOPES), transport="http")
 
 
 def visible(access: str, principal: Principal) -> bool:
@@ -250,22 +271,39 @@ def resource_url(settings: Settings) -> str:
 
 
 def fastmcp_options(settings: Settings, store: Store | None) -> dict[str, Any]:
-    """Keyword arguments for FastMCP: the Host/Origin checks always; bearer auth when a token is configured."""
+    """Keyword arguments for FastMCP: the Host/Origin checks always; bearer auth when a token or an OIDC issuer
+    is configured."""
     options: dict[str, Any] = {"transport_security": transport_security(settings)}
-    if store is None:
-        return options
-    tokens = Tokens(store)
-    if not tokens.configured():
-        return options
+    server = settings.server
+    tokens = Tokens(store) if store is not None else None
+    stored = StoreTokenVerifier(tokens) if tokens is not None else None
     url = resource_url(settings)
-    verifier: TokenVerifier = StoreTokenVerifier(tokens)
-    options["token_verifier"] = verifier
-    options["auth"] = AuthSettings(
-        issuer_url=url.removesuffix("/mcp"),  # tokens are issued by this server's operator, not an OAuth server
-        resource_server_url=url,
-        required_scopes=["read"],
-        validate_token_resource=False,  # our tokens are only valid here: there is no other audience to tell apart
-    )
+    if server.oidc_issuer:
+        audience = server.oidc_audience or url
+        config = OidcConfig(
+            issuer=server.oidc_issuer,
+            audience=audience,
+            scope_prefix=server.oidc_scope_prefix,
+            principal_claim=server.oidc_principal_claim,
+            jwks_refresh_seconds=server.oidc_jwks_refresh_seconds,
+        )
+        verifier: TokenVerifier = BearerVerifier(stored, OidcTokenVerifier(config), server.oidc_scope_prefix)
+        options["token_verifier"] = verifier
+        options["auth"] = AuthSettings(
+            issuer_url=server.oidc_issuer,  # the RFC 9728 metadata sends clients to the issuer for a token
+            # the resource the issuer names in `aud` (RFC 8707); a non-URL audience (api://…) keeps this URL
+            resource_server_url=audience if audience.startswith(("https://", "http://")) else url,
+            required_scopes=[server.oidc_scope_prefix + "read"],
+            validate_token_resource=False,  # guard/oidc.py checks `aud` itself
+        )
+    elif stored is not None and stored.tokens.configured():
+        options["token_verifier"] = stored
+        options["auth"] = AuthSettings(
+            issuer_url=url.removesuffix("/mcp"),  # tokens are issued by this server's operator, not an OAuth server
+            resource_server_url=url,
+            required_scopes=["read"],
+            validate_token_resource=False,  # our tokens are only valid here: there is no other audience to tell apart
+        )
     return options
 
 
@@ -277,8 +315,8 @@ def check_binding(settings: Settings, tokens_configured: bool) -> str | None:
     if not server.insecure_no_auth:
         raise BindRefused(
             f"refusing to serve HTTP on {server.host}: no bearer token is configured, so anyone who can reach "
-            "this address could use CloudPilot. Create one with `cloudpilot tokens create NAME --scope read`, "
-            "bind 127.0.0.1, or pass --insecure-no-auth (never in production)."
+            "this address could use CloudPilot. Create one with `cloudpilot tokens create NAME --scope read` (or set "
+            "server.oidc_issuer), bind 127.0.0.1, or pass --insecure-no-auth (never in production)."
         )
     return (
         f"serving HTTP on {server.host} WITHOUT authentication (--insecure-no-auth): anyone who can reach it can "

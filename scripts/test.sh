@@ -48,7 +48,7 @@ echo "== lint"
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache --no-logo
 .venv/bin/bandit -q -c pyproject.toml -r server.py settings.py errors.py runtime.py cli connections guard kube tools \
-  engines agents notifiers prompts store runbooks bots watch
+  engines agents notifiers prompts store runbooks bots watch ops
 
 echo "== tests"
 exec .venv/bin/python -m pytest "$@"
