@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -145,7 +145,5 @@ def seen_since(event: Obj, since: datetime) -> bool:
     """Whether the event last happened after `since` (an event without a readable time counts as recent)."""
     series: Obj = event["series"] if isinstance(event.get("series"), dict) else {}
     stamp = event.get("lastTimestamp") or series.get("lastObservedTime") or event.get("eventTime")
-    when = parse_time(stamp) if isinstance(stamp, str) else None
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+    when = parse_time(stamp)
     return when is None or when >= since

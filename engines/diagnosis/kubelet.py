@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -62,11 +62,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _time(value: Any) -> datetime | None:
-    when = parse_time(value) if isinstance(value, str) else None
-    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
-
-
 def _count(event: Obj) -> int:
     count = event.get("count") or _dict(event.get("series")).get("count") or 1
     return count if isinstance(count, int) and count > 0 else 1
@@ -98,18 +93,8 @@ def _event_container(event: Obj) -> str | None:
 
 
 def _cluster_events(snap: Snapshot, kind: str, name: str | None, *reasons: str) -> list[Obj]:
-    """Events about a cluster-scoped object (a Node, a PersistentVolume): the kubelet files them in `default`,
-    but any namespace the snapshot holds counts."""
-    if not name:
-        return []
-    found = [
-        e
-        for e in snap.items("events")
-        if e.get("reason") in reasons
-        and _dict(e.get("involvedObject") or e.get("regarding")).get("kind") == kind
-        and _dict(e.get("involvedObject") or e.get("regarding")).get("name") == name
-    ]
-    return sorted(found, key=lambda e: _text(e.get("lastTimestamp") or e.get("eventTime")), reverse=True)
+    """Events of these reasons about a cluster-scoped object (a Node, a PersistentVolume), newest first."""
+    return [e for e in snap.events_about(kind, name) if e.get("reason") in reasons] if name else []
 
 
 def _recent(snap: Snapshot, events: list[Obj], after: datetime | None = None) -> list[Obj]:
@@ -424,10 +409,12 @@ def _not_started(pod: Obj) -> bool:
 
 def _failing_since(pod: Obj, events: list[Obj]) -> datetime | None:
     """When the failure began: the first occurrence of its events, else when the pod was scheduled or created."""
-    firsts = [t for e in events if (t := _time(e.get("firstTimestamp") or e.get("eventTime")))]
+    firsts = [t for e in events if (t := parse_time(e.get("firstTimestamp") or e.get("eventTime")))]
     if firsts:
         return min(firsts)
-    return _time(_condition(pod, "PodScheduled").get("lastTransitionTime")) or _time(meta(pod).get("creationTimestamp"))
+    return parse_time(_condition(pod, "PodScheduled").get("lastTransitionTime")) or parse_time(
+        meta(pod).get("creationTimestamp")
+    )
 
 
 def _stuck(snap: Snapshot, pod: Obj, events: list[Obj]) -> dict[str, Any] | None:
@@ -768,11 +755,11 @@ def evictions(snap: Snapshot) -> Iterator[Finding]:
 def _evicted_at(snap: Snapshot, pod: Obj) -> datetime | None:
     """When the kubelet evicted the pod: its DisruptionTarget condition, its containers' end, or the event; a pod
     created within the window was evicted within it."""
-    times = [_time(_condition(pod, "DisruptionTarget").get("lastTransitionTime"))]
-    times += [_time(_dict(_dict(cs.get("state")).get("terminated")).get("finishedAt")) for cs in _statuses(pod)]
-    times += [_time(e.get("lastTimestamp") or e.get("eventTime")) for e in _events(snap, pod, "Evicted")]
+    times = [parse_time(_condition(pod, "DisruptionTarget").get("lastTransitionTime"))]
+    times += [parse_time(_dict(_dict(cs.get("state")).get("terminated")).get("finishedAt")) for cs in _statuses(pod)]
+    times += [parse_time(e.get("lastTimestamp") or e.get("eventTime")) for e in _events(snap, pod, "Evicted")]
     known = [t for t in times if t is not None]
-    return max(known) if known else _time(meta(pod).get("creationTimestamp"))
+    return max(known) if known else parse_time(meta(pod).get("creationTimestamp"))
 
 
 def _eviction_findings(snap: Snapshot, group: list[tuple[Obj, str]]) -> Iterator[Finding]:
@@ -873,7 +860,7 @@ def _live_pods(snap: Snapshot) -> Iterator[Obj]:
 
 def _pod_events(snap: Snapshot, pod: Obj, *reasons: str) -> list[Obj]:
     """This pod's recent events of these reasons (not those of an earlier pod of the same name)."""
-    return _recent(snap, _events(snap, pod, *reasons), _time(meta(pod).get("creationTimestamp")))
+    return _recent(snap, _events(snap, pod, *reasons), parse_time(meta(pod).get("creationTimestamp")))
 
 
 _NAMESERVERS = re.compile(r"applied nameserver line is: (.*)")

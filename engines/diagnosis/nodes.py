@@ -105,20 +105,9 @@ def _pressure_evidence(snap: Snapshot, node: Obj, cond: Obj, pods: int) -> dict[
 
 
 def _node_events(snap: Snapshot, node: str, reason: str) -> list[Obj]:
-    """A node's events of one reason seen within RECENT, newest first (the kubelet files them in `default`)."""
+    """A node's events of one reason seen within RECENT, newest first."""
     since = snap.now - RECENT
-    found = []
-    for ev in snap.items("events"):
-        inv = ev.get("involvedObject") or ev.get("regarding")
-        if (
-            isinstance(inv, dict)
-            and inv.get("kind") == "Node"
-            and inv.get("name") == node
-            and ev.get("reason") == reason
-            and seen_since(ev, since)
-        ):
-            found.append(ev)
-    return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
+    return [e for e in snap.events_about("Node", node) if e.get("reason") == reason and seen_since(e, since)]
 
 
 def _conditions(node: Obj) -> dict[str, Obj]:

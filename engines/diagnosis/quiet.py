@@ -6,7 +6,7 @@ state is a step in progress, not a finding."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from engines.diagnosis.common import pod_finding
 from engines.diagnosis.model import Finding
@@ -32,12 +32,6 @@ def _since(obj: Obj, kind: str, reason: str) -> datetime | None:
     if cond.get("reason") != reason:
         return None
     return parse_time(cond.get("lastTransitionTime") or cond.get("lastUpdateTime"))
-
-
-def _time(value: object) -> datetime | None:
-    """An API timestamp as an aware instant; None when absent or not a timestamp."""
-    when = parse_time(value) if isinstance(value, str) else None
-    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 def _age(snap: Snapshot, since: datetime) -> str:
@@ -123,14 +117,14 @@ def pending_load_balancers(snap: Snapshot) -> Iterator[Finding]:
 
 def _type_set_at(svc: Obj) -> datetime | None:
     m = meta(svc)
-    times = [_time(m.get("creationTimestamp"))]
+    times = [parse_time(m.get("creationTimestamp"))]
     for entry in m.get("managedFields") or []:
         if not isinstance(entry, dict):
             continue
         fields = entry.get("fieldsV1")
         spec = fields.get("f:spec") if isinstance(fields, dict) else None
         if isinstance(spec, dict) and "f:type" in spec:
-            times.append(_time(entry.get("time")))
+            times.append(parse_time(entry.get("time")))
     known = [t for t in times if t is not None]
     return max(known) if known else None
 
@@ -147,9 +141,9 @@ def suspended_jobs(snap: Snapshot) -> Iterator[Finding]:
         ):
             continue
         held = condition(job, "Suspended") or {}
-        since = _time(held.get("lastTransitionTime")) if held.get("status") == "True" else None
+        since = parse_time(held.get("lastTransitionTime")) if held.get("status") == "True" else None
         if since is None and not status.get("startTime"):
-            since = _time(meta(job).get("creationTimestamp"))  # created suspended, never started
+            since = parse_time(meta(job).get("creationTimestamp"))  # created suspended, never started
         if since is None or snap.now - since < limit:
             continue
         yield _suspended(snap, job, since)
@@ -207,8 +201,8 @@ def terminating_namespaces(snap: Snapshot) -> Iterator[Finding]:
             if isinstance(c, dict) and isinstance(c.get("type"), str) and c.get("status") == "True"
         }
         blockers = [conditions[t] for t in NAMESPACE_BLOCKERS if t in conditions]
-        times = [_time(c.get("lastTransitionTime")) for c in blockers]
-        since = min((t for t in times if t is not None), default=None) or _time(deleted)
+        times = [parse_time(c.get("lastTransitionTime")) for c in blockers]
+        since = min((t for t in times if t is not None), default=None) or parse_time(deleted)
         if since is None or snap.now - since < limit:
             continue
         evidence: dict[str, object] = {

@@ -209,6 +209,21 @@ class Snapshot:
             index[(inv.get("namespace") or ns_of(ev), inv.get("kind", ""), inv.get("name", ""))].append(ev)
         return dict(index)
 
+    @cached_property
+    def _cluster_events(self) -> dict[tuple[str, str], list[Obj]]:
+        index: dict[tuple[str, str], list[Obj]] = defaultdict(list)
+        for ev in self.items("events"):
+            inv = ev.get("involvedObject") or ev.get("regarding") or {}
+            if isinstance(inv, dict):
+                index[(inv.get("kind", ""), inv.get("name", ""))].append(ev)
+        return dict(index)
+
+    def events_about(self, kind: str, name: str) -> list[Obj]:
+        """Warning events about a cluster-scoped object (a Node, a PersistentVolume), newest first, whichever
+        namespace they were filed in (the kubelet uses `default`)."""
+        found = self._cluster_events.get((kind, name), [])
+        return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
+
     def events_for(self, kind: str, namespace: str | None, name: str) -> list[Obj]:
         """Warning events about one object, newest first."""
         found = self._events.get((namespace or "", kind, name), [])

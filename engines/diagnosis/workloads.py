@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from engines.diagnosis.common import event_summary, pod_template_labels, pod_template_spec, rollback_fix, seen_since
@@ -111,9 +111,7 @@ def _rolling_within_budget(snap: Snapshot, obj: Obj, kind: str, wanted: Any, mis
         if pod_is_ready(pod) or pod_is_terminal(pod) or meta(pod).get("deletionTimestamp"):
             continue
         created = meta(pod).get("creationTimestamp")
-        since = parse_time(created) if isinstance(created, str) else None
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
+        since = parse_time(created)
         if since is None or snap.now - since > ROLLOUT_GRACE:
             return False
     return True
@@ -383,9 +381,7 @@ def _missed_schedules(snap: Snapshot, cj: Obj) -> Finding | None:
     search: the controller was down long or the clock jumped). A run started after the miss ends the finding."""
     spec, status = _dict(cj.get("spec")), _dict(cj.get("status"))
     last_run = status.get("lastScheduleTime")
-    last = parse_time(last_run) if isinstance(last_run, str) else None
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
+    last = parse_time(last_run)
     since = snap.now - MISSED_RECENT
     events = []
     for e in snap.events_for("CronJob", ns_of(cj), name_of(cj)):
