@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from engines.diagnosis.common import event_summary, pod_template_spec, seen_since
+from engines.diagnosis.common import event_summary, pod_template_spec, present, seen_since
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import (
     Obj,
@@ -183,7 +183,7 @@ def hpa_controller_errors(snap: Snapshot) -> Iterator[Finding]:
 
 
 def _compact(evidence: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in evidence.items() if v is not None}
+    return present(evidence)
 
 
 def hpa_conflicts(snap: Snapshot) -> Iterator[Finding]:
@@ -287,7 +287,7 @@ def pdbs(snap: Snapshot) -> Iterator[Finding]:
             "desiredHealthy": status.get("desiredHealthy", 0),
             "disruptionsAllowed": status.get("disruptionsAllowed", 0),
         }
-        evidence = {k: v for k, v in evidence.items() if v is not None}
+        evidence = present(evidence)
         if expected == 0:
             yield Finding(
                 code="PDB_NO_PODS",
@@ -412,7 +412,7 @@ def pdb_overlaps(snap: Snapshot) -> Iterator[Finding]:
                 object=snap.ref(newest, "PodDisruptionBudget"),
                 summary=f"selects the same {len(pods)} pod(s) as PodDisruptionBudget "
                 f"{', '.join(n for n in names if n != name_of(newest))}: evictions of these pods are refused",
-                evidence={k: v for k, v in evidence.items() if v is not None},
+                evidence=present(evidence),
                 involves=[snap.ref(b, "PodDisruptionBudget") for b in chosen[:-1]]
                 + [snap.ref(p, "Pod") for p in pods[:5]],
                 remediation="Keep one budget per set of pods: delete the redundant PodDisruptionBudget, or narrow the "

@@ -31,6 +31,11 @@ def container_statuses(pod: Obj) -> list[Obj]:
     return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
 
 
+def present(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Evidence without the entries that are not known (None), so a finding shows only what was found."""
+    return {k: v for k, v in evidence.items() if v is not None}
+
+
 def pod_finding(snap: Snapshot, pod: Obj, **fields: Any) -> Finding:
     """A finding about a pod; its evidence starts with the pod's STATUS column and node."""
     fields.setdefault("evidence", {})

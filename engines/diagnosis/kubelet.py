@@ -27,6 +27,7 @@ from engines.diagnosis.common import (
     fmt_resource,
     owning_deployment,
     pod_finding,
+    present,
     quantity,
     rollback_fix,
     seen_since,
@@ -240,7 +241,7 @@ def _create_failed(snap: Snapshot, pod: Obj, cs: Obj, reason: str, message: str,
         code="POD_CONTAINER_CREATE_FAILED",
         severity="critical",
         summary=f"container {name} cannot be {'started' if started else 'created'} ({reason}): {short}",
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=remediation,
         fix=fix,
     )
@@ -276,7 +277,7 @@ def _run_as_root(snap: Snapshot, pod: Obj, name: str, message: str, events: list
         code="POD_RUN_AS_ROOT",
         severity="critical",
         summary=f"container {name} is refused: {why}",
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=f"Set securityContext.runAsUser of container {name} (or of the pod) to the non-zero UID the "
         "image is built for (e.g. 1000, with fsGroup for writable volumes), or use an image whose Dockerfile sets "
         "a numeric non-root USER. Keep runAsNonRoot: removing it lets the container run as root.",
@@ -312,7 +313,7 @@ def _inspect_failed(snap: Snapshot, pod: Obj, cs: Obj, message: str) -> Finding:
         code="POD_IMAGE_INSPECT_FAILED",
         severity="critical",
         summary=f"container {name}: the runtime cannot inspect image {image} (ImageInspectError)",
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=remediation,
         fix=fix,
     )
@@ -388,7 +389,7 @@ def _hook_finding(snap: Snapshot, pod: Obj, name: str, hook: str, cs: Obj, event
         code="POD_HOOK_FAILED",
         severity="critical" if hook == "postStart" else "warning",
         summary=summary,
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=remediation,
     )
 
@@ -516,7 +517,7 @@ def sandbox(snap: Snapshot) -> Iterator[Finding]:
                 code="POD_SANDBOX_FAILED",
                 severity="critical",
                 summary=f"stuck ContainerCreating on {where}: the pod sandbox cannot be created ({short})",
-                evidence={k: v for k, v in evidence.items() if v is not None},
+                evidence=present(evidence),
                 remediation=remediation,
             )
 
@@ -641,7 +642,7 @@ def _mount_finding(snap: Snapshot, pod: Obj, events: list[Obj], stuck: dict[str,
         code="POD_MOUNT_FAILED",
         severity="critical",
         summary=f"stuck ContainerCreating: volume {fields['volume']} cannot be mounted ({short.format(**fields)})",
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=remediation.format(**fields),
     )
 
@@ -702,7 +703,7 @@ def _attach_finding(snap: Snapshot, pod: Obj, events: list[Obj], stuck: dict[str
         code="POD_VOLUME_ATTACH_FAILED",
         severity="critical",
         summary=f"stuck ContainerCreating: volume {shown} cannot be attached to node {node} ({short})",
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=remediation,
     )
 
@@ -802,7 +803,7 @@ def _eviction_findings(snap: Snapshot, group: list[tuple[Obj, str]]) -> Iterator
             code="POD_EVICTED",
             severity="warning",
             summary=f"{len(group)} pods evicted for node {resource} pressure in the last day",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation=remediation,
             fix=fix,
         )
@@ -819,7 +820,7 @@ def _preemption_findings(snap: Snapshot, group: list[tuple[Obj, str]]) -> Iterat
             code="POD_EVICTED",
             severity="warning",
             summary=f"{len(group)} pods preempted by the kubelet to admit a critical pod in the last day",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation=f"The kubelet on {where} had no room for a critical pod (priority system-node-critical or "
             "system-cluster-critical: a static pod or a DaemonSet's) and killed these pods to admit it. Leave room "
             "for such pods: reserve node capacity (kubeReserved/systemReserved), give DaemonSets a higher "
@@ -900,7 +901,7 @@ def _dns_finding(snap: Snapshot, pod: Obj, events: list[Obj]) -> Finding:
             severity="critical",
             summary=f"the kubelet on node {node} has no cluster DNS address, so the pod uses the node's resolvers "
             "and cannot resolve Service names",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation=f"Set clusterDNS (the DNS Service's ClusterIP, e.g. kube-dns in kube-system) in the kubelet "
             f"configuration of node {node} (or its --cluster-dns flag) and restart the kubelet; then recreate the "
             "pod, which keeps the resolv.conf it was given.",
@@ -914,7 +915,7 @@ def _dns_finding(snap: Snapshot, pod: Obj, events: list[Obj]) -> Finding:
         where = f"spec.dnsConfig.{'nameservers' if servers else 'searches'} of the pod ({len(own)} listed)"
     else:
         where = f"the resolv.conf of node {node} (the kubelet's resolvConf setting), which the pod inherits"
-    evidence = {k: v for k, v in evidence.items() if v is not None}
+    evidence = present(evidence)
     return pod_finding(
         snap,
         pod,
@@ -953,7 +954,7 @@ def resize_failed(snap: Snapshot) -> Iterator[Finding]:
             code="POD_RESIZE_FAILED",
             severity="warning",
             summary="the kubelet cannot apply the pod's in-place resize: its containers keep the old resources",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation="The container runtime refused the new CPU or memory (the message quotes it; e.g. memory "
             "below what the container uses, or a runtime without in-place resize support). Resize the pod back to "
             "the resources in status.containerStatuses[].allocatedResources (kubectl patch --subresource resize), "
@@ -990,7 +991,7 @@ def volume_health(snap: Snapshot) -> Iterator[Finding]:
             code="POD_VOLUME_UNHEALTHY",
             severity="warning",
             summary="the storage driver reports a volume of the pod as abnormal",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation="The CSI driver reports the volume's storage abnormal (the message quotes it: a lost disk, "
             "a full or read-only filesystem, an unreachable backend). Check the storage behind it and the driver's "
             "log; the pod's reads or writes may fail until it is repaired.",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
-from engines.diagnosis.common import event_summary, fmt_resource, pod_requests, quantity, seen_since
+from engines.diagnosis.common import event_summary, fmt_resource, pod_requests, present, quantity, seen_since
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import Obj, Snapshot, name_of
 
@@ -101,7 +101,7 @@ def _pressure_evidence(snap: Snapshot, node: Obj, cond: Obj, pods: int) -> dict[
         "pods": pods,
         "reclaiming": str(reclaiming[0].get("message") or "")[:200] if reclaiming else None,
     }
-    return {k: v for k, v in evidence.items() if v is not None}
+    return present(evidence)
 
 
 def _node_events(snap: Snapshot, node: str, reason: str) -> list[Obj]:
@@ -166,7 +166,7 @@ def _condition_evidence(cond: Obj, pods: int) -> dict[str, object]:
         "since": cond.get("lastTransitionTime"),
         "pods": pods,
     }
-    return {k: v for k, v in evidence.items() if v is not None}
+    return present(evidence)
 
 
 def allocation(snap: Snapshot) -> Iterator[Finding]:
@@ -223,7 +223,7 @@ def system_oom(snap: Snapshot) -> Iterator[Finding]:
             object=snap.ref(node, "Node"),
             summary=f"the node ran out of memory: the kernel OOM-killed {kills} process(es) in the last hour"
             + (f" ({', '.join(victims[:3])})" if victims else ""),
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation="The node's memory as a whole ran out before the kubelet could evict (no container limit "
             "was hit): memory the scheduler does not count (system daemons, pods using far above their requests "
             "without limits) filled it. Reserve memory for the system (kubelet systemReserved/kubeReserved and "

@@ -22,6 +22,7 @@ from engines.diagnosis.common import (
     owning_deployment,
     pod_finding,
     pod_requests,
+    present,
     quantity,
     rollback_fix,
     seen_since,
@@ -160,7 +161,7 @@ def _crashloop(snap: Snapshot, pod: Obj, cs: Obj, last: Obj, waiting: Obj) -> Fi
         tier=1,
         summary=f"container {name} is in CrashLoopBackOff"
         + (f", last exit {last.get('reason') or 'Error'} ({code})" if last else ""),
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=remediation,
         fix=fix,
     )
@@ -228,7 +229,7 @@ def _image_finding(snap: Snapshot, pod: Obj, cs: Obj, waiting: Obj) -> Finding:
         code=code,
         severity="critical",
         summary=f"container {name}: {summary}",
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=remediation,
         fix=fix,
     )
@@ -391,7 +392,7 @@ def _unschedulable(snap: Snapshot, pod: Obj, message: str, reasons: dict[str, in
             code="POD_NODE_AFFINITY_MISMATCH",
             severity="critical",
             summary="pending: its node selector/affinity matches no schedulable node",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation="Correct the nodeSelector/affinity to labels the nodes carry, or label the intended nodes.",
         )
     if any("taint" in r for r in reasons):
@@ -736,7 +737,7 @@ def stuck_terminating(snap: Snapshot) -> Iterator[Finding]:
             code="POD_STUCK_TERMINATING",
             severity="warning",
             summary=f"stuck Terminating: {why}",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation=remediation,
         )
 
@@ -756,7 +757,7 @@ def _kill_failed(snap: Snapshot, pod: Obj, events: list[Obj]) -> Finding:
         severity="warning",
         summary=f"{'stuck Terminating' if deleting else 'does not stop'}: the container runtime on node {node} "
         "fails to kill its containers",
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        evidence=present(evidence),
         remediation=f"The kubelet asked the container runtime on node {node} to stop the pod and it did not (the "
         "message quotes the error). Check containerd or CRI-O there (its log, `crictl ps`): a process stuck in "
         "uninterruptible I/O (often a hung NFS or disk) cannot be killed until the storage answers or the node "

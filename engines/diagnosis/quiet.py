@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from engines.diagnosis.common import pod_finding
+from engines.diagnosis.common import pod_finding, present
 from engines.diagnosis.model import Finding
 from engines.diagnosis.snapshot import KINDS, Obj, Snapshot, condition, meta, name_of, ns_of
 from engines.diagnosis.traffic import lb_failures, lb_ingress
@@ -108,7 +108,7 @@ def pending_load_balancers(snap: Snapshot) -> Iterator[Finding]:
             severity="warning",
             object=snap.ref(svc, "Service"),
             summary=f"no load balancer address after {_age(snap, since)}, and no controller reports an error",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation="Check that a load balancer controller serves this Service (the cloud-controller-manager, "
             "MetalLB, kube-vip ...; spec.loadBalancerClass says which) and read its logs; on a cluster without "
             "one, expose the Service with type NodePort or through an Ingress or Gateway instead.",

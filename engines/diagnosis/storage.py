@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from engines.diagnosis.common import event_summary, quantity, seen_since
+from engines.diagnosis.common import event_summary, present, quantity, seen_since
 from engines.diagnosis.model import Finding
 from engines.diagnosis.snapshot import Obj, Snapshot, label_selector_matches, labels_of, meta, name_of, ns_of
 
@@ -39,7 +39,7 @@ def claims(snap: Snapshot) -> Iterator[Finding]:
             "accessModes": spec.get("accessModes"),
             "events": event_summary(events) or None,
         }
-        evidence = {k: v for k, v in evidence.items() if v is not None}
+        evidence = present(evidence)
         static = bool(cls) and any(
             (pv.get("spec") or {}).get("storageClassName") == cls for pv in snap.items("persistentvolumes")
         )
@@ -252,7 +252,7 @@ def lost_claims(snap: Snapshot) -> Iterator[Finding]:
             severity="critical",
             object=snap.ref(pvc, "PersistentVolumeClaim"),
             summary=f"Lost: the PersistentVolume {volume or '(none)'} it was bound to no longer exists",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation="If the disk still exists, re-create a PersistentVolume named "
             f"{volume or 'as spec.volumeName'} for it (same size and access modes, claimRef to this claim) and the "
             "claim binds again; otherwise delete and re-create the claim (a new, empty volume) and restore its data "
@@ -333,7 +333,7 @@ def volumes(snap: Snapshot) -> Iterator[Finding]:
             "former_claim": f"{claim.get('namespace')}/{claim.get('name')}" if claim else None,
             "message": status.get("message"),
         }
-        evidence = {k: v for k, v in evidence.items() if v is not None}
+        evidence = present(evidence)
         if status.get("phase") == "Released":
             yield Finding(
                 code="PV_RELEASED",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from engines.diagnosis.common import containers, event_summary, pod_template_labels, seen_since
+from engines.diagnosis.common import containers, event_summary, pod_template_labels, present, seen_since
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import (
     Obj,
@@ -135,7 +135,7 @@ def load_balancers(snap: Snapshot) -> Iterator[Finding]:
                 else "no load balancer address: provisioning fails"
             )
             + f": {latest[:200]}",
-            evidence={k: v for k, v in evidence.items() if v is not None},
+            evidence=present(evidence),
             remediation="Fix what the controller's message names (cloud quota, subnet or security group, IP pool, "
             "annotations on the Service, the controller's cloud credentials), then wait for its next retry; the "
             "Service's spec.loadBalancerClass or annotations choose which controller and options apply.",

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from engines.diagnosis.common import event_summary, pod_template_labels, pod_template_spec, rollback_fix, seen_since
+from engines.diagnosis.common import (
+    event_summary,
+    pod_template_labels,
+    pod_template_spec,
+    present,
+    rollback_fix,
+    seen_since,
+)
 from engines.diagnosis.cron import schedule_problem
 from engines.diagnosis.model import Finding, Fix
 from engines.diagnosis.snapshot import (
@@ -288,7 +295,7 @@ def jobs(snap: Snapshot) -> Iterator[Finding]:
             "backoffLimit": spec.get("backoffLimit", 6),
             "last_failure": _last_pod_failure(snap, job),
         }
-        evidence = {k: v for k, v in evidence.items() if v is not None}
+        evidence = present(evidence)
         if failed_cond and failed_cond.get("status") == "True":
             evidence["reason"] = failed_cond.get("reason")
             evidence["message"] = failed_cond.get("message")
