@@ -48,9 +48,14 @@ class Principal:
     name: str
     scopes: frozenset[str] = frozenset(SCOPES)
     transport: str = "direct"
+    toolsets: frozenset[str] | None = None  # None: every toolset the server enables (guard/access.py narrows it)
 
     def may(self, access: str) -> bool:
         return access in self.scopes
+
+    def allows(self, spec: ToolSpec) -> bool:
+        """Whether this caller may see and call the tool: its access level and its toolset."""
+        return self.may(spec.access) and (self.toolsets is None or spec.toolset in self.toolsets)
 
 
 LOCAL = Principal(f"local user {getpass.getuser()}", transport="direct")

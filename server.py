@@ -32,14 +32,14 @@ import watch.service as watch
 from agents.mcp import agent_tools, close_team
 from engines.incidents.policy import Policy
 from errors import CloudPilotError
-from guard import auth
+from guard import access, auth
 from guard.pipeline import Pipeline
 from ops import logs
 from ops.http import Operations, exit_normally_after_drain
 from ops.instrument import MeteredCache, ToolCall, metered
 from ops.metrics import METRICS, Metrics
 from runtime import LOCAL, Principal, Runtime, bind
-from settings import Settings, load_settings
+from settings import ServerSettings, Settings, load_settings
 from tools.catalogue import ToolSpec, enabled_tools
 from watch.pipeline import policy_from_settings
 
@@ -120,8 +120,12 @@ class CloudPilotMCP(FastMCP):
         self.ops.install(app, mcp_path=self.settings.streamable_http_path, auth=self.settings.auth)
         return app
 
+    def principal(self) -> Principal:
+        """The caller of the request in progress, narrowed by the per-identity policy (guard/access.py)."""
+        return _principal(self.get_context(), self.pipeline.runtime.settings.server)
+
     async def list_tools(self) -> list[MCPTool]:
-        allowed = {s.name for s in self.pipeline.visible(_principal(self.get_context()))}
+        allowed = {s.name for s in self.pipeline.visible(self.principal())}
         return [t for t in await super().list_tools() if t.name in allowed]
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> CallToolResult:  # type: ignore[override]
@@ -130,7 +134,7 @@ class CloudPilotMCP(FastMCP):
         async def progress(done: float, total: float | None, message: str | None) -> None:
             await ctx.report_progress(done, total, message)
 
-        principal = _principal(ctx)
+        principal = self.principal()
         call = ToolCall(self.metrics, name, self.specs, principal)
         with logs.context(principal=principal.name, tool=call.tool), call.measure():
             answer = await self.pipeline.call(
@@ -180,15 +184,19 @@ def _untitled(schema: Any) -> Any:
     return schema
 
 
-def _principal(ctx: Context) -> Principal:  # type: ignore[type-arg]
+def _principal(ctx: Context, server: ServerSettings) -> Principal:  # type: ignore[type-arg]
     """The authenticated caller: the HTTP token's identity, else the local user who started the server (stdio)."""
     try:
         request = ctx.request_context.request
     except ValueError:  # outside a request (tools/list from an in-memory client)
         request = None
     if request is None:
-        return replace(LOCAL, transport="stdio")
-    return auth.principal_of(ctx) or replace(LOCAL, name=f"{LOCAL.name} (unauthenticated HTTP)", transport="http")
+        return access.apply(server, replace(LOCAL, transport="stdio"), ["local"])
+    found = auth.principal_of(ctx, server)
+    if found is not None:
+        return found
+    unauthenticated = replace(LOCAL, name=f"{LOCAL.name} (unauthenticated HTTP)", transport="http")
+    return access.apply(server, unauthenticated, ["local"])
 
 
 class Approval(BaseModel):

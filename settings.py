@@ -364,6 +364,31 @@ class WatchSettings(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1_000, le=20_000_000, description="Largest request body accepted.")
 
 
+class AccessRule(BaseModel):
+    """One entry of the per-identity access policy: who it is for, which toolsets they see, whether writes."""
+
+    match: list[str] = Field(
+        min_length=1,
+        max_length=100,
+        description="Callers it is for (any one matches): patterns on `oidc:<principal>`, `token:<name>`, "
+        "`group:<name>` (OIDC groups claim) and `local`; `*` is a wildcard, e.g. `oidc:*@example.com`.",
+    )
+    toolsets: list[str] = Field(
+        default_factory=lambda: ["*"], description=f"Toolsets they may see and use, of {TOOLSETS}, or * for all."
+    )
+    writes: bool = Field(
+        True, description="Whether write tools are visible to them (still only with a write scope and writes on)."
+    )
+
+    @field_validator("toolsets")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(TOOLSETS) - {"*"})
+        if unknown:
+            raise ValueError(f"unknown toolsets {unknown}; choose from {list(TOOLSETS)} or *")
+        return value
+
+
 class ServerSettings(BaseModel):
     """The MCP transport."""
 
@@ -416,6 +441,20 @@ class ServerSettings(BaseModel):
     oidc_principal_claim: str = Field("sub", description="Claim naming the caller, e.g. sub, email.")
     oidc_jwks_refresh_seconds: float = Field(
         60.0, gt=0, le=86_400, description="Least time between fetches of the issuer's keys (unknown key ids)."
+    )
+    oidc_groups_claim: str = Field(
+        "groups", description="Claim listing the caller's groups, matched by `group:` patterns of access_rules."
+    )
+    access_rules: list[AccessRule] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Per-identity policy over HTTP: the first rule that matches a caller decides which toolsets "
+        "they see and whether write tools are visible (on top of their token's scopes).",
+    )
+    access_default: AccessRule = Field(
+        default_factory=lambda: AccessRule(match=["*"]),
+        description="What callers no rule matches get; e.g. {match: ['*'], toolsets: [], writes: false} to let "
+        "only listed callers in.",
     )
 
     @field_validator("toolsets")

@@ -87,11 +87,17 @@ class Crew:
 def user_of(state: TeamState) -> Principal:
     user = state.get("user") or {}
     scopes = frozenset(s for s in user.get("scopes", ()) if s in SCOPES)
-    return Principal(str(user.get("name", "unknown")), scopes, transport="agent")
+    toolsets = user.get("toolsets")
+    narrowed = None if toolsets is None else frozenset(str(t) for t in toolsets)
+    return Principal(str(user.get("name", "unknown")), scopes, transport="agent", toolsets=narrowed)
 
 
 def principal_record(p: Principal) -> dict[str, Any]:
-    return {"name": p.name, "scopes": sorted(p.scopes)}
+    """The user a thread runs for, as its checkpoint keeps it (the access policy's narrowing included)."""
+    record: dict[str, Any] = {"name": p.name, "scopes": sorted(p.scopes)}
+    if p.toolsets is not None:
+        record["toolsets"] = sorted(p.toolsets)
+    return record
 
 
 def _zero() -> Budget:

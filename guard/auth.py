@@ -30,9 +30,10 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 
+from guard import access
 from guard.oidc import OidcAccessToken, OidcConfig, OidcTokenVerifier
 from runtime import SCOPES, Principal
-from settings import Settings
+from settings import ServerSettings, Settings
 from store import Store
 
 PREFIX = "cpt_"
@@ -201,8 +202,9 @@ class BearerVerifier:
         return found.model_copy(update={"scopes": [*ours, *(self.scope_prefix + s for s in ours)]})
 
 
-def principal_of(ctx: Any) -> Principal | None:
-    """The authenticated caller of an MCP request over HTTP, from the token the SDK verified; None without one.
+def principal_of(ctx: Any, server: ServerSettings | None = None) -> Principal | None:
+    """The authenticated caller of an MCP request over HTTP, from the token the SDK verified, narrowed by the
+    per-identity policy of `server` (guard/access.py); None without a token.
 
     The tool handler may run in another task than the HTTP request, so the request's own scope (which the
     session keeps with each message) is read first, the SDK's context variable second."""
@@ -220,8 +222,12 @@ def principal_of(ctx: Any) -> Principal | None:
         return None
     if token.expires_at is not None and token.expires_at < time.time():
         return None
-    name = f"{token.principal} (oidc)" if isinstance(token, OidcAccessToken) else f"{token.client_id} (token)"
-    return Principal(name=name, scopes=frozenset(s for s in token.scopes if s in SCOPES), transport="http")
+    if isinstance(token, OidcAccessToken):
+        name, keys = f"{token.principal} (oidc)", [f"oidc:{token.principal}", *(f"group:{g}" for g in token.groups)]
+    else:
+        name, keys = f"{token.client_id} (token)", [f"token:{token.client_id}"]
+    found = Principal(name=name, scopes=frozenset(s for s in token.scopes if s in SCOPES), transport="http")
+    return access.apply(server, found, keys) if server is not None else found
 
 
 def visible(access: str, principal: Principal) -> bool:
@@ -286,6 +292,7 @@ def fastmcp_options(settings: Settings, store: Store | None) -> dict[str, Any]:
             scope_prefix=server.oidc_scope_prefix,
             principal_claim=server.oidc_principal_claim,
             jwks_refresh_seconds=server.oidc_jwks_refresh_seconds,
+            groups_claim=server.oidc_groups_claim,
         )
         verifier: TokenVerifier = BearerVerifier(stored, OidcTokenVerifier(config), server.oidc_scope_prefix)
         options["token_verifier"] = verifier

@@ -50,12 +50,14 @@ LEEWAY_SECONDS = 30  # on nbf and iat (the SDK checks exp again with none)
 KEYS_MAX_AGE_SECONDS = 3600.0
 FETCH_TIMEOUT_SECONDS = 5.0
 _NAME_CHARS = 200
+MAX_GROUPS = 100  # a token listing more groups than this keeps the first ones (matching stays cheap)
 
 
 class OidcAccessToken(AccessToken):
     """An access token verified here: `principal` is the caller's name from the configured claim."""
 
     principal: str
+    groups: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class OidcConfig:
     scope_prefix: str = "cloudpilot:"
     principal_claim: str = "sub"
     jwks_refresh_seconds: float = 60.0
+    groups_claim: str = "groups"
 
 
 class FetchError(Exception):
@@ -101,6 +104,12 @@ def granted_scopes(claims: dict[str, Any], prefix: str) -> list[str]:
             names += [v for v in value if isinstance(v, str)]
     levels = [SCOPES.index(n[len(prefix) :]) for n in names if n.startswith(prefix) and n[len(prefix) :] in SCOPES]
     return list(SCOPES[: max(levels) + 1]) if levels else []
+
+
+def _groups(value: Any) -> list[str]:
+    """The token's groups (a list of names, or one name), each a usable name; at most MAX_GROUPS."""
+    names = value if isinstance(value, list) else [value]
+    return [n for n in (_name(v) for v in names[:MAX_GROUPS]) if n is not None]
 
 
 def _name(value: Any) -> str | None:
@@ -255,4 +264,5 @@ class OidcTokenVerifier:
             resource=self.config.audience,
             claims={"iss": claims["iss"]},
             principal=name,
+            groups=_groups(claims.get(self.config.groups_claim)),
         )

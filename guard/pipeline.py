@@ -69,7 +69,7 @@ class Pipeline:
 
     def visible(self, principal: Principal) -> list[ToolSpec]:
         """The tools this caller may use: a read-only caller is not even shown the write tools."""
-        return [e.spec for e in self._tools.values() if principal.may(e.spec.access)]
+        return [e.spec for e in self._tools.values() if principal.allows(e.spec)]
 
     async def call(
         self,
@@ -100,6 +100,11 @@ class Pipeline:
 
     def _entry(self, name: str, principal: Principal) -> _Entry:
         entry = self._tools.get(name)
+        if entry is not None and principal.may(entry.spec.access) and not principal.allows(entry.spec):
+            raise NotAllowed(
+                f"{name} is in toolset {entry.spec.toolset!r}, which the access policy does not give {principal.name}.",
+                hint="Ask an operator to add the toolset to your rule in server.access_rules.",
+            )
         if entry is None or not principal.may(entry.spec.access):
             if entry is not None:
                 raise NotAllowed(

@@ -89,7 +89,7 @@ class ToolCall:
         # refused before the tool ran: unknown tool, scope, or arguments (guard/pipeline.py's order)
         if self.spec is None:
             return "invalid_input"
-        if not self.principal.may(self.spec.access):
+        if not self.principal.allows(self.spec):
             return "not_allowed"
         return "invalid_input"
 

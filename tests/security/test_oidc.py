@@ -15,7 +15,6 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -123,18 +122,6 @@ class Issuer:
             .public_key()
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
-
-
-@pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    found = Issuer()
-    found.thread.start()
-    try:
-        yield found
-    finally:
-        found.httpd.shutdown()
-        found.httpd.server_close()
-        found.thread.join(5)
 
 
 def oidc_settings(tmp_path: Any, issuer: Issuer, **fields: Any) -> Settings:
