@@ -44,6 +44,7 @@ from errors import Conflict, InvalidInput, NotAllowed
 from guard import validate
 from guard.bounds import clip
 from guard.mask import mask_text
+from ops.metrics import METRICS
 from runtime import Principal, Runtime
 from store.incidents import Incidents
 from tools.incidents import acknowledge
@@ -140,7 +141,7 @@ class Team:
             "request": {},
             "messages": [HumanMessage(mask_text(question), name="user")],
         }
-        return await self._run(start, thread, on_event)
+        return await self._run(start, thread, on_event, user.transport)
 
     async def autofix(
         self,
@@ -171,7 +172,7 @@ class Team:
             "request": request,
             "messages": [HumanMessage(what + (f": {request['event']}" if event else ""), name="user")],
         }
-        return await self._run(start, thread, on_event)
+        return await self._run(start, thread, on_event, user.transport)
 
     # -- approvals ----------------------------------------------------------------------------------------------
     def pending(self) -> list[Approval]:
@@ -207,7 +208,7 @@ class Team:
                 if not self.crew.approvals.claim(ticket.id, approve, decider.name, reason):
                     raise Conflict(f"Approval {ticket.id} was decided by someone else just now.")
                 decision = _decision(approve, decider.name, sorted(decider.scopes), reason, ticket, decider.transport)
-            return await self._stream(Command(resume=decision), ticket.thread_id, on_event)
+            return await self._stream(Command(resume=decision), ticket.thread_id, on_event, decider.transport)
 
     def approval(self, approval_id: str) -> Approval:
         """The approval to decide, or a clear error: unknown (NotFound), expired (InvalidInput), already decided
@@ -267,11 +268,21 @@ class Team:
     def _lock(self, thread_id: str) -> asyncio.Lock:
         return self._locks.setdefault(thread_id, asyncio.Lock())
 
-    async def _run(self, start: dict[str, Any], thread_id: str, on_event: OnEvent | None) -> Reply:
+    async def _run(self, start: dict[str, Any], thread_id: str, on_event: OnEvent | None, source: str) -> Reply:
         async with self._lock(thread_id):
-            return await self._stream(start, thread_id, on_event)
+            return await self._stream(start, thread_id, on_event, source)
 
-    async def _stream(self, work: Any, thread_id: str, on_event: OnEvent | None) -> Reply:
+    async def _stream(self, work: Any, thread_id: str, on_event: OnEvent | None, source: str) -> Reply:
+        """Run the graph on `work` and count the run in /metrics by `source` (the asker's transport) and outcome."""
+        outcome = "error"
+        try:
+            reply = await self._stream_once(work, thread_id, on_event)
+            outcome = reply.status
+            return reply
+        finally:
+            METRICS.agent_runs.labels(source=source, outcome=outcome).inc()
+
+    async def _stream_once(self, work: Any, thread_id: str, on_event: OnEvent | None) -> Reply:
         config = _config(thread_id)
         try:
             async for payload in self.graph.astream(work, config, stream_mode="custom"):

@@ -22,6 +22,7 @@ import anyio
 
 from errors import CloudPilotError
 from guard.mask import mask_text
+from ops.metrics import METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +247,8 @@ async def deliver(
     async with anyio.create_task_group() as tg:
         for i, sink in enumerate(notifiers):
             tg.start_soon(one, i, sink)
+    for result in results:
+        METRICS.notifications.labels(channel=result.sink, outcome=result.status).inc()
     return results
 
 

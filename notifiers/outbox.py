@@ -29,6 +29,7 @@ import anyio
 
 from errors import CloudPilotError
 from notifiers.base import DeliveryError, Notification, prepared
+from ops.metrics import METRICS
 from store.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,9 @@ class Outbox:
         if not claimed:
             return "busy"  # another worker has it, or finished it between our look and our claim
         try:
-            return await self._attempt(channel, _row(claimed[0]), may_have_landed=row.status == "sending")
+            outcome = await self._attempt(channel, _row(claimed[0]), may_have_landed=row.status == "sending")
+            METRICS.notifications.labels(channel=row.channel, outcome={"done": "delivered"}.get(outcome, outcome)).inc()
+            return outcome
         except BaseException:  # cancelled mid-send: free the row now rather than when the lease lapses
             self.store.execute("UPDATE outbox SET lease = 0 WHERE id = ?", (row.id,))
             raise

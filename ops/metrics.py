@@ -82,14 +82,15 @@ class Metrics:
         )
         self.notifications = Counter(
             "cloudpilot_notifications",
-            "Notifications sent, by channel (slack, feishu, webhook, log) and outcome (sent, failed, dropped).",
+            "Notifications, by sink (log, webhook, chat) and outcome (sent, failed, skipped), and the chat outbox's "
+            "posts by platform (slack, feishu) and outcome (delivered, wait: retried later, failed).",
             ["channel", "outcome"],
             registry=r,
         )
         self.events_processed = Counter(
             "cloudpilot_events_processed",
-            "Signals taken in by the event pipeline, by source (kubernetes, alertmanager, api) and result "
-            "(grouped, ignored, failed).",
+            "Signals taken in by the event pipeline, by source (kube, alertmanager, api) and result (opened, updated, "
+            "reopened: what it did to an incident; repeat: nothing new).",
             ["source", "result"],
             registry=r,
         )

@@ -410,3 +410,47 @@ def test_log_format_setting(fmt, monkeypatch):
     monkeypatch.setenv("CLOUDPILOT_SERVER__LOG_FORMAT", "xml")
     with pytest.raises(ValueError):
         Settings()
+
+
+async def test_agent_runs_notifications_and_events_are_counted_in_the_process_metrics(tmp_path):
+    """The layers above the tools count through the process's METRICS: a team run by the asker's transport and
+    reply, each sink's delivery, each signal by what it did to an incident."""
+    from agents.api import Team
+    from notifiers.log import LogNotifier
+    from ops.metrics import METRICS
+    from runtime import Principal, Runtime
+    from tests.watch.test_pipeline import TOKEN, alerts
+    from watch.pipeline import Pipeline
+    from watch.receivers import receivers
+
+    def value(name: str, **labels: str) -> float:
+        return METRICS.registry.get_sample_value(name, labels) or 0.0
+
+    counted = {
+        "answered": ("cloudpilot_agent_runs_total", {"source": "slack", "outcome": "answered"}),
+        "opened": ("cloudpilot_events_processed_total", {"source": "alertmanager", "result": "opened"}),
+        "repeat": ("cloudpilot_events_processed_total", {"source": "alertmanager", "result": "repeat"}),
+        "sent": ("cloudpilot_notifications_total", {"channel": "log", "outcome": "sent"}),
+    }
+    before = {what: value(name, **labels) for what, (name, labels) in counted.items()}
+
+    rt = Runtime(Settings(store={"path": tmp_path / "s.db"}, k8s={"kubeconfig": tmp_path / "none"}))
+    try:
+        async with Team.open(rt, sinks=[]) as team:  # no model: the team still answers (and says how to add one)
+            await team.ask("why is checkout slow?", user=Principal("U1", frozenset({"read"}), transport="slack"))
+        app = receivers(Pipeline(rt, sinks=[LogNotifier()]), "c1", TOKEN, max_body=100_000)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://watch") as http:
+            for _ in range(2):  # the same alert twice: one incident, then a repeat
+                answer = await http.post(
+                    "/alertmanager", json=alerts("firing", "HighLatency"), headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+                assert answer.status_code == 200, answer.text
+    finally:
+        rt.close()
+    after = {what: value(name, **labels) for what, (name, labels) in counted.items()}
+    assert {what: after[what] - before[what] for what in counted} == {
+        "answered": 1.0,
+        "opened": 1.0,
+        "repeat": 1.0,
+        "sent": 1.0,
+    }

@@ -21,6 +21,7 @@ from engines.incidents.history import History, Ranked
 from engines.incidents.policy import Autofix, Decision, HourlyLimit, Policy, load_policy
 from errors import CloudPilotError, InvalidInput
 from notifiers import Notification, Notifier, deliver
+from ops.metrics import METRICS
 from runtime import Principal, Runtime
 from store.audit import AuditLog
 from store.incidents import Incidents
@@ -76,6 +77,7 @@ class Pipeline:
         if not s.at:
             s = dataclasses.replace(s, at=self.clock())
         change = self.grouper.add(s)
+        METRICS.events_processed.labels(source=s.source, result=change.kind if change else "repeat").inc()
         if change is not None:
             await self._record(change)
         return change
