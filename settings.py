@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +33,11 @@ class KubeSettings(BaseModel):
     )
     in_cluster: Literal["auto", "always", "never"] = Field(
         "auto", description="Use the pod's service account: auto = when running inside a pod."
+    )
+    service_account_dir: Path = Field(
+        Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+        description="Folder holding the pod's service account `token`, `ca.crt` and `namespace` (in-cluster mode); "
+        "the API server is $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.",
     )
     request_timeout_seconds: float = Field(20.0, gt=0, description="Timeout of one API request.")
     cache_ttl_seconds: float = Field(
@@ -362,6 +367,39 @@ class WatchSettings(BaseModel):
     host: str = Field("127.0.0.1", description="HTTP bind address of the receivers (/alertmanager, /events).")
     port: int = Field(9095, ge=1, le=65535, description="HTTP port of the receivers.")
     max_body_bytes: int = Field(1_000_000, ge=1_000, le=20_000_000, description="Largest request body accepted.")
+    leader_election: bool = Field(
+        False,
+        description="Several watcher processes (replicas): each cluster is watched only by the holder of its "
+        "Lease `cloudpilot-watch-<cluster>` (coordination.k8s.io); the others take over when it stops.",
+    )
+    lease_namespace: str | None = Field(
+        None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Namespace of the watch Leases; default: the pod's own namespace in a pod, else `default`.",
+    )
+    lease_identity: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="This process's name in the Leases' holderIdentity; default: hostname_pid_random.",
+    )
+    lease_duration_seconds: int = Field(
+        15, ge=1, le=3_600, description="How long others wait after a Lease stops being renewed before taking over."
+    )
+    lease_renew_deadline_seconds: float = Field(
+        10.0, gt=0, le=3_600, description="A leader that could not renew for this long stops watching that cluster."
+    )
+    lease_retry_seconds: float = Field(2.0, gt=0, le=600, description="Time between tries to acquire or renew.")
+
+    @model_validator(mode="after")
+    def _lease_timings(self) -> WatchSettings:
+        if not self.lease_retry_seconds < self.lease_renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError(
+                "lease timings must satisfy lease_retry_seconds < lease_renew_deadline_seconds < "
+                "lease_duration_seconds (a leader stops before another may take over)"
+            )
+        return self
 
 
 class AccessRule(BaseModel):

@@ -32,6 +32,7 @@ import yaml
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from connections.kubeconfig import inline_only, install, load_into, unreadable, yaml_reason
 from errors import (
@@ -59,6 +60,7 @@ IN_CLUSTER = "in-cluster"
 SERVER_QUOTE_CHARS = 300  # the most of an API server's message an error repeats
 OPERATOR_ADD = "An operator registers clusters on the server's machine with `cloudpilot clusters add`."
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 
 
 @dataclass(frozen=True)
@@ -352,8 +354,7 @@ class Connection:
         if status == 403:
             return Forbidden(
                 f"Forbidden: identity {self.identity!r} may not {verb} {what} {where}. The API server said: {message}.",
-                hint=f"Grant the identity RBAC permission to {verb} this resource, or use a cluster/context "
-                "with more rights.",
+                hint=self._grant_hint(verb, path),
             )
         if status == 401:
             return Forbidden(
@@ -405,6 +406,26 @@ class Connection:
             f"Cluster {self.name!r} answered HTTP {status} to {verb} {what}, which an API server does not send.",
             hint="Check the cluster's URL: it may point at a proxy or a web page rather than the API server.",
         )
+
+    def _grant_hint(self, verb: str, path: str) -> str:
+        """The missing permission as the RBAC rule that would grant it (verb, API group, resource, namespace)."""
+        group, resource, namespace = rbac_target(path)
+        if not resource:  # discovery or another non-resource URL
+            where = _cut(path.split("?")[0], QUOTE_CHARS)
+            return f"Grant the identity RBAC permission to {verb} {where}, or use a cluster/context with more rights."
+        where = f'in namespace "{_cut(namespace, QUOTE_CHARS)}"' if namespace else "cluster-wide"
+        rule = f'{{apiGroups: ["{group}"], resources: ["{resource}"], verbs: ["{verb}"]}}'
+        text = (
+            f'Missing RBAC permission: verb "{verb}" on resource "{resource}" of API group "{group or "core"}" '
+            f"{where}. Grant it to the identity with a {'Role' if namespace else 'ClusterRole'} rule {rule} and a "
+            "binding, or use a cluster/context with more rights."
+        )
+        if self.name == IN_CLUSTER and verb in WRITE_VERBS:
+            text += (
+                " Installed with CloudPilot's Helm chart: changes need rbac.write.enabled=true (deletions also "
+                "rbac.destructive.enabled=true)."
+            )
+        return text
 
 
 _BUILTIN_GROUPS = {
@@ -479,6 +500,23 @@ def describe_path(path: str) -> str:
     return text
 
 
+def rbac_target(path: str) -> tuple[str, str, str | None]:
+    """'/apis/apps/v1/namespaces/shop/deployments/web/scale' → ('apps', 'deployments/scale', 'shop'): what an RBAC
+    rule names for a request path (API group, resource with its subresource, namespace)."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    group = parts[1] if parts[:1] == ["apis"] and len(parts) > 1 else ""
+    parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    namespace = None
+    if len(parts) >= 2 and parts[0] == "namespaces" and len(parts) != 2:
+        namespace, parts = parts[1], parts[2:]
+    if not parts:
+        return group, "", namespace
+    resource = _cut(parts[0], QUOTE_CHARS)
+    if len(parts) >= 3:
+        resource += "/" + _cut(parts[2], QUOTE_CHARS)
+    return _cut(group, QUOTE_CHARS), resource, namespace
+
+
 def _is_collection(path: str) -> bool:
     parts = [p for p in path.split("/") if p]
     parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
@@ -526,11 +564,13 @@ def _query_value(v: Any) -> Any:
 
 
 # -- making connections --------------------------------------------------------------------------------
-def in_pod() -> bool:
-    return (
-        bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-        and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
-    )
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_pod(service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> bool:
+    """Whether this process runs in a pod: the API server's address in the environment and a service account
+    token in `service_account_dir` (k8s.service_account_dir)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (service_account_dir / "token").exists()
 
 
 def _jwt_subject(token: str) -> str | None:
@@ -626,10 +666,14 @@ class Clusters:
             return None
         return conn
 
+    def in_pod(self) -> bool:
+        """Whether the pod's service account is there to use (k8s.service_account_dir)."""
+        return in_pod(self.settings.service_account_dir)
+
     def _find_default(self) -> str:
         if self.settings.default_cluster:
             return self.settings.default_cluster
-        if self.settings.in_cluster == "always" or (self.settings.in_cluster == "auto" and in_pod()):
+        if self.settings.in_cluster == "always" or (self.settings.in_cluster == "auto" and self.in_pod()):
             return IN_CLUSTER
         if self.settings.context:
             return self.settings.context
@@ -695,17 +739,26 @@ class Clusters:
         if record is not None:
             return self._connection(name, _record_access(record), record)
         if name == IN_CLUSTER:
-            cfg = kclient.Configuration()
-            try:
-                kconfig.load_incluster_config(client_configuration=cfg)
-            except ConfigException as e:
-                raise NotFound(
-                    f"Not running in a pod, so cluster {IN_CLUSTER!r} is unavailable: {e}.",
-                    hint="Use a kubeconfig context or a registered cluster instead.",
-                ) from e
-            token = str(cfg.api_key.get("authorization", "")).removeprefix("Bearer ").strip()
-            return self._connection(name, Access(cfg, _jwt_subject(token) or "the pod's service account"))
+            return self._connection(name, self._in_cluster_access())
         return self._connection(name, self._context_access(name))
+
+    def _in_cluster_access(self) -> Access:
+        """The pod's service account: the token and CA in k8s.service_account_dir, the API server from
+        KUBERNETES_SERVICE_HOST/PORT. The token file is read again every minute (projected tokens rotate)."""
+        cfg = kclient.Configuration()
+        folder = self.settings.service_account_dir
+        try:
+            InClusterConfigLoader(
+                token_filename=str(folder / "token"), cert_filename=str(folder / "ca.crt")
+            ).load_and_set(cfg)
+        except (ConfigException, OSError) as e:
+            raise NotFound(
+                f"Not running in a pod, so cluster {IN_CLUSTER!r} is unavailable: {e}.",
+                hint="Use a kubeconfig context or a registered cluster instead.",
+            ) from e
+        header = str(cfg.api_key.get("BearerToken") or cfg.api_key.get("authorization") or "")
+        token = header.split(" ", 1)[-1].strip()  # "bearer <token>"
+        return Access(cfg, _jwt_subject(token) or "the pod's service account")
 
     def _context_access(self, context: str) -> Access:
         contexts, _, trouble = self.kubeconfig_state()

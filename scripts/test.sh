@@ -5,6 +5,7 @@
 #     cached in ~/.cache/cloudpilot/kube/<version>
 #   - Jaeger (all-in-one, in-memory storage) built from the Go module proxy,
 #     cached in ~/.cache/cloudpilot/jaeger/<version>
+#   - helm (v4) built from the Go module proxy, cached in ~/.cache/cloudpilot/helm/<version>
 #   - the Python package and its test extras in .venv
 #   - the MCP Inspector CLI from npm, cached in ~/.cache/cloudpilot/inspector
 # Extra arguments go to pytest, e.g. scripts/test.sh -k pods -x
@@ -30,6 +31,10 @@ export CLOUDPILOT_KUBE_BIN
 echo "== jaeger binary"
 CLOUDPILOT_JAEGER_BIN="$(bash scripts/build-jaeger.sh | tail -n 1)"
 export CLOUDPILOT_JAEGER_BIN
+
+echo "== helm binary"
+CLOUDPILOT_HELM_BIN="$(bash scripts/build-helm.sh | tail -n 1)"
+export CLOUDPILOT_HELM_BIN
 
 echo "== python"
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from connections.kube import IN_CLUSTER, Connection, in_pod
+from connections.kube import IN_CLUSTER, Connection
 from errors import CloudPilotError
 from runtime import attempt, current
 from tools.catalogue import tool
@@ -88,7 +88,7 @@ async def clusters_list() -> ClusterList:
                     auth=f"user {ctx.get('user')}",
                 )
             )
-    if in_pod():
+    if rt.clusters.in_pod():
         entries.append(ClusterEntry(name=IN_CLUSTER, source="in-cluster", auth="service account"))
     try:
         default = rt.clusters.default_name()
