@@ -47,6 +47,10 @@ class KubeSettings(BaseModel):
     max_connections: int = Field(
         32, ge=1, le=512, description="HTTP connections kept per cluster (size it to the concurrent calls expected)."
     )
+    fanout_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="How long the fleet_* tools wait for each cluster; the rest are reported."
+    )
+    fanout_max_clusters: int = Field(50, ge=1, le=1000, description="Most clusters one fleet_* call reads.")
 
 
 class StoreSettings(BaseModel):

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from cli import run
 from engines.incidents.policy import Policy
@@ -39,8 +43,19 @@ def command(args: argparse.Namespace, settings: Settings, store: Store) -> int:
         print(describe(policy_from_settings(Runtime(settings, store)), settings.watch.policy_file))
         return 0
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(Runtime(settings, store)))
+    asyncio.run(until_stopped(serve(Runtime(settings, store))))
     return 0
+
+
+async def until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` until SIGTERM or SIGINT cancels it, so that it stops cleanly: its watches end and, with
+    watch.leader_election, its Leases are released for another replica to take over at once."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def describe(policy: Policy, path: Path | None) -> str:

@@ -39,6 +39,8 @@ READ_TOOLS = {
     "rollout_status",
     "rollout_history",
     "resource_usage",
+    "fleet_overview",
+    "fleet_problem_pods",
 }
 
 

@@ -63,6 +63,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "tools.mutations",
     "tools.runbooks",
     "tools.incidents",
+    "tools.fleet",
 )
 
 

@@ -488,8 +488,20 @@ async def diagnose(
     conn = await rt.connect(cluster)
     focus = _focus(kind, name, ns)
     await namespace_check.require(rt, conn, ns)
-    namespaces = [ns] if ns else None
-    gathered, age = await snapshot(rt, conn, namespaces, refresh=force_refresh)
+    return await diagnose_cluster(rt, conn, ns, focus, min_severity, limit, force_refresh)
+
+
+async def diagnose_cluster(
+    rt: Runtime,
+    conn: Connection,
+    ns: str | None,
+    focus: ObjectRef | None,
+    min_severity: Severity,
+    limit: int,
+    refresh: bool = False,
+) -> Diagnosis:
+    """The diagnosis of one cluster from checked arguments (diagnose, and fleet_diagnose per cluster)."""
+    gathered, age = await snapshot(rt, conn, [ns] if ns else None, refresh=refresh)
     snap = gathered.snapshot
     notes = []
     if focus is not None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from connections.kube import Connection
 from errors import CloudPilotError, NotFound
 from kube.quantity import GIB, cores, gib
 from runtime import attempt, current, validate_limit
@@ -88,15 +89,19 @@ async def cluster_overview(cluster: ClusterArg = None, force_refresh: Refresh = 
     """Counts and capacity of a cluster at a glance: nodes (ready/not ready), pods by phase and unhealthy,
     deployments, services, configmaps, secrets, namespaces, CPU/memory requests and limits against allocatable.
     Cached briefly; if one kind cannot be read the result is partial and `errors` says which."""
+    return await overview(await current().connect(cluster), force_refresh)
+
+
+async def overview(conn: Connection, refresh: bool = False) -> Overview:
+    """One cluster's overview through the shared cache (cluster_overview, and fleet_overview per cluster)."""
     rt = current()
-    conn = await rt.connect(cluster)
 
     async def load() -> Overview:
-        return await _overview(conn.name, force_refresh)
+        return await _overview(conn.name, refresh)
 
     # a partial result is answered but not cached: the next call tries the failed kinds again
     result, age_s = await rt.cache.get(
-        (conn.name, "overview"), rt.settings.k8s.cache_ttl_seconds, load, force_refresh, keep=lambda o: not o.errors
+        (conn.name, "overview"), rt.settings.k8s.cache_ttl_seconds, load, refresh, keep=lambda o: not o.errors
     )
     return result.model_copy(update={"from_cache": age_s > 0})
 

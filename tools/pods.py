@@ -118,20 +118,22 @@ async def pods_list(
         namespace=namespace,
         by_status=dict(by_status),
         unhealthy_by_namespace=dict(bad.most_common(10)) if not namespace else {},
-        pods=[
-            PodLine(
-                namespace=p.namespace,
-                name=p.name,
-                ready=f"{p.ready}/{p.total}",
-                status=p.reason,
-                restarts=p.restarts,
-                age=age(p.created),
-                node=p.node,
-                last_termination=p.last_termination,
-            )
-            for p in shown
-        ],
+        pods=[pod_line(p) for p in shown],
         page=page,
+    )
+
+
+def pod_line(p: PodRow) -> PodLine:
+    """One listing line (pods_list, fleet_problem_pods)."""
+    return PodLine(
+        namespace=p.namespace,
+        name=p.name,
+        ready=f"{p.ready}/{p.total}",
+        status=p.reason,
+        restarts=p.restarts,
+        age=age(p.created),
+        node=p.node,
+        last_termination=p.last_termination,
     )
 
 
