@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from cli import run
 from engines.incidents.policy import Policy
+from errors import CloudPilotError
 from runtime import Runtime
 from settings import Settings
 from store import Store
@@ -43,8 +45,27 @@ def command(args: argparse.Namespace, settings: Settings, store: Store) -> int:
         print(describe(policy_from_settings(Runtime(settings, store)), settings.watch.policy_file))
         return 0
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(until_stopped(serve(Runtime(settings, store))))
+    try:
+        asyncio.run(until_stopped(serve(Runtime(settings, store))))
+    except Exception as exc:  # a refusal that stops the pipeline (no RBAC for Leases, ...) is a message, not a trace
+        refusal = first_refusal(exc)
+        if refusal is None:
+            raise
+        print(f"cloudpilot watch: {refusal}", file=sys.stderr)
+        return 1
     return 0
+
+
+def first_refusal(exc: BaseException) -> CloudPilotError | None:
+    """The CloudPilotError in `exc`, or in the task group's exception group it arrived in."""
+    if isinstance(exc, CloudPilotError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_refusal(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def until_stopped(main: Coroutine[Any, Any, None]) -> None:

@@ -432,3 +432,23 @@ async def test_a_leader_that_loses_its_lease_stops_at_once_and_later_resumes_whe
     assert [n.title for n in told.sent] == [f"Incident #{i} opened: Pod {namespace}/{FAULTS[i - 1]}" for i in (1, 2)]
     assert notes(incidents, f"Pod {namespace}/fault-a", "updated") == []  # known state, resumed from the cursor
     assert api("GET", lease_path)["spec"].get("holderIdentity", "") == ""  # released on the clean stop
+
+
+def test_a_watcher_without_rights_on_leases_exits_with_the_missing_permission(cluster, namespace, tmp_path):
+    """`cloudpilot watch` as a user with no RBAC: one line naming what to grant and status 1, not a traceback."""
+    config = tmp_path / "viewer.yaml"
+    config.write_text(yaml.safe_dump({
+        "k8s": {"kubeconfig": str(cluster.kubeconfig), "context": "viewer"},
+        "store": {"path": str(tmp_path / "s.db")},
+        "agents": {"checkpoint_path": str(tmp_path / "threads.db")},
+        "watch": watch_settings(namespace, "watcher-viewer"),
+    }))  # fmt: skip
+    proc = start("watch", "--config", str(config), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    text = err.decode()
+    assert proc.returncode == 1, text[-2000:]
+    assert "cloudpilot watch: " in text and '"leases"' in text and "Traceback" not in text
