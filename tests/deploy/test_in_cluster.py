@@ -359,6 +359,9 @@ def read_calls(env: InCluster) -> dict[str, dict[str, Any]]:
         "mesh_overview": {},
         "rca_namespace": {"namespace": env.app, "minutes": 60, "queries": {"requests": rate}},
         "recommend_replicas": {"namespace": env.app, "deployment": "web", "per_replica": 50.0, "query": rate},
+        "fleet_overview": {"force_refresh": True},
+        "fleet_diagnose": {},
+        "fleet_problem_pods": {},
     }
 
 
@@ -386,7 +389,11 @@ async def test_the_server_acts_as_the_charts_service_account(incluster: InCluste
 async def test_every_read_tool_works_with_the_read_only_cluster_role(incluster: InCluster) -> None:
     calls = read_calls(incluster)
     specs = load_all().values()
-    cluster_facing = {s.name for s in specs if s.access == "read" and "cluster" in inspect.signature(s.fn).parameters}
+    cluster_facing = {
+        s.name
+        for s in specs
+        if s.access == "read" and {"cluster", "clusters"} & set(inspect.signature(s.fn).parameters)
+    }
     assert set(calls) == cluster_facing | {"clusters_list"}  # a new read tool must be added here
     assert not _may(incluster.control_plane, incluster.token, "update", "apps", "deployments", incluster.app)
     failed, answers = {}, {}
@@ -410,6 +417,9 @@ async def test_every_read_tool_works_with_the_read_only_cluster_role(incluster: 
     assert checked["pods"] >= 2 and checked["nodes"] >= 3 and checked["virtualservices"] == 1, checked
     assert answers["recommend_replicas"]["current"] == 2
     assert answers["rca_namespace"]["candidates"]
+    for fleet in ("fleet_overview", "fleet_diagnose", "fleet_problem_pods"):  # the one cluster, answering
+        assert [c["cluster"] for c in answers[fleet]["clusters"]] == ["in-cluster"], answers[fleet]
+        assert answers[fleet]["unreachable"] == [], answers[fleet]
 
 
 async def test_a_change_needs_the_write_role_then_the_fix_loop_works(incluster: InCluster) -> None:
