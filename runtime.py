@@ -23,7 +23,7 @@ import anyio
 from connections.kube import Clusters, Connection
 from errors import CloudPilotError, InvalidInput, NotAllowed
 from settings import Settings
-from store import Store
+from store import Store, open_store
 from tools.catalogue import ToolSpec
 
 T = TypeVar("T")
@@ -109,7 +109,7 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.settings.store.path)
+        return open_store(self.settings)  # SQLite, or PostgreSQL when store.url is set
 
     @cached_property
     def clusters(self) -> Clusters:

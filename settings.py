@@ -54,11 +54,16 @@ class KubeSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """The embedded SQLite store (cluster registry, audit log)."""
+    """The store (cluster registry, audit log, plans, approvals, outbox, incidents): an embedded SQLite file, or
+    PostgreSQL when `url` is set (several replicas share it; the team's checkpoints go there too)."""
 
     path: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("cloudpilot")) / "cloudpilot.db",
-        description="SQLite file; created with mode 0600.",
+        description="SQLite file; created with mode 0600. Unused when `url` is set.",
+    )
+    url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:password@host:5432/db); a secret: never logged or returned.",
     )
 
 
@@ -461,6 +466,12 @@ class ServerSettings(BaseModel):
     )
     shutdown_grace_seconds: float = Field(
         25.0, ge=0, le=3_600, description="On SIGTERM, how long tool calls in flight may finish before exit."
+    )
+    stateless_http: bool = Field(
+        False,
+        description="Keep no MCP session between HTTP requests, so any replica behind a plain load balancer (a "
+        "Kubernetes Service) answers any request. Clients cannot be asked to approve a plan (MCP elicitation) "
+        "then: plans are approved by policy, a chat button or `cloudpilot approvals`.",
     )
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, le=60, description="/readyz: time for the store and the cluster's /version to answer."

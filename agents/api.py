@@ -8,8 +8,8 @@
         reply = await team.autofix("shop", deployment="web", event="readiness probe failed", user=alice)
 
 Every call takes `on_event` to stream progress (tool calls, handoffs, model tokens, the approval request).
-Threads and pending approvals are checkpointed in `agents.checkpoint_path`, so they survive a restart: a
-decision made in another process resumes the thread where it paused.
+Threads and pending approvals are checkpointed in `agents.checkpoint_path` (or PostgreSQL with `store.url`), so
+they survive a restart: a decision made in another process (or replica) resumes the thread where it paused.
 """
 
 from __future__ import annotations
@@ -115,13 +115,21 @@ class Team:
         model: BaseChatModel | str | None = "settings",
         sinks: Sequence[notifiers.Notifier] | None = None,
     ) -> AsyncIterator[Team]:
-        """The team with its threads in `agents.checkpoint_path` (SQLite, readable by this user only) and the
-        model of the `llm.*` settings (pass `model=None` for the autopilot only, or a chat model)."""
+        """The team with its threads in `agents.checkpoint_path` (SQLite, readable by this user only) — or in the
+        PostgreSQL store when `store.url` is set, shared by every replica — and the model of the `llm.*` settings
+        (pass `model=None` for the autopilot only, or a chat model)."""
+        chosen = chat_model(runtime.settings.llm) if model == "settings" else model
+        url = runtime.settings.store.url
+        if url is not None:
+            from store.checkpoints import postgres_saver  # psycopg is loaded only when it is used
+
+            async with postgres_saver(url.get_secret_value()) as shared:
+                yield cls(runtime, shared, model=chosen if not isinstance(chosen, str) else None, sinks=sinks)
+            return
         path = Path(runtime.settings.agents.checkpoint_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        chosen = chat_model(runtime.settings.llm) if model == "settings" else model
         async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
             yield cls(runtime, saver, model=chosen if not isinstance(chosen, str) else None, sinks=sinks)
 

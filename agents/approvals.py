@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from errors import Conflict, InvalidInput, NotFound, quote
+from store.migrations import migrate
 from store.sqlite import Store
 
 Status = Literal["pending", "approved", "rejected", "expired"]
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status);
 """
+MIGRATIONS = (_SCHEMA,)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Approval:
 class Approvals:
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.executescript(_SCHEMA)
+        migrate(store, "approvals", MIGRATIONS)
 
     def request(self, thread_id: str, plan: dict[str, Any], requested_by: str, ttl_minutes: int) -> Approval:
         """The approval of this plan: created once; the same one again when the graph re-runs the step."""
@@ -77,8 +79,8 @@ class Approvals:
         plan_expiry = datetime.fromisoformat(plan["expires_at"])
         expires = min(expires, plan_expiry)  # never outlives its plan
         self.store.execute(
-            "INSERT OR IGNORE INTO approvals (id, thread_id, plan_id, status, requested_by, created_at, expires_at, "
-            "summary) VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO approvals (id, thread_id, plan_id, status, requested_by, created_at, expires_at, summary) "
+            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (
                 "ap-" + secrets.token_hex(5),
                 thread_id,

@@ -10,6 +10,7 @@ from typing import Any
 
 from guard.bounds import clip
 from guard.mask import mask_text, redact
+from store.migrations import migrate
 from store.sqlite import Store
 
 _SCHEMA = """
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS agent_steps (
 );
 CREATE INDEX IF NOT EXISTS agent_steps_thread ON agent_steps (thread_id, id);
 """
+MIGRATIONS = (_SCHEMA,)
 ARGUMENT_CHARS = 2_000
 RESULT_CHARS = 500
 
@@ -56,7 +58,7 @@ class Trace:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.executescript(_SCHEMA)
+        migrate(store, "agent_steps", MIGRATIONS)
 
     def add(
         self,
@@ -91,7 +93,8 @@ class Trace:
 
     def steps(self, thread_id: str, limit: int = 500) -> list[Step]:
         rows = self.store.execute(
-            "SELECT * FROM (SELECT * FROM agent_steps WHERE thread_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            "SELECT * FROM (SELECT * FROM agent_steps WHERE thread_id = ? ORDER BY id DESC LIMIT ?) AS recent "
+            "ORDER BY id",
             (thread_id, limit),
         )
         return [Step(**{k: v for k, v in dict(row).items() if k != "thread_id"}) for row in rows]

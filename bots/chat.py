@@ -23,6 +23,7 @@ from notifiers import Notification
 from notifiers.text import split
 from runtime import Principal
 from settings import Settings
+from store.migrations import migrate
 from store.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS chat_approvals (
     at TEXT NOT NULL
 );
 """
+MIGRATIONS = (_SCHEMA,)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class Bot:
         self.team = team
         self.settings = settings
         self.store = store
-        store.executescript(_SCHEMA)
+        migrate(store, "chat_approvals", MIGRATIONS)
 
     # -- messages -------------------------------------------------------------------------------------------------
     async def message(self, user: ChatUser, text: str, thread_id: str, out: Thread) -> None:
@@ -263,7 +265,8 @@ class Bot:
     def _record_first(self, approval_id: str, user: ChatUser) -> tuple[str, str]:
         """Store `user` as the first approver unless someone got there first; return whoever is first."""
         self.store.execute(
-            "INSERT OR IGNORE INTO chat_approvals (approval_id, first_by, first_label, at) VALUES (?,?,?,?)",
+            "INSERT INTO chat_approvals (approval_id, first_by, first_label, at) VALUES (?,?,?,?) "
+            "ON CONFLICT (approval_id) DO NOTHING",
             (approval_id, f"{user.platform}:{user.id}", user.label, datetime.now(UTC).isoformat(timespec="seconds")),
         )
         first = self._first(approval_id)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from errors import CloudPilotError
 from settings import Settings, load_settings
-from store import Store
+from store import open_store
 
 COMMANDS = {
     "clusters": "cli.clusters:main",
@@ -66,7 +66,10 @@ def run(group: str, parser: argparse.ArgumentParser, argv: list[str], command: C
         return error(group, f"invalid settings: {problems}", 2)
     except (FileNotFoundError, ValueError) as e:
         return error(group, f"cannot load settings: {e}", 2)
-    store = Store(settings.store.path)
+    try:
+        store = open_store(settings)
+    except CloudPilotError as e:  # the store cannot be reached: say so, without the URL's password
+        return error(group, str(e), 1)
     try:
         return int(command(args, settings, store))
     except UsageError as e:

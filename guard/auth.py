@@ -35,6 +35,7 @@ from guard.oidc import OidcAccessToken, OidcConfig, OidcTokenVerifier
 from runtime import SCOPES, Principal
 from settings import ServerSettings, Settings
 from store import Store
+from store.migrations import migrate
 
 PREFIX = "cpt_"
 _SCHEMA = """
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     revoked_at TEXT
 );
 """
+MIGRATIONS = (_SCHEMA,)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -107,7 +109,7 @@ class Tokens:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.executescript(_SCHEMA)
+        migrate(store, "api_tokens", MIGRATIONS)
 
     def create(self, name: str, scope: str, expires_in: timedelta | None = None) -> tuple[str, TokenInfo]:
         """Make a token; returns (the token, shown this once; its record). KeyError if the name is taken."""
@@ -117,12 +119,13 @@ class Tokens:
         secret = PREFIX + secrets.token_urlsafe(32)
         now = _now().replace(microsecond=0)
         expires = (now + expires_in).isoformat() if expires_in else None
-        if self.store.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)):
-            raise KeyError(name)
-        self.store.execute(
-            "INSERT INTO api_tokens (name, hash, scope, created_at, expires_at) VALUES (?,?,?,?,?)",
+        created = self.store.execute(  # one statement: two replicas creating the same name cannot both win
+            "INSERT INTO api_tokens (name, hash, scope, created_at, expires_at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (name) DO NOTHING RETURNING name",
             (name, _digest(secret), scope, now.isoformat(), expires),
         )
+        if not created:
+            raise KeyError(name)
         return secret, TokenInfo(name, scope, now.isoformat(), expires, None)
 
     def list(self) -> list[TokenInfo]:
@@ -135,12 +138,11 @@ class Tokens:
         """True when an active token was revoked; False when it was already revoked. KeyError if unknown."""
         if not self.store.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)):
             raise KeyError(name)
-        if self.store.execute("SELECT 1 FROM api_tokens WHERE name = ? AND revoked_at IS NOT NULL", (name,)):
-            return False
-        self.store.execute(
-            "UPDATE api_tokens SET revoked_at = ? WHERE name = ?", (_now().replace(microsecond=0).isoformat(), name)
+        revoked = self.store.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL RETURNING name",
+            (_now().replace(microsecond=0).isoformat(), name),
         )
-        return True
+        return bool(revoked)
 
     def configured(self) -> bool:
         """Whether any unrevoked token exists (expired ones count: auth stays on until they are revoked)."""

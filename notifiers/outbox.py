@@ -30,6 +30,7 @@ import anyio
 from errors import CloudPilotError
 from notifiers.base import DeliveryError, Notification, prepared
 from ops.metrics import METRICS
+from store.migrations import migrate
 from store.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, due);
 CREATE INDEX IF NOT EXISTS outbox_key ON outbox (dest, dedup_key, created);
 """
+MIGRATIONS = (_SCHEMA,)
 
 
 class RetryLater(DeliveryError):
@@ -131,7 +133,7 @@ class Outbox:
         self.clock = clock
         self._last_send: dict[str, float] = defaultdict(float)
         self._wake = anyio.Event()
-        store.executescript(_SCHEMA)
+        migrate(store, "outbox", MIGRATIONS)
 
     # -- producing ----------------------------------------------------------------------------------------------
     def enqueue(self, n: Notification, destinations: Sequence[str]) -> list[int]:
@@ -313,9 +315,10 @@ class Outbox:
 
     def _hold(self, row: Row, until: float) -> None:
         """The channel's later rows wait too, so its messages keep their order."""
-        self.store.execute(
-            "UPDATE outbox SET due = MAX(due, ?) WHERE dest = ? AND id > ? AND status IN ('queued', 'sending')",
-            (until, row.dest, row.id),
+        self.store.execute(  # the CASE is SQLite's MAX(a, b) and PostgreSQL's GREATEST(a, b)
+            "UPDATE outbox SET due = CASE WHEN due > ? THEN due ELSE ? END "
+            "WHERE dest = ? AND id > ? AND status IN ('queued', 'sending')",
+            (until, until, row.dest, row.id),
         )
 
     async def _pace(self, dest: str) -> None:

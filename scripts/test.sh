@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, from nothing, then runs it. Safe to re-run: each step is cached.
-#   - etcd (and Prometheus, openssl) from Debian's packages
+#   - etcd (and Prometheus, openssl, PostgreSQL) from Debian's packages
 #   - kube-apiserver, kube-controller-manager, kube-scheduler, kubectl built from the Go module proxy,
 #     cached in ~/.cache/cloudpilot/kube/<version>
 #   - Jaeger (all-in-one, in-memory storage) built from the Go module proxy,
@@ -17,6 +17,7 @@ command -v etcd >/dev/null || missing+=(etcd-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)  # tests/store/postgres.py
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== apt: ${missing[*]}"
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"

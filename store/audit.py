@@ -1,4 +1,4 @@
-"""The audit log and saved plans, in the store's SQLite file.
+"""The audit log and saved plans, in the store (SQLite or PostgreSQL).
 
 Every step of a change is a row: planned, approved, refused, applied, conflict, verified, failed,
 rolled_back, rejected — with who asked (the authenticated principal, and the client's self-declared name apart
@@ -10,11 +10,11 @@ JSON, so a plan made in one call, or by one server process, is applied in the ne
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from store.migrations import Tx, add_columns, migrate
 from store.sqlite import Store
 
 _SCHEMA = """
@@ -42,7 +42,36 @@ CREATE TABLE IF NOT EXISTS plans (
     body TEXT NOT NULL
 );
 """
-_ADDED_COLUMNS = ("principal", "approver")  # added after the first release: files made before lack them
+
+
+def _forget_plan_objects(tx: Tx) -> None:
+    """Plans saved by earlier versions kept whole objects (live and dry-run result, Secret data included):
+    keep only their uid and drop the objects, overwriting the old bytes (SQLite's secure_delete)."""
+    rows = tx.execute("SELECT id, body FROM plans WHERE body LIKE '%\"live\"%'")
+    if not rows:
+        return
+    sqlite = tx.dialect == "sqlite"
+    previous = tx.execute("PRAGMA secure_delete")[0][0] if sqlite else 0
+    if sqlite:
+        tx.execute("PRAGMA secure_delete=ON")
+    try:
+        for row in rows:
+            body = json.loads(row["body"])
+            for item in body.get("items") or []:
+                live = item.pop("live", None) or {}
+                item.pop("desired", None)
+                item.setdefault("uid", (live.get("metadata") or {}).get("uid"))
+            tx.execute("UPDATE plans SET body = ? WHERE id = ?", (json.dumps(body), row["id"]))
+    finally:
+        if sqlite:
+            tx.execute(f"PRAGMA secure_delete={int(previous)}")
+
+
+MIGRATIONS = (
+    _SCHEMA,
+    add_columns("audit", {c: "TEXT NOT NULL DEFAULT ''" for c in ("principal", "approver")}),  # files from before
+    _forget_plan_objects,
+)
 EVENTS = (
     "planned",
     "approved",
@@ -82,35 +111,7 @@ class AuditLog:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.executescript(_SCHEMA)
-        present = {row["name"] for row in store.execute("PRAGMA table_info(audit)")}
-        for column in _ADDED_COLUMNS:
-            if column not in present:
-                try:
-                    store.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
-                except sqlite3.OperationalError as e:  # another process added it first
-                    if "duplicate column" not in str(e):
-                        raise
-        self._forget_plan_objects()
-
-    def _forget_plan_objects(self) -> None:
-        """Plans saved by earlier versions kept whole objects (live and dry-run result, Secret data included):
-        keep only their uid and drop the objects, overwriting the old bytes (secure_delete)."""
-        rows = self.store.execute("SELECT id, body FROM plans WHERE body LIKE '%\"live\"%'")
-        if not rows:
-            return
-        previous = self.store.execute("PRAGMA secure_delete")[0][0]
-        self.store.execute("PRAGMA secure_delete=ON")
-        try:
-            for row in rows:
-                body = json.loads(row["body"])
-                for item in body.get("items") or []:
-                    live = item.pop("live", None) or {}
-                    item.pop("desired", None)
-                    item.setdefault("uid", (live.get("metadata") or {}).get("uid"))
-                self.store.execute("UPDATE plans SET body = ? WHERE id = ?", (json.dumps(body), row["id"]))
-        finally:
-            self.store.execute(f"PRAGMA secure_delete={int(previous)}")
+        migrate(store, "audit", MIGRATIONS)
 
     def record(
         self,
@@ -171,7 +172,9 @@ class AuditLog:
         self, plan_id: str, cluster: str, expires_at: str, body: dict[str, Any], status: str = "planned"
     ) -> None:
         self.store.execute(
-            "INSERT OR REPLACE INTO plans (id, created_at, expires_at, cluster, status, body) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO plans (id, created_at, expires_at, cluster, status, body) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, expires_at = excluded.expires_at, "
+            "cluster = excluded.cluster, status = excluded.status, body = excluded.body",
             (plan_id, now(), expires_at, cluster, status, json.dumps(body)),
         )
 
@@ -217,5 +220,5 @@ class AuditLog:
         return bool(rows)
 
 
-def _entry(row: sqlite3.Row) -> AuditEntry:
+def _entry(row: Any) -> AuditEntry:
     return AuditEntry(**dict(row))

@@ -1,6 +1,6 @@
-"""Incidents in the store's SQLite file: each with its status (open, acknowledged, resolved), what it is about, and
-a timeline of what happened (signals, findings, plans, actions, notifications). Written by the event pipeline;
-read by the MCP tools and the bots."""
+"""Incidents in the store (SQLite or PostgreSQL): each with its status (open, acknowledged, resolved), what it is
+about, and a timeline of what happened (signals, findings, plans, actions, notifications). Written by the event
+pipeline; read by the MCP tools and the bots."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from store.migrations import migrate
 from store.sqlite import Store
 
 _SCHEMA = """
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, last_at);
 CREATE TABLE IF NOT EXISTS incident_timeline (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     incident_id INTEGER NOT NULL,
     at REAL NOT NULL,
     kind TEXT NOT NULL,
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS incident_timeline (
 );
 CREATE INDEX IF NOT EXISTS incident_timeline_id ON incident_timeline (incident_id, at);
 """
+MIGRATIONS = (_SCHEMA,)
 COLUMNS = ("cluster", "root", "status", "severity", "opened_at", "last_at", "resolved_at", "reasons", "objects",
            "events", "reopened", "flapping", "acknowledged_by", "thread_id")  # fmt: skip
 STATUS_KEEPS_ACK = "status = CASE WHEN status = 'acknowledged' AND ? = 'open' THEN status ELSE ? END"
@@ -77,7 +80,9 @@ class IncidentRecord:
 class Incidents:
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.executescript(_SCHEMA)
+        # timeline order: SQLite's rowid (files from before have no id column; new ones alias it), else the id
+        self._seq = "rowid" if store.dialect == "sqlite" else "id"
+        migrate(store, "incidents", MIGRATIONS)
 
     def save(self, ref: int, values: dict[str, Any]) -> int:
         """Insert (ref 0) or update incident `ref` with `values` (the columns above); returns its id."""
@@ -103,9 +108,10 @@ class Incidents:
             "INSERT INTO incident_timeline (incident_id, at, kind, text) VALUES (?,?,?,?)",
             (incident_id, at if at is not None else time.time(), kind, text[:TIMELINE_CHARS]),
         )
+        seq = self._seq
         self.store.execute(
-            "DELETE FROM incident_timeline WHERE incident_id = ? AND rowid NOT IN (SELECT rowid FROM "
-            "incident_timeline WHERE incident_id = ? ORDER BY rowid DESC LIMIT ?)",
+            f"DELETE FROM incident_timeline WHERE incident_id = ? AND {seq} NOT IN (SELECT {seq} FROM "  # nosec B608
+            f"incident_timeline WHERE incident_id = ? ORDER BY {seq} DESC LIMIT ?)",
             (incident_id, incident_id, MAX_TIMELINE),
         )
 
@@ -115,7 +121,7 @@ class Incidents:
 
     def timeline(self, incident_id: int, limit: int = 100) -> list[tuple[float, str, str]]:
         rows = self.store.execute(
-            "SELECT at, kind, text FROM incident_timeline WHERE incident_id = ? ORDER BY rowid LIMIT ?",
+            f"SELECT at, kind, text FROM incident_timeline WHERE incident_id = ? ORDER BY {self._seq} LIMIT ?",  # nosec B608
             (incident_id, limit),
         )
         return [(r["at"], r["kind"], r["text"]) for r in rows]

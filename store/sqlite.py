@@ -1,5 +1,10 @@
 """One SQLite file, created private (0600), shared by the cluster registry and the audit log.
 
+`Store` is also the interface every owner of a table uses (`execute` with `?` placeholders, rows readable by name
+and by position, `transaction` for migrations): `store.postgres.PostgresStore` is the same interface on
+PostgreSQL, for several replicas. SQL at the call sites is portable (SQLite and PostgreSQL): `ON CONFLICT`, not
+`INSERT OR ...`; `RETURNING` for atomic claims; no `?` inside string literals.
+
 Secrets (tokens, kubeconfigs, CA data) are stored here so that registered clusters survive restarts;
 they are read only by `connections.kube` to connect and are never part of any tool result.
 """
@@ -9,9 +14,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from store.migrations import Tx, add_columns, migrate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clusters (
@@ -27,6 +37,10 @@ CREATE TABLE IF NOT EXISTS clusters (
     trusted INTEGER NOT NULL DEFAULT 0
 );
 """
+MIGRATIONS = (
+    _SCHEMA,
+    add_columns("clusters", {"trusted": "INTEGER NOT NULL DEFAULT 0"}),  # records from before it: untrusted
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,9 @@ class ClusterRecord:
 
 
 class Store:
-    """Thread-safe access to the SQLite file."""
+    """Thread-safe access to the SQLite file (one connection under a lock)."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -65,24 +81,21 @@ class Store:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
+        self.migrated: set[str] = set()  # components whose migrations this process has checked
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._migrate()
+            self._db.execute("PRAGMA busy_timeout=30000")
+        migrate(self, "clusters", MIGRATIONS)
+
+    def __repr__(self) -> str:
+        return f"Store(sqlite {self.path})"
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _migrate(self) -> None:
-        """Bring a file made by an older version up to date (callers hold the lock)."""
-        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(clusters)")}
-        if "trusted" not in columns:  # records from before `trusted` existed are untrusted
-            self._db.execute("ALTER TABLE clusters ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0")
-
-    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        """Run one statement under the store's lock (for the other tables: audit log, plans)."""
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        """Run one statement under the store's lock; rows read by name (`row["id"]`) or position (`row[0]`)."""
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
@@ -90,49 +103,69 @@ class Store:
         with self._lock:
             self._db.executescript(script)
 
-    # -- cluster registry ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, lock: str) -> Iterator[Tx]:
+        """One transaction holding the database's write lock (`BEGIN IMMEDIATE`: one writer across processes), so
+        migrations run once however many processes open the file together. `lock` names what is migrated (on
+        PostgreSQL it picks an advisory lock; here the file has one)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(self.dialect, lambda sql, params=(): self._db.execute(sql, params).fetchall(), _columns(self))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- cluster registry (portable SQL: shared by the PostgreSQL store) ----------------------------------------
     def add_cluster(self, record: ClusterRecord, replace: bool = False) -> ClusterRecord:
         added = datetime.now(UTC).isoformat(timespec="seconds")
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        with self._lock:
-            try:
-                self._db.execute(
-                    f"{verb} INTO clusters (name, server, token, kubeconfig, context, ca_cert, "
-                    "insecure_skip_tls_verify, description, added_at, trusted) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        record.name,
-                        record.server,
-                        record.token,
-                        record.kubeconfig,
-                        record.context,
-                        record.ca_cert,
-                        int(record.insecure_skip_tls_verify),
-                        record.description,
-                        added,
-                        int(record.trusted),
-                    ),
-                )
-            except sqlite3.IntegrityError as e:
-                raise KeyError(record.name) from e
+        on_conflict = (
+            "DO UPDATE SET server = excluded.server, token = excluded.token, kubeconfig = excluded.kubeconfig, "
+            "context = excluded.context, ca_cert = excluded.ca_cert, "
+            "insecure_skip_tls_verify = excluded.insecure_skip_tls_verify, description = excluded.description, "
+            "added_at = excluded.added_at, trusted = excluded.trusted"
+            if replace
+            else "DO NOTHING"
+        )
+        done = self.execute(
+            "INSERT INTO clusters (name, server, token, kubeconfig, context, ca_cert, insecure_skip_tls_verify, "
+            f"description, added_at, trusted) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (name) {on_conflict} "  # nosec B608
+            "RETURNING name",
+            (
+                record.name,
+                record.server,
+                record.token,
+                record.kubeconfig,
+                record.context,
+                record.ca_cert,
+                int(record.insecure_skip_tls_verify),
+                record.description,
+                added,
+                int(record.trusted),
+            ),
+        )
+        if not done:
+            raise KeyError(record.name)
         return self.get_cluster(record.name)  # type: ignore[return-value]
 
     def get_cluster(self, name: str) -> ClusterRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM clusters WHERE name = ?", (name,)).fetchone()
-        return _record(row) if row else None
+        rows = self.execute("SELECT * FROM clusters WHERE name = ?", (name,))
+        return _record(rows[0]) if rows else None
 
     def list_clusters(self) -> list[ClusterRecord]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM clusters ORDER BY name").fetchall()
-        return [_record(r) for r in rows]
+        return [_record(r) for r in self.execute("SELECT * FROM clusters ORDER BY name")]
 
     def remove_cluster(self, name: str) -> bool:
-        with self._lock:
-            cur = self._db.execute("DELETE FROM clusters WHERE name = ?", (name,))
-        return cur.rowcount > 0
+        return bool(self.execute("DELETE FROM clusters WHERE name = ? RETURNING name", (name,)))
 
 
-def _record(row: sqlite3.Row) -> ClusterRecord:
+def _columns(store: Store) -> Any:
+    """The column names of a table (callers hold the lock)."""
+    return lambda table: {row["name"] for row in store._db.execute(f"PRAGMA table_info({table})")}
+
+
+def _record(row: Any) -> ClusterRecord:
     data = dict(row)
     data["insecure_skip_tls_verify"] = bool(data["insecure_skip_tls_verify"])
     data["trusted"] = bool(data["trusted"])

@@ -20,7 +20,9 @@ from kubernetes import config as kconfig
 
 from runtime import Runtime, use
 from settings import Settings
+from store import Store, open_store
 from tests.cluster.controlplane import ControlPlane
+from tests.store.postgres import Postgres
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -76,17 +78,66 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterEnv]:
         cp.stop()
 
 
-@pytest.fixture
-def settings(tmp_path: Path, cluster: ClusterEnv) -> Settings:
-    return Settings(k8s={"kubeconfig": cluster.kubeconfig, "context": None}, store={"path": tmp_path / "cloudpilot.db"})
+STORES = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stores: run the test on both stores, SQLite and a real PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `stores` (directly or by their module's `pytestmark`) that use a store run once per backend."""
+    if "store_backend" not in metafunc.fixturenames or not metafunc.definition.get_closest_marker("stores"):
+        return
+    chosen = any("store_backend" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
+    if not chosen:  # a test may pick one backend itself
+        metafunc.parametrize("store_backend", STORES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server for the session, started on first use."""
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
-def write_settings(tmp_path: Path, cluster: ClusterEnv) -> Settings:
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """sqlite, unless the test is marked `stores` (then each backend in turn)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path, store_backend: str) -> dict[str, Any]:
+    """The `store` settings of the test's backend: a SQLite file, or a fresh PostgreSQL database."""
+    chosen: dict[str, Any] = {"path": tmp_path / "cloudpilot.db"}
+    if store_backend == "postgres":
+        chosen["url"] = request.getfixturevalue("postgres").database()
+    return chosen
+
+
+@pytest.fixture
+def store(store_settings: dict[str, Any]) -> Iterator[Store]:
+    """An open store of the test's backend, closed after it."""
+    opened = open_store(Settings(store=store_settings))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def settings(cluster: ClusterEnv, store_settings: dict[str, Any]) -> Settings:
+    return Settings(k8s={"kubeconfig": cluster.kubeconfig, "context": None}, store=store_settings)
+
+
+@pytest.fixture
+def write_settings(cluster: ClusterEnv, store_settings: dict[str, Any]) -> Settings:
     """Settings of a server that may change the cluster (and delete); fresh caches for every read."""
     return Settings(
         k8s={"kubeconfig": cluster.kubeconfig, "context": None, "cache_ttl_seconds": 0},
-        store={"path": tmp_path / "cloudpilot.db"},
+        store=store_settings,
         safety={"allow_write": True, "allow_destructive": True},
     )
 
@@ -102,6 +153,8 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     rt = Runtime(settings)
     yield rt
     rt.close()
+    if "store" in rt.__dict__:  # the store it opened (a PostgreSQL pool holds connections)
+        rt.store.close()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from collections import Counter
 
 from engines.incidents import Incident, Signal
 from store.incidents import IncidentRecord
+from store.migrations import migrate
 from store.sqlite import Store
 from watch.pipeline import Pipeline
 from watch.signals import States
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS watch_cursors (
     PRIMARY KEY (cluster, path)
 );
 """
+MIGRATIONS = (_SCHEMA,)
 
 
 class Cursors:
@@ -45,7 +47,7 @@ class Cursors:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.executescript(_SCHEMA)
+        migrate(store, "watch_cursors", MIGRATIONS)
 
     def load(self, cluster: str) -> dict[str, str]:
         rows = self.store.execute("SELECT path, resource_version FROM watch_cursors WHERE cluster = ?", (cluster,))

@@ -10,7 +10,7 @@ from tests.agents.conftest import ALICE, BOB, READER
 from tests.fix.scenarios import SCENARIOS, Scenario, deploy, deployment, event, kubelet, pods, set_status, wait_for
 from tools.fixloop import content
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120), pytest.mark.stores]  # store-backed: SQLite, then PostgreSQL
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from runtime import Principal
-from store import AuditLog, Store
+from store import AuditLog, open_store
 from store.incidents import Incidents
 from tests.agents.brain import fixing_team
 from tests.chat.conftest import (
@@ -34,7 +34,7 @@ from tests.fix.scenarios import SCENARIOS, deployment, kubelet
 from tests.llm.server import ScriptedLLM, Text
 from tools.fixloop import content
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180), pytest.mark.stores]  # store-backed: SQLite, then PostgreSQL
 
 BAD_PROBE = SCENARIOS[0]  # a liveness probe on a path the container does not serve
 CHANNEL = "C0OPS"
@@ -255,7 +255,7 @@ async def test_slash_commands_answer_privately(api, namespace, write_settings, t
     BAD_PROBE.build(api, namespace)
     settings = chat_settings(write_settings, tmp_path, slack, None)
     caplog.set_level(logging.DEBUG)  # every library's debug log too
-    store = Store(settings.store.path)
+    store = open_store(settings)
     Incidents(store).save(0, INCIDENT)
     store.close()
     async with running(settings) as (_bots, http):

@@ -15,7 +15,7 @@ from tools.fix import audit_get, audit_list, fix_apply, fix_plan, fix_plan_show
 from tools.fixloop import content
 from tools.mutations import scale, set_image
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90), pytest.mark.stores]  # store-backed: SQLite, then PostgreSQL
 MERGE = "application/merge-patch+json"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,11 +17,11 @@ from notifiers import Notification, Outbox, destinations
 from notifiers.feishu import FeishuChannel, FeishuWebhookNotifier, client
 from notifiers.slack import SlackChannel, SlackWebhookNotifier
 from settings import Settings
-from store import Store
+from store import open_store
 from tests.chat.feishu_mock import FeishuMock
 from tests.chat.slack_mock import SlackMock
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.stores]  # `store`: SQLite, then PostgreSQL
 
 TOKEN = "xoxb-outbox-test"
 
@@ -37,13 +36,6 @@ def slack() -> Iterator[SlackMock]:
 def feishu() -> Iterator[FeishuMock]:
     with FeishuMock(app_id="cli_outbox", app_secret="outbox-secret") as server:
         yield server
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "outbox.db")
-    yield s
-    s.close()
 
 
 def slack_channel(slack: SlackMock) -> SlackChannel:
@@ -78,9 +70,8 @@ async def test_a_429_storm_delivers_every_message_exactly_once_in_order(slack, s
     assert {r.status for r in box.rows()} == {"sent"} and box.backlog() == 0
 
 
-async def test_the_outbox_survives_a_restart_mid_storm(slack, tmp_path):
-    path = tmp_path / "restart.db"
-    first = Store(path)
+async def test_the_outbox_survives_a_restart_mid_storm(slack, store_settings):
+    first = open_store(Settings(store=store_settings))
     box = Outbox(first, [slack_channel(slack)], per_channel_per_second=50)
     notes = [alert(i) for i in range(12)]
     slack.fail_all(status=429, retry_after=1, seconds=1.5)
@@ -91,7 +82,7 @@ async def test_the_outbox_survives_a_restart_mid_storm(slack, tmp_path):
     first.close()
     assert slack.posts() == [] and slack.rejected  # nothing got through before the restart
 
-    second = Store(path)
+    second = open_store(Settings(store=store_settings))
     try:
         await Outbox(second, [slack_channel(slack)], per_channel_per_second=50).drain(timeout=30)
     finally:

@@ -17,7 +17,7 @@ from tests.fix.scenarios import deploy, deployment
 from tools.fix import audit_get, audit_list, fix_apply
 from tools.mutations import scale
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90), pytest.mark.stores]  # store-backed: SQLite, then PostgreSQL
 ALICE = Principal("alice (token)", transport="http")
 
 

@@ -61,6 +61,7 @@ def exec_user(marker: Path) -> dict[str, Any]:
 
 
 # -- kubeconfigs that would run code or read files ---------------------------------------------------------
+@pytest.mark.stores  # the cluster registry: SQLite, then PostgreSQL
 async def test_an_exec_plugin_in_an_untrusted_record_is_refused_and_never_run(call, runtime, cluster, tmp_path):
     cp = cluster.require_control_plane()
     marker = tmp_path / "exec-ran"

@@ -109,6 +109,7 @@ async def test_bad_input_gets_clear_errors_and_never_stops_the_pipeline(http_pip
     assert TOKEN not in caplog.text
 
 
+@pytest.mark.stores  # incidents, outbox, plans and checkpoints: SQLite, then PostgreSQL
 async def test_a_bad_image_rollout_becomes_one_incident_fixed_and_resolved(api, namespace, write_settings, tmp_path):
     settings = team_settings(write_settings, tmp_path, watch=WatchSettings(namespaces=[namespace]))
     rt = Runtime(settings)
