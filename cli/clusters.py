@@ -101,7 +101,7 @@ def add_cluster(args: argparse.Namespace, settings: Settings, store: Store) -> i
 def list_clusters(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     records = store.list_clusters()
     if not records:
-        print(f"No clusters are registered in {store.path}.")
+        print(f"No clusters are registered in {store.where}.")
         return 0
     rows = [["NAME", "SERVER", "AUTH", "ADDED BY", "ADDED", "DESCRIPTION"]]
     rows += [

@@ -21,5 +21,5 @@ def open_store(settings: Settings) -> Store:
     if settings.store.url is not None:
         from store.postgres import PostgresStore  # psycopg is loaded only when it is used
 
-        return PostgresStore(settings.store.url.get_secret_value())
+        return PostgresStore(settings.store.url.get_secret_value(), pool_size=settings.store.pool_size)
     return Store(settings.store.path)

@@ -136,7 +136,10 @@ class PostgresStore(Store):
             return _run(conn, sql, params)
 
     def executescript(self, script: str) -> None:
+        """A schema script in one transaction, one process at a time (replicas creating the same table at once
+        would otherwise collide in PostgreSQL's catalogue, `IF NOT EXISTS` notwithstanding)."""
         with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("executescript"),))
             for statement in statements(script):
                 _run(conn, statement, ())
 

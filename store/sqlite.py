@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS clusters (
     trusted INTEGER NOT NULL DEFAULT 0
 );
 """
+BUSY_SECONDS = 30.0  # how long a statement waits for another process's write to finish
 MIGRATIONS = (
     _SCHEMA,
     add_columns("clusters", {"trusted": "INTEGER NOT NULL DEFAULT 0"}),  # records from before it: untrusted
@@ -74,6 +76,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.where = str(self.path)  # where the store is, for messages (PostgreSQL's: its URL without the password)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
@@ -83,8 +86,8 @@ class Store:
         self._lock = threading.Lock()
         self.migrated: set[str] = set()  # components whose migrations this process has checked
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
+            _wal(self._db)
         migrate(self, "clusters", MIGRATIONS)
 
     def __repr__(self) -> str:
@@ -158,6 +161,20 @@ class Store:
 
     def remove_cluster(self, name: str) -> bool:
         return bool(self.execute("DELETE FROM clusters WHERE name = ? RETURNING name", (name,)))
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch a file to write-ahead logging (once per file: the mode stays). The switch needs the file to itself
+    and SQLite does not wait for that (no busy timeout) while another process, starting too, migrates: retry."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _columns(store: Store) -> Any:

@@ -74,13 +74,18 @@ async def test_the_outbox_survives_a_restart_mid_storm(slack, store_settings):
     first = open_store(Settings(store=store_settings))
     box = Outbox(first, [slack_channel(slack)], per_channel_per_second=50)
     notes = [alert(i) for i in range(12)]
-    slack.fail_all(status=429, retry_after=1, seconds=1.5)
+    slack.fail_all(status=429, retry_after=1, seconds=600)  # until the restart below
     for n in notes:
         box.enqueue(n, ["slack:C1"])
-    with anyio.move_on_after(0.6):  # the worker runs into the storm, then the process "stops"
-        await box.run()
+    async with anyio.create_task_group() as worker:  # the worker runs into the storm, then the process "stops"
+        worker.start_soon(box.run)
+        with anyio.fail_after(30):
+            while not slack.rejected:
+                await anyio.sleep(0.02)
+        worker.cancel_scope.cancel()
     first.close()
     assert slack.posts() == [] and slack.rejected  # nothing got through before the restart
+    slack.fail_all(seconds=0)  # the storm is over
 
     second = open_store(Settings(store=store_settings))
     try:

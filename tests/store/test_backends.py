@@ -20,6 +20,8 @@ import pytest
 from agents.approvals import Approvals
 from agents.trace import Trace
 from bots.chat import MIGRATIONS as CHAT_MIGRATIONS
+from cli import clusters as clusters_cli
+from cli import tokens as tokens_cli
 from errors import Unreachable
 from guard.auth import Tokens
 from notifiers.outbox import Outbox
@@ -282,3 +284,46 @@ def test_tokens_and_watch_cursors_round_trip(store: Store) -> None:
     cursors.save("prod", {"/api/v1/events": "250"})
     assert cursors.load("prod") == {"/api/v1/events": "250", "/apis/apps/v1/deployments": "7"}
     assert cursors.load("other") == {}
+
+
+def test_a_schema_script_run_by_replicas_at_once_creates_its_tables_once(store_settings: dict[str, Any]) -> None:
+    """`executescript` (what an owner of a table without numbered migrations calls) from four replicas at once:
+    PostgreSQL's `IF NOT EXISTS` alone lets two of them collide in its catalogue; the store takes a lock."""
+    settings = Settings(store={**store_settings, "pool_size": 2})
+    script = "CREATE TABLE IF NOT EXISTS race (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL); "
+    script += "CREATE INDEX IF NOT EXISTS race_at ON race (at)"
+    start = threading.Barrier(4)
+
+    def replica(_: int) -> int:
+        store = open_store(settings)
+        try:
+            if isinstance(store, PostgresStore):
+                assert store.pool.max_size == 2  # store.pool_size
+            start.wait(timeout=60)
+            store.executescript(script)
+            return int(store.execute("INSERT INTO race (at) VALUES (?) RETURNING id", (time.time(),))[0]["id"])
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(replica, range(4)))
+    assert sorted(ids) == [1, 2, 3, 4]
+
+
+def test_the_operator_commands_use_the_store_the_settings_name(
+    store_settings: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cloudpilot.yaml"
+    config.write_text(json.dumps({"store": {k: str(v) for k, v in store_settings.items()}}))
+    assert clusters_cli.main(["list", "--config", str(config)]) == 0
+    listed = capsys.readouterr().out
+    where = "postgresql://postgres@127.0.0.1:" if "url" in store_settings else str(store_settings["path"])
+    assert "No clusters are registered in " + where in listed, listed
+    assert tokens_cli.main(["create", "ci-bot", "--scope", "read", "--config", str(config)]) == 0
+    token = capsys.readouterr().out.strip()
+    store = open_store(Settings(store=store_settings))
+    try:
+        checked = Tokens(store).check(token)  # the server, opening the same store, accepts it
+        assert checked is not None and checked.name == "ci-bot"
+    finally:
+        store.close()
