@@ -65,6 +65,9 @@ class StoreSettings(BaseModel):
         None,
         description="PostgreSQL URL (postgresql://user:password@host:5432/db); a secret: never logged or returned.",
     )
+    pool_size: int = Field(
+        8, ge=1, le=100, description="PostgreSQL: most connections one process keeps open (grows from one as needed)."
+    )
 
 
 class SafetySettings(BaseModel):
@@ -472,6 +475,11 @@ class ServerSettings(BaseModel):
         description="Keep no MCP session between HTTP requests, so any replica behind a plain load balancer (a "
         "Kubernetes Service) answers any request. Clients cannot be asked to approve a plan (MCP elicitation) "
         "then: plans are approved by policy, a chat button or `cloudpilot approvals`.",
+    )
+    json_response: bool = Field(
+        False,
+        description="Answer each MCP request with one JSON body instead of an event stream: a little less work "
+        "per call, for proxies that buffer streams, but no progress notifications (nor elicitation) during a call.",
     )
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, le=60, description="/readyz: time for the store and the cluster's /version to answer."
