@@ -25,20 +25,22 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
+from starlette.requests import Request
 
 import cli
 import prompts
 import watch.service as watch
 from agents.mcp import agent_tools, close_team
 from engines.incidents.policy import Policy
-from errors import CloudPilotError
+from errors import CloudPilotError, NotAllowed
 from guard import access, auth
 from guard.pipeline import Pipeline
 from ops import logs
 from ops.http import Operations, exit_normally_after_drain
 from ops.instrument import MeteredCache, ToolCall, metered
 from ops.metrics import METRICS, Metrics
-from runtime import LOCAL, Principal, Runtime, bind
+from runtime import LOCAL, Principal, Runtime, approval_methods, bind, current
+from runtime import principal as calling_principal
 from settings import ServerSettings, Settings, load_settings
 from tools.catalogue import ToolSpec, enabled_tools
 from watch.pipeline import policy_from_settings
@@ -70,13 +72,16 @@ def build_server(
         runtime.cache = MeteredCache(metrics, runtime.cache)
 
     @asynccontextmanager
-    async def lifespan(_: FastMCP) -> AsyncIterator[None]:
+    async def lifespan(served: FastMCP) -> AsyncIterator[None]:
+        """The SDK runs this around every MCP session: over stdio the process's one session; over HTTP each
+        client's session, or each request when stateless. Only the former closes the runtime here; over HTTP the
+        app's own lifespan closes it once, when the server stops (CloudPilotMCP.streamable_http_app), so one
+        session's end never drops the cluster connections and the team's database under the others."""
         try:
             yield
         finally:
-            with anyio.CancelScope(shield=True):  # a cancelled server still closes the team's checkpoint database
-                await close_team(runtime)
-            runtime.close()
+            if not getattr(served, "serves_http", False):
+                await close_runtime(runtime)
 
     mcp = CloudPilotMCP(
         "cloudpilot",
@@ -85,8 +90,10 @@ def build_server(
         port=settings.server.port,
         lifespan=lifespan,
         log_level=settings.log_level,
+        stateless_http=settings.server.stateless_http,  # any replica answers any request (no session to find)
+        json_response=settings.server.json_response,
         # Host/Origin checks on every bind; bearer tokens once the store holds one (guard/auth.py)
-        **auth.fastmcp_options(settings, runtime.store if settings.store.path.exists() else None),
+        **auth.fastmcp_options(settings, runtime.store if settings.store.url or settings.store.path.exists() else None),
     )
     specs = enabled_tools(settings) + agent_tools(settings)
     for spec in specs:
@@ -114,10 +121,26 @@ class CloudPilotMCP(FastMCP):
     metrics: Metrics
     ops: Operations
 
+    serves_http = False  # set by streamable_http_app: the app, not each MCP session, then closes the runtime
+
     def streamable_http_app(self) -> Starlette:
-        """FastMCP's app plus /healthz, /readyz, /metrics and the drain on SIGTERM (ops/http.py)."""
+        """FastMCP's app plus /healthz, /readyz, /metrics and the drain on SIGTERM (ops/http.py); the runtime is
+        closed when the app stops."""
         app = super().streamable_http_app()
         self.ops.install(app, mcp_path=self.settings.streamable_http_path, auth=self.settings.auth)
+        self.serves_http = True
+        inner = app.router.lifespan_context
+        runtime = self.pipeline.runtime
+
+        @asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+            try:
+                async with inner(app) as state:
+                    yield state
+            finally:
+                await close_runtime(runtime)
+
+        app.router.lifespan_context = lifespan
         return app
 
     def principal(self) -> Principal:
@@ -142,7 +165,7 @@ class CloudPilotMCP(FastMCP):
                 arguments,
                 principal=principal,
                 client=_client_of(ctx),
-                confirm=_elicitation(ctx),
+                confirm=_no_elicitation if self.settings.stateless_http else _elicitation(ctx),
                 progress=progress,
             )
             call.done(answer.is_error)
@@ -206,9 +229,18 @@ class Approval(BaseModel):
 
 
 def _client_of(ctx: Context) -> str:  # type: ignore[type-arg]
+    """How the client names itself (unverified): its MCP clientInfo, else (a stateless server never sees the
+    initialize of the client's session) its HTTP User-Agent."""
     params = ctx.session.client_params
     info = params.clientInfo if params else None
-    return f"mcp:{info.name[:60]} {info.version[:20]}" if info else "mcp:unknown client"
+    if info:
+        return f"mcp:{info.name[:60]} {info.version[:20]}"
+    try:
+        request = ctx.request_context.request
+    except ValueError:  # outside a request
+        request = None
+    agent = request.headers.get("user-agent") if isinstance(request, Request) else None
+    return f"http:{agent[:80]}" if agent else "mcp:unknown client"
 
 
 def _elicitation(ctx: Context) -> Callable[[str], Awaitable[bool | None]] | None:  # type: ignore[type-arg]
@@ -222,6 +254,29 @@ def _elicitation(ctx: Context) -> Callable[[str], Awaitable[bool | None]] | None
         return answer.action == "accept" and bool(answer.data and answer.data.approve)
 
     return ask
+
+
+async def _no_elicitation(message: str) -> bool | None:
+    """A stateless server's answer to "ask the user": it cannot (the question and its answer would travel in
+    requests that may reach different replicas, and no client capabilities are known), so the call says so at
+    once, unless the confirm argument may still approve (fix.approval), rather than waiting for an answer."""
+    runtime = current()
+    if "confirm" in approval_methods(runtime.settings, calling_principal().transport):
+        return None
+    raise NotAllowed(
+        "This server keeps no MCP session (server.stateless_http), so it cannot ask you to approve through your "
+        "client (MCP elicitation); nothing was applied.",
+        hint="Approve outside the MCP client: an operator's pre-approval policy (fix.auto_approve) applies matching "
+        "plans; the agent team's plans (agents_autofix) are approved with `cloudpilot approvals approve ID` or a "
+        "chat bot's Approve button. Or use a server with server.stateless_http off.",
+    )
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    """Close the team's checkpoint database and the cluster connections; a cancelled server still does."""
+    with anyio.CancelScope(shield=True):
+        await close_team(runtime)
+    runtime.close()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

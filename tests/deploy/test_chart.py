@@ -124,6 +124,7 @@ def test_the_deployment_is_hardened_and_takes_secrets_by_reference(case: str, tm
     assert settings.store.path == Path("/var/lib/cloudpilot/cloudpilot.db")
     assert settings.watch.lease_namespace == "cloudpilot"  # where the chart's leases Role is
     assert settings.watch.leader_election is (case in ("write", "everything"))  # several replicas
+    assert settings.server.stateless_http is (case in ("write", "everything"))  # no session to find behind a Service
     grace = pod["terminationGracePeriodSeconds"]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert grace > pre_stop + settings.server.shutdown_grace_seconds

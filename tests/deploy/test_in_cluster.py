@@ -75,7 +75,8 @@ def incluster(cluster, mesh, tmp_path_factory) -> Iterator[InCluster]:  # noqa: 
             release,
             [EXAMPLES / "values-write.yaml"],
             # the test's client reaches the server on loopback: no OIDC issuer to fetch tokens from
-            ["auth.oidc.issuer=", f"rbac.write.namespaces={{{app}}}"],
+            # one pod, as the test runs it: a stateful MCP session, so the fix loop can ask the user (elicitation)
+            ["auth.oidc.issuer=", f"rbac.write.namespaces={{{app}}}", "replicaCount=1", "autoscaling.enabled=false"],
         )
         stack.callback(_delete_cluster_objects, cluster.kubeconfig, objects)
         apply(cluster.kubeconfig, [o for o in objects if o["kind"] in IDENTITY and not _writes(o)])

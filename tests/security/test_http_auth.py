@@ -28,7 +28,7 @@ from cli import tokens as tokens_cli
 from guard import auth
 from runtime import Principal
 from settings import Settings
-from store import Store
+from store import Store, open_store
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -51,18 +51,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_settings(tmp_path: Path, **server_fields: Any) -> Settings:
-    """Writes on, no cluster needed: every call these tests make is refused or answered before any API call."""
+def make_settings(tmp_path: Path, store: dict[str, Any] | None = None, **server_fields: Any) -> Settings:
+    """Writes on, no cluster needed: every call these tests make is refused or answered before any API call. The
+    tokens live in `store` (the `store_settings` of the test's backend), else in a SQLite file."""
     return Settings(
         k8s={"kubeconfig": tmp_path / "no-kubeconfig", "context": None},
-        store={"path": tmp_path / "cloudpilot.db"},
+        store=store or {"path": tmp_path / "cloudpilot.db"},
         safety={"allow_write": True},
         server={"transport": "http", **server_fields},
     )
 
 
 def add_token(settings: Settings, name: str, scope: str) -> str:
-    store = Store(settings.store.path)
+    store = open_store(settings)
     try:
         return auth.Tokens(store).create(name, scope)[0]
     finally:
@@ -129,8 +130,9 @@ def bearer(token: str) -> dict[str, str]:
 # -- tokens ---------------------------------------------------------------------------------------------------
 
 
-async def test_no_token_gets_401_with_www_authenticate_and_runs_nothing(tmp_path):
-    settings = make_settings(tmp_path)  # bound to loopback: a configured token turns auth on there too
+@pytest.mark.stores  # the tokens: SQLite, then PostgreSQL
+async def test_no_token_gets_401_with_www_authenticate_and_runs_nothing(tmp_path, store_settings):
+    settings = make_settings(tmp_path, store_settings)  # bound to loopback: a configured token turns auth on there too
     add_token(settings, "ops", "write")
     async with serving(settings) as srv:
         for body in (INITIALIZE, CALL_SCALE):
@@ -145,11 +147,12 @@ async def test_no_token_gets_401_with_www_authenticate_and_runs_nothing(tmp_path
     assert metadata.status_code == 200 and metadata.json()["resource"].endswith("/mcp")
 
 
+@pytest.mark.stores
 @pytest.mark.parametrize("which", ["wrong", "expired", "revoked", "not bearer"])
-async def test_a_wrong_expired_or_revoked_token_gets_401(tmp_path, which):
-    settings = make_settings(tmp_path)
+async def test_a_wrong_expired_or_revoked_token_gets_401(tmp_path, which, store_settings):
+    settings = make_settings(tmp_path, store_settings)
     good = add_token(settings, "ops", "write")
-    store = Store(settings.store.path)
+    store = open_store(settings)
     tokens = auth.Tokens(store)
     sent = {"Authorization": f"Bearer {good}"}
     async with serving(settings) as srv:
@@ -170,13 +173,14 @@ async def test_a_wrong_expired_or_revoked_token_gets_401(tmp_path, which):
     assert srv.calls == []
 
 
-async def test_a_revoked_token_cannot_go_on_using_its_open_session(tmp_path):
-    settings = make_settings(tmp_path)
+@pytest.mark.stores  # the tokens: SQLite, then PostgreSQL
+async def test_a_revoked_token_cannot_go_on_using_its_open_session(tmp_path, store_settings):
+    settings = make_settings(tmp_path, store_settings)
     token = add_token(settings, "ops", "read")
     async with serving(settings) as srv:
         opened = await post(srv.url, INITIALIZE, **bearer(token))
         session_id = opened.headers["mcp-session-id"]
-        store = Store(settings.store.path)
+        store = open_store(settings)
         auth.Tokens(store).revoke("ops")
         store.close()
         listing = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
@@ -184,8 +188,9 @@ async def test_a_revoked_token_cannot_go_on_using_its_open_session(tmp_path):
     assert again.status_code == 401
 
 
-async def test_a_read_token_lists_no_write_tool_and_cannot_call_one(tmp_path):
-    settings = make_settings(tmp_path)
+@pytest.mark.stores  # the tokens: SQLite, then PostgreSQL
+async def test_a_read_token_lists_no_write_tool_and_cannot_call_one(tmp_path, store_settings):
+    settings = make_settings(tmp_path, store_settings)
     token = add_token(settings, "viewer", "read")
     async with serving(settings) as srv, session(srv.url, token) as client:
         names = {t.name for t in (await client.list_tools()).tools}
@@ -201,8 +206,9 @@ async def test_a_read_token_lists_no_write_tool_and_cannot_call_one(tmp_path):
     assert srv.calls == [("scale", viewer), ("fix_apply", viewer)]  # principal_of worked inside the tool call
 
 
-async def test_a_write_token_lists_the_write_tools(tmp_path):
-    settings = make_settings(tmp_path)
+@pytest.mark.stores  # the tokens: SQLite, then PostgreSQL
+async def test_a_write_token_lists_the_write_tools(tmp_path, store_settings):
+    settings = make_settings(tmp_path, store_settings)
     token = add_token(settings, "deployer", "write")
     async with serving(settings) as srv, session(srv.url, token) as client:
         names = {t.name for t in (await client.list_tools()).tools}

@@ -107,6 +107,9 @@ in the release namespace (the leases Role) and elects a leader per cluster when 
 {{- $_ := set $server "oidc_principal_claim" .Values.auth.oidc.principalClaim -}}
 {{- $_ := set $server "oidc_groups_claim" .Values.auth.oidc.groupsClaim -}}
 {{- $_ := set $server "insecure_no_auth" .Values.auth.insecureNoAuth -}}
+{{- if and (not (hasKey $server "stateless_http")) (or .Values.autoscaling.enabled (gt (.Values.replicaCount | int) 1)) -}}
+{{- $_ := set $server "stateless_http" true -}}{{/* behind a Service, any replica answers any request */}}
+{{- end -}}
 {{- $_ := set $s "server" $server -}}
 {{- $safety := get $s "safety" | default dict -}}
 {{- $_ := set $safety "allow_write" .Values.rbac.write.enabled -}}
