@@ -21,6 +21,7 @@ from kubernetes import config as kconfig
 from runtime import Runtime, use
 from settings import Settings
 from store import Store, open_store
+from tests.cluster import states
 from tests.cluster.controlplane import ControlPlane
 from tests.store.postgres import Postgres
 
@@ -173,6 +174,12 @@ def namespace(cluster: ClusterEnv) -> Iterator[str]:
     """A fresh namespace, deleted after the test (pods force-deleted: there is no kubelet to confirm)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.core.create_namespace(kclient.V1Namespace(metadata=kclient.V1ObjectMeta(name=name)))
+    # the controller manager publishes kube-root-ca.crt into every namespace shortly after it is made;
+    # wait for it so that tests counting objects see the namespace as a user would
+    states.wait_for(
+        lambda: cluster.core.list_namespaced_config_map(name, field_selector="metadata.name=kube-root-ca.crt").items,
+        what=f"kube-root-ca.crt in {name}",
+    )
     yield name
     try:
         cluster.core.delete_namespace(name)

