@@ -3,7 +3,8 @@
 Each (service, operation) is compared on OWN time (duration minus its children), on the shape of its spans
 (how many children they have) and on error spans, each as an effect size in nats (a log-ratio, not a p-value,
 so a busy operation's small drift does not outweigh a quiet one's large change); a service scores by its most
-moved operation. Pure: numpy only; no I/O, MCP or Kubernetes.
+moved operation. A callee that answers late while its own spans did not slow (queued in a starved pod) is seen
+through its callers' exit calls (`_waiting`). Pure: numpy only; no I/O, MCP or Kubernetes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -59,7 +60,7 @@ class SpanEvidence:
     errors: int  # error spans of the service in the window
     example_trace: str
     note: str
-    signal: str = ""  # which comparison moved most: slow, shape or errors
+    signal: str = ""  # which comparison moved most: slow, waiting, shape or errors
 
 
 def _duration(span: Span) -> float:
@@ -111,6 +112,21 @@ def own_times(spans: Sequence[Span]) -> list[float]:
     return _own(spans, _children(spans))
 
 
+def _exits(spans: Sequence[Span], kids: list[list[int]]) -> list[str]:
+    """For each span, the callee service when it is an exit call, else "". An exit call is a span inside a
+    service (its parent is in the same service) whose children all run in one other service, e.g. an HTTP
+    client span around the callee's server span. Its own time is spent between the two: on the wire, and
+    queued in the callee before the callee's own span starts (a CPU-starved callee accepts late while its
+    spans look normal) — or in a starved caller that reads the answer late. Exit calls are kept per callee."""
+    where = {(s.trace_id, s.span_id): s.service for s in spans}
+    out = []
+    for s, k in zip(spans, kids, strict=True):
+        callees = {spans[i].service for i in k if not is_error(spans[i])}
+        inside = s.parent_id is not None and where.get((s.trace_id, s.parent_id)) == s.service
+        out.append(next(iter(callees)) if inside and len(callees) == 1 and s.service not in callees else "")
+    return out
+
+
 def call_graph(spans: Iterable[Span]) -> set[tuple[str, str]]:
     """(caller service, callee service) for every parent → child span pair that crosses services."""
     items = list(spans)
@@ -139,6 +155,7 @@ class OperationStats:
     own: list[float] = field(default_factory=list)
     shapes: Counter[int] = field(default_factory=Counter)
     traces: list[str] = field(default_factory=list)  # a few trace ids to quote
+    callee: str = ""  # an exit call's callee service (see _exits)
 
     def add(self, own: float, children: int, error: bool, trace: str, rng: random.Random) -> None:
         self.count += 1
@@ -168,16 +185,17 @@ class SpanStats:
         """Add spans; a span's children are only known within the same batch (give whole traces)."""
         kids = _children(spans)
         own = _own(spans, kids)
-        for s, k, o in zip(spans, kids, own, strict=True):
-            key = (s.service, s.operation)
+        callees = _exits(spans, kids)
+        for s, k, o, callee in zip(spans, kids, own, callees, strict=True):
+            key = (s.service, f"{s.operation} → {callee}" if callee else s.operation)
             stats = self.ops.get(key)
             if stats is None:
                 if len(self.ops) >= MAX_OPERATIONS:
                     self.dropped += 1
                     continue
-                stats = self.ops[key] = OperationStats()
+                stats = self.ops[key] = OperationStats(callee=callee)
             self.total += 1
-            stats.add(o, len(k), is_error(s), s.trace_id, self.rng)
+            stats.add(o, sum(not is_error(spans[i]) for i in k), is_error(s), s.trace_id, self.rng)
 
     def services(self) -> set[str]:
         return {service for service, _ in self.ops}
@@ -267,7 +285,34 @@ def _findings(baseline: SpanStats, window: SpanStats) -> dict[str, list[_Finding
         found.append(_Finding(_shape(base, seen), "shape", op, b_ms, o_ms, share, trace))
     for service in baseline.services() - set(out):
         out[service] = []
+    _waiting(window, out)
     return out
+
+
+def _waiting(window: SpanStats, found: dict[str, list[_Finding]]) -> None:
+    """An exit call that slowed more than the caller's exit calls to other services (their median) is the
+    callee's slowness: the callee gets the excess as "waiting" and the caller keeps only the common part (a
+    starved caller slows all its exit calls alike and keeps all of it). A caller with one callee cannot tell:
+    both get it, and the call graph's tie-break puts the callee first."""
+    by_caller: dict[str, list[tuple[str, _Finding]]] = {}
+    for (service, op), stats in window.ops.items():
+        if stats.callee:
+            slow = [f for f in found.get(service, []) if f.signal == "slow" and f.operation == op]
+            if slow:
+                by_caller.setdefault(service, []).append((stats.callee, slow[0]))
+    for caller, exits in by_caller.items():
+        for i, (callee, f) in enumerate(exits):
+            others = [g.size for j, (c, g) in enumerate(exits) if j != i and c != callee]
+            common = float(np.median(others)) if others else 0.0
+            size = f.size - common
+            if size > 0:
+                if others:
+                    mine = found[caller]
+                    mine[mine.index(f)] = replace(f, size=common)
+                where = f"{caller} {f.operation.rsplit(' → ', 1)[0]}"
+                found.setdefault(callee, []).append(
+                    _Finding(size, "waiting", where, f.baseline_ms, f.observed_ms, f.slow_share, f.trace)
+                )
 
 
 def _note(service: str, f: _Finding, errors: int) -> str:
@@ -276,6 +321,11 @@ def _note(service: str, f: _Finding, errors: int) -> str:
         return (
             f"{service} {f.operation} own time {f.baseline_ms:.1f} ms → {f.observed_ms:.1f} ms median, "
             f"{f.slow_share:.0%} of calls far slower than normal{trace}"
+        )
+    if f.signal == "waiting":
+        return (
+            f"{service} answers {f.operation} late: the call's own time {f.baseline_ms:.1f} ms → "
+            f"{f.observed_ms:.1f} ms median while {service}'s spans did not slow (queued before they start){trace}"
         )
     if f.signal == "shape":
         return f"{service} {f.operation}: spans have an unusual number of downstream calls{trace}"

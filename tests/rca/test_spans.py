@@ -171,3 +171,51 @@ def test_a_million_spans_of_one_operation_is_quick() -> None:
     window = [Span(f"w{i}", "s", None, "svc", "GET /", 0.0, 0.5) for i in range(1_000)]
     assert score_services(baseline, window)[0].slow_share == 1.0
     assert time.perf_counter() - began < 60
+
+
+def _client_server(n: int, seed: int, queued: dict[str, float]) -> list[Span]:
+    """front's server span makes two exit calls (client spans in front), each around the callee's server span;
+    `queued[callee]` is how long a request waits in the callee before its server span starts (a starved CPU)."""
+    rng = random.Random(seed)
+    out: list[Span] = []
+    for i in range(n):
+        trace, start = f"{seed}-{i}", rng.random() * 60
+        cursor = start + 1 * MS
+        for callee in ("orders", "catalogue"):
+            wait = (0.5 + rng.random()) * MS + queued.get(callee, 0.0)
+            work = (2.0 + rng.random()) * MS
+            out.append(
+                Span(trace, f"{trace}-c-{callee}", f"{trace}-f", "front", "HTTP GET", cursor, cursor + wait + work)
+            )
+            out.append(
+                Span(
+                    trace,
+                    f"{trace}-s-{callee}",
+                    f"{trace}-c-{callee}",
+                    callee,
+                    "GET /",
+                    cursor + wait,
+                    cursor + wait + work,
+                )
+            )
+            cursor += wait + work
+        out.append(Span(trace, f"{trace}-f", None, "front", "GET /front", start, cursor + 1 * MS))
+    return out
+
+
+def test_a_callee_that_answers_late_is_blamed_though_its_own_spans_did_not_slow() -> None:
+    baseline = SpanBaseline.from_spans(_client_server(300, seed=13, queued={}))
+    window = _client_server(100, seed=14, queued={"orders": 0.08})
+    ranked = score_services(baseline, window, graph_use="none")
+    assert ranked[0].service == "orders" and ranked[0].signal == "waiting", [(e.service, e.signal) for e in ranked]
+    assert "answers front HTTP GET late" in ranked[0].note
+    scores = {e.service: e.score for e in ranked}
+    assert scores["catalogue"] < 0.2
+
+
+def test_a_caller_whose_every_exit_call_slowed_keeps_the_blame() -> None:
+    baseline = SpanBaseline.from_spans(_client_server(300, seed=15, queued={}))
+    window = _client_server(100, seed=16, queued={"orders": 0.08, "catalogue": 0.08})  # front reads answers late
+    scores = {e.service: e.score for e in score_services(baseline, window, graph_use="none")}
+    assert scores["front"] > 0.5
+    assert scores["orders"] < 0.2 and scores["catalogue"] < 0.2
