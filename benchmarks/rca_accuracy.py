@@ -250,12 +250,11 @@ def run_modalities(cases: list[Case], baselines: dict[tuple[str, str], dict]) ->
     import copy
 
     from benchmarks import nezha_tt, nezha_tt_logs
-    from engines.rca import logs, spans
+    from engines.rca import multimodal, spans
     from engines.rca.fusion import fuse
 
     span_base = spans.SpanBaseline.from_spans(nezha_tt.normal_spans())
-    templates = logs.Templates()
-    log_base = logs.LogBaseline.from_lines(nezha_tt_logs.normal_lines(), templates)
+    log_normal = multimodal.LogNormal.learn(nezha_tt_logs.normal_lines())
     variants = {"ours, metrics": ("metrics",), "ours, traces": ("traces",), "ours, logs": ("logs",),
                 "ours, metrics + traces": ("metrics", "traces"), "ours, metrics + logs": ("metrics", "logs"),
                 "ours, all": ("metrics", "traces", "logs"),
@@ -280,9 +279,10 @@ def run_modalities(cases: list[Case], baselines: dict[tuple[str, str], dict]) ->
             alone = spans.score_services(span_base, seen, graph_use="none")
             scores["traces, no graph"] = {e.service: e.size for e in alone}
             began = time.perf_counter()
-            case_templates = copy.deepcopy(templates)  # the window's lines must not teach the next case's miner
-            lines = nezha_tt_logs.lines_between(centre, centre + 240)
-            scores["logs"] = {e.service: e.size for e in logs.score_services(log_base, lines, case_templates)}
+            # the window's lines must not teach the next case's miner
+            normal = dataclasses.replace(log_normal, templates=copy.deepcopy(log_normal.templates))
+            lines = list(nezha_tt_logs.lines_between(centre, centre + 240))
+            scores["logs"] = {e.service: e.size for e in multimodal.score_logs(normal, lines, seen)}
             logs_time = time.perf_counter() - began
             took = {"metrics": metrics_time, "traces": traces_time, "logs": logs_time}
             took |= {"metrics, no graph": metrics_time, "traces, no graph": traces_time}  # about the same work

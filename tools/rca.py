@@ -541,7 +541,7 @@ def modality_ranking(report: Report | None, spans: list[Span], lines: list[LogLi
         found_spans, note = trace_evidence(spans, split)
         notes.append(note)
     if lines and split is not None:
-        found_logs, note = log_evidence(lines, split)
+        found_logs, note = log_evidence(lines, split, spans)
         notes.append(note)
     return rank(report, found_spans, found_logs)
 

@@ -29,8 +29,9 @@ Spans = Annotated[
 Logs = Annotated[
     str | None,
     Field(
-        description="Log lines as CSV (time, service or pod, message or log, optional trace id) or JSON lines "
-        f"({{time, service, message, trace_id}}); at most {MAX_UPLOAD_CHARS:,} characters, 500,000 lines."
+        description="Log lines as CSV (time, service or pod, message or log, optional trace id and span id) or "
+        f"JSON lines ({{time, service, message, trace_id, span_id}}); ids written in the text are read too. At most "
+        f"{MAX_UPLOAD_CHARS:,} characters, 500,000 lines."
     ),
 ]
 Anomaly = Annotated[

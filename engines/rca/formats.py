@@ -381,20 +381,34 @@ def _text(raw: str, docker: bool = False) -> str:
     return raw[: MAX_CHARS + 2].rstrip("\r\n")[:MAX_CHARS]
 
 
+IDS_IN_TEXT = re.compile(r"(?i)\b(trace|span)[_-]?id[\"']?\s*[:=]\s*[\"']?([0-9a-f]{8,64})\b")
+
+
+def _line(moment: float, service: str, text: str, trace_id: str = "", span_id: str = "") -> LogLine:
+    """A log line. Ids the source did not give as fields are taken from the text when a logging library wrote
+    them there ("TraceID: 4bf9…", "trace_id=4bf9…", '"spanId": "00f0…"'); a span id only with its own trace's."""
+    if not trace_id or not span_id:
+        found = {kind.lower(): value.lower() for kind, value in IDS_IN_TEXT.findall(text[:MAX_CHARS])}
+        same_trace = not trace_id or found.get("trace", trace_id) == trace_id
+        trace_id = trace_id or found.get("trace", "")
+        span_id = span_id or (found.get("span", "") if same_trace else "")
+    return LogLine(moment, service, text, trace_id, span_id if trace_id else "")
+
+
 def _csv_logs(lines: Iterable[str]) -> Iterator[LogLine | None]:
     rows = _rows(lines)
     names, at = _columns(rows, LOG_COLUMNS)
     nanos = names.get("timeunixnano") == at["time"]
-    trace = _index(names, "TraceID", "trace_id")
-    width = max(*at.values(), trace) + 1
+    trace, span = _index(names, "TraceID", "trace_id"), _index(names, "SpanID", "span_id")
+    width = max(*at.values(), trace, span) + 1
     for row in rows:
         if row is None or len(row) < width:
             yield None
             continue
         moment = _seconds(row[at["time"]], 1e9) if nanos else _time(row[at["time"]])
         service = _service(row, at["service"], names) or UNKNOWN
-        trace_id = (_id(row[trace]) or "") if trace >= 0 else ""
-        yield None if moment is None else LogLine(moment, service, _text(row[at["text"]], docker=True), trace_id)
+        ids = [(_id(row[i]) or "") if i >= 0 else "" for i in (trace, span)]
+        yield None if moment is None else _line(moment, service, _text(row[at["text"]], docker=True), *ids)
 
 
 def iter_log_lines_csv(lines: Iterable[str]) -> Iterator[LogLine]:
@@ -424,14 +438,15 @@ def _json_logs(lines: Iterable[str]) -> Iterator[LogLine | None]:
         moment = _time(record.get("time", record.get("timestamp")))
         text = next((v for k in ("message", "log", "msg") if isinstance(v := record.get(k), str)), None)
         service = _clean(record.get("service")) or UNKNOWN
-        trace_id = _id(record.get("trace_id")) or ""
-        yield None if moment is None or text is None else LogLine(moment, service, _text(text), trace_id)
+        ids = [_id(record.get(key)) or "" for key in ("trace_id", "span_id")]
+        yield None if moment is None or text is None else _line(moment, service, _text(text), *ids)
     if seen and not objects:
         raise FormatError("no line is a JSON object: send JSON lines with time, service and message, or CSV.")
 
 
 def log_lines_from_jsonl(lines: Iterable[str], limit: int = MAX_LINES) -> tuple[list[LogLine], int]:
-    """Log lines from JSON lines with `time`, `service`, `message` (or `log`, `msg`), `trace_id`: (lines, dropped)."""
+    """Log lines from JSON lines with `time`, `service`, `message` (or `log`, `msg`), `trace_id`, `span_id`:
+    (lines, dropped)."""
     return _bounded(_json_logs(lines), limit)
 
 
@@ -455,6 +470,6 @@ def log_lines_from_pod_log(text: str, service: str, limit: int = MAX_LINES) -> t
             stamped = _rfc3339(stamp)
             if stamped is not None:
                 moment, line = stamped, rest
-            yield None if moment is None else LogLine(moment, name, _text(line))
+            yield None if moment is None else _line(moment, name, _text(line))
 
     return _bounded(lines(), limit)

@@ -62,6 +62,7 @@ class LogLine:
     service: str
     text: str
     trace_id: str = ""
+    span_id: str = ""  # with trace_id, the call that wrote the line (engines/rca/paths.py)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,8 @@ def moves(normal: ServiceCounts | None, window: ServiceCounts | None, scale: flo
             size = max(0.0, size)
         if size > 0 and template_id in errors:
             size *= ERROR_WEIGHT
+        elif size < 0 and template_id in errors:
+            size = 0.0  # errors that stopped are recovery, not a symptom (a cut code path is paths.py's)
         out.append(Move(template_id, abs(size), new, observed, expected))
     return out
 

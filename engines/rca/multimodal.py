@@ -3,12 +3,15 @@ Which modalities were used is part of the answer; the ranking is `fusion.fuse`'s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
+from engines.rca import paths
 from engines.rca.analysis import Candidate, Report
 from engines.rca.fusion import METRICS, fuse
 from engines.rca.logs import LogBaseline, LogEvidence, LogLine, Templates
-from engines.rca.logs import score_services as score_logs
+from engines.rca.logs import score_services as score_templates
 from engines.rca.spans import Span, SpanBaseline, SpanEvidence, score_services
 
 
@@ -69,12 +72,60 @@ def trace_evidence(spans: list[Span], split: float) -> tuple[list[SpanEvidence],
     return evidence, f"traces: {len(before)} spans before the anomaly time against {len(after)} after"
 
 
-def log_evidence(lines: list[LogLine], split: float) -> tuple[list[LogEvidence], str]:
-    """Log lines before `split` are the normal period, lines from it on the window (templates mined afresh)."""
+@dataclass
+class LogNormal:
+    """The logs' normal period: template counts (logs.py) and code-path rules (paths.py), read in one pass."""
+
+    templates: Templates
+    counts: LogBaseline
+    rules: paths.PathRules
+
+    @classmethod
+    def learn(cls, lines: Iterable[LogLine]) -> LogNormal:
+        templates = Templates()
+        normal = cls(templates, LogBaseline(templates), paths.PathRules())
+        for line in lines:
+            normal.counts.add(line)
+            normal.rules.add(line)
+        return normal
+
+
+def score_logs(normal: LogNormal, lines: Sequence[LogLine], spans: Sequence[Span] = ()) -> list[LogEvidence]:
+    """Per service, the larger of its template moves (logs.py) and its most broken code path (paths.py). With the
+    window's spans, error lines that echo a failure below them in the same trace are left out first. The
+    templates mined from the window are added to `normal.templates` (copy it to score several windows alike)."""
+    calls = paths.window_calls(lines)
+    broken = paths.broken_calls(normal.rules, calls)
+    kept, echoes = paths.echo_lines(lines, spans, broken) if spans else (list(lines), None)
+    found = paths.score(normal.rules, calls, echoes)
+    out = []
+    for evidence in score_templates(normal.counts, kept, normal.templates):
+        path = found.pop(evidence.service, None)
+        out.append(_with_path(evidence, path) if path is not None else evidence)
+    out += [_with_path(_empty(service), path) for service, path in found.items()]
+    return sorted(out, key=lambda e: (-e.score, e.service))
+
+
+def _empty(service: str) -> LogEvidence:
+    return LogEvidence(service, 0.0, 0.0, "", "", 0, 0, 0.0, 0.0, f"{service}: no log lines")
+
+
+def _with_path(evidence: LogEvidence, path: paths.PathFinding) -> LogEvidence:
+    """The evidence, told by the code path when that moved more; echoes are named either way."""
+    if path.size > evidence.size:
+        score = round(min(1.0 - math.exp(-path.size / 2.0), 0.999999), 6)
+        return replace(evidence, score=score, size=path.size, template="", example="", note=path.note)
+    if path.echoes:
+        return replace(evidence, note=f"{evidence.note}; {path.echoes} error line(s) left out as echoes")
+    return evidence
+
+
+def log_evidence(lines: list[LogLine], split: float, spans: Sequence[Span] = ()) -> tuple[list[LogEvidence], str]:
+    """Log lines before `split` are the normal period, lines from it on the window (templates mined afresh);
+    the spans, when there are any, tell which error lines echo a failure below them."""
     before = [line for line in lines if line.time < split]
     after = [line for line in lines if line.time >= split]
     if len(before) < MIN_NORMAL_LINES or not after:
         return [], f"logs: {len(before)} lines before and {len(after)} after the anomaly time, too few to compare"
-    templates = Templates()
-    evidence = score_logs(LogBaseline.from_lines(before, templates), after, templates)
+    evidence = score_logs(LogNormal.learn(before), after, [s for s in spans if s.start >= split])
     return evidence, f"logs: {len(before)} lines before the anomaly time against {len(after)} after"

@@ -363,8 +363,35 @@ def test_nezha_log_csv_with_docker_json_cells() -> None:
     got, dropped = log_lines_from_csv(lines)
     assert dropped == 1
     assert got == [
-        LogLine(1674981742.383150913, "ts-travel-service", 'INFO Route is: Route(id=1, "x")', "ffc8ca7e"),
-        LogLine(1674981742.4, "ts-order-service", "ERROR boom, again", ""),
+        LogLine(1674981742.383150913, "ts-travel-service", 'INFO Route is: Route(id=1, "x")', "ffc8ca7e", "439bc949"),
+        LogLine(1674981742.4, "ts-order-service", "ERROR boom, again", ""),  # a span id means nothing without a trace
+    ]
+
+
+def test_trace_and_span_ids_written_in_the_text_are_read() -> None:
+    pod = (
+        "2023-01-29T08:42:22.1Z 16:42:22.382 INFO t.s.TravelServiceImpl#532 TraceID: FFC8CA7E4C8F06C7 "
+        "SpanID: 439BC949A9EEB0CC [getRouteByRouteId]\n"
+        "2023-01-29T08:42:22.2Z level=info trace_id=0af7651916cd43dd8448eb211c80319c span_id=b7ad6b7169203331 ok\n"
+        "2023-01-29T08:42:22.3Z plain line\n"
+    )
+    got, _ = log_lines_from_pod_log(pod, "travel")
+    assert [(line.trace_id, line.span_id) for line in got] == [
+        ("ffc8ca7e4c8f06c7", "439bc949a9eeb0cc"),
+        ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
+        ("", ""),
+    ]
+    jsonl = [
+        '{"time": 1, "service": "a", "message": "x", "trace_id": "AB12CD34", "span_id": "EF56"}',
+        '{"time": 2, "service": "a", "message": "TraceID: 99999999 SpanID: 11111111", "trace_id": "ab12cd34"}',
+        '{"time": 3, "service": "a", "message": "span_id=22222222 only", "trace_id": "ab12cd34"}',
+    ]
+    got, _ = log_lines_from_jsonl(jsonl)
+    # a span id written in the text goes with the trace id written there, not with another trace's
+    assert [(line.trace_id, line.span_id) for line in got] == [
+        ("ab12cd34", "ef56"),
+        ("ab12cd34", ""),
+        ("ab12cd34", "22222222"),
     ]
 
 

@@ -119,3 +119,34 @@ async def test_bad_uploads_are_refused_with_what_to_send(runtime: Runtime, kwarg
     with pytest.raises(InvalidInput, match=message) as caught:
         await rca_files.rca_from_files(**kwargs)
     assert len(str(caught.value)) < 1_000
+
+
+@pytest.mark.anyio
+async def test_a_code_path_cut_short_is_blamed_on_the_callee_not_the_caller_that_logs_it(runtime: Runtime) -> None:
+    """web calls api in every trace (spans a -> b); from FAULT on, api stops between its two statements and web
+    logs the failure as a new error. The lines carry their trace and span ids, as an OpenTelemetry-instrumented
+    logger writes them."""
+    rows = []
+    for i in range(120):
+        t, trace = T0 + 10 * i, f"{i:032x}"
+
+        def line(service: str, message: str, span: str, t: float = t, trace: str = trace) -> dict:
+            return {"time": t, "service": service, "message": message, "trace_id": trace, "span_id": span}
+
+        web, api = f"{i:014x}a0", f"{i:014x}b0"
+        rows += [
+            line("web", f"INFO w.Web#10 asked api for {i}", web),
+            line("api", f"INFO a.Api#20 order {i} read", api),
+        ]
+        if t < FAULT:
+            rows.append(line("api", f"INFO a.Api#31 order {i} priced", api))
+        else:
+            rows.append(line("web", f"ERROR w.Web#14 api failed for {i}", web))
+    logs = "\n".join(json.dumps(r) for r in rows)
+    result = await rca_files.rca_from_files(spans=_otlp(slow=""), logs=logs, anomaly_time=FAULT)
+    by_name = {c.service: c for c in result.candidates}
+    assert result.candidates[0].service == "api"
+    assert by_name["api"].logs and "did not log at a.Api#31" in by_name["api"].logs
+    assert "code path cut short" in by_name["api"].logs
+    web = by_name.get("web")
+    assert web is None or web.fused_score < result.candidates[0].fused_score
