@@ -91,12 +91,14 @@ class LogNormal:
 
 
 def score_logs(normal: LogNormal, lines: Sequence[LogLine], spans: Sequence[Span] = ()) -> list[LogEvidence]:
-    """Per service, the larger of its template moves (logs.py) and its most broken code path (paths.py). With the
-    window's spans, error lines that echo a failure below them in the same trace are left out first. The
-    templates mined from the window are added to `normal.templates` (copy it to score several windows alike)."""
+    """Per service, the larger of its template moves (logs.py) and its most broken code path (paths.py). Error
+    lines that echo a failure elsewhere (they name another service; with spans, a service below them in the same
+    trace failed) are left out first. The templates mined from the window are added to `normal.templates` (copy
+    it to score several windows alike)."""
     calls = paths.window_calls(lines)
     broken = paths.broken_calls(normal.rules, calls)
-    kept, echoes = paths.echo_lines(lines, spans, broken) if spans else (list(lines), None)
+    services = set(normal.counts.services) | {line.service for line in lines} | {span.service for span in spans}
+    kept, echoes = paths.echo_lines(lines, spans, broken, services)
     found = paths.score(normal.rules, calls, echoes)
     out = []
     for evidence in score_templates(normal.counts, kept, normal.templates):

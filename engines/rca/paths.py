@@ -12,10 +12,12 @@ statements, a handler that returns early. A service scores by its most broken ru
 of broken calls against the normal share, like every other modality (engines/rca/fusion.py). Error lines are
 not statements here: the log modality scores those.
 
-An error line of a service is an **echo** when, in the same trace, a service below it (its span's descendants)
-failed: an error span, an error line, or a call that broke a rule. Callers that log their callee's failure as a
-new error would otherwise outrank the callee whose own lines merely stopped; echoes are left out of the scoring
-(and counted in the note). Pure: no I/O; memory bounded by the caps below.
+An error line of a service is an **echo** when it names another service of the system ("No instances available
+for ts-basic-service", "connection refused: payments:8080": a report about that service), or when, in the same
+trace, a service below it (its span's descendants) failed: an error span, an error line, or a call that broke a
+rule. Callers that log their callee's failure as a new error would otherwise outrank the callee whose own lines
+merely stopped; echoes are left out of the scoring (and counted in the note). Pure: no I/O; memory bounded by
+the caps below.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from engines.rca.logs import LogLine, is_error
+from engines.rca.logs import MAX_CHARS, OTHER, LogLine, is_error
 from engines.rca.spans import Span
 from engines.rca.spans import is_error as span_failed
 
@@ -39,6 +41,7 @@ MAX_WINDOW_CALLS = 200_000
 MAX_TRACE_SPANS = 5_000  # spans of one trace looked at for echoes
 RULE_SHARE = 0.9  # "A is followed by B" when at least this share of the normal calls with A had B
 MIN_CALLS = 5  # normal calls with A needed before a rule about A is made
+MIN_NAME = 3  # service names shorter than this are not looked for in error lines
 LOCATION = re.compile(
     r"(?<![\w$.])[A-Za-z_$][\w$.]{0,200}(?:#\d{1,6}\b|\.(?:java|kt|scala|py|go|js|ts|rb|cs|php|rs|cc|cpp|c):\d{1,6}\b)"
 )
@@ -229,10 +232,13 @@ def _note(service: str, rule: Rule | None, broken: int, total: int, expected: fl
 
 
 def echo_lines(
-    lines: Sequence[LogLine], spans: Sequence[Span], broken: set[Call]
+    lines: Sequence[LogLine], spans: Sequence[Span], broken: set[Call], services: Iterable[str] = ()
 ) -> tuple[list[LogLine], Counter[str]]:
-    """`lines` without the error lines that echo a failure below them in the same trace; and, per service, how
-    many were left out. Failures: error spans, error lines, and calls in `broken`."""
+    """`lines` without the error lines that echo a failure elsewhere; and, per service, how many were left out.
+    An error line is an echo when it names another of `services` (the caller's report about it: "No instances
+    available for ts-basic-service", "connection refused: payments:8080"), or when a service below it in the
+    same trace failed: an error span, an error line, or a call in `broken`."""
+    named = _names(services)
     by_trace: dict[str, list[Span]] = {}
     for span in spans:
         group = by_trace.setdefault(span.trace_id.lower(), [])
@@ -242,9 +248,9 @@ def echo_lines(
     for span in spans:
         if span_failed(span):
             failed.setdefault(span.trace_id.lower(), set()).add(span.service)
-    errors = [bool(line.trace_id) and is_error(line.text) for line in lines]
+    errors = [is_error(line.text) for line in lines]
     for line, error in zip(lines, errors, strict=True):
-        if error:
+        if error and line.trace_id:
             failed.setdefault(line.trace_id.lower(), set()).add(line.service)
     for service, trace, _ in broken:
         failed.setdefault(trace, set()).add(service)
@@ -252,8 +258,11 @@ def echo_lines(
     kept: list[LogLine] = []
     left_out: Counter[str] = Counter()
     for line, error in zip(lines, errors, strict=True):
+        if error and _names_another(named, line):
+            left_out[line.service] += 1
+            continue
         trace = line.trace_id.lower()
-        if error and len(failed.get(trace, ())) > 1:
+        if error and trace and len(failed.get(trace, ())) > 1:
             key = (trace, line.service)
             if key not in below:
                 below[key] = _services_below(by_trace.get(trace, []), line.service)
@@ -262,6 +271,20 @@ def echo_lines(
                 continue
         kept.append(line)
     return kept, left_out
+
+
+def _names(services: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern for any of the service names as a whole word (names of 3 characters or more; the longest first,
+    so "ts-order-other-service" is not read as "ts-order")."""
+    names = sorted({s for s in services if len(s) >= MIN_NAME and s != OTHER}, key=lambda s: (-len(s), s))
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(name) for name in names[:MAX_SERVICES])
+    return re.compile(rf"(?<![\w.-])(?:{alternatives})(?![\w-])")
+
+
+def _names_another(named: re.Pattern[str] | None, line: LogLine) -> bool:
+    return named is not None and any(m.group(0) != line.service for m in named.finditer(line.text[:MAX_CHARS]))
 
 
 def _services_below(spans: list[Span], service: str) -> set[str]:

@@ -31,7 +31,7 @@ def request(i: int, t: float, cut: bool = False, caller_error: bool = False) -> 
         LogLine(t + 0.001 * k, "orders", text.format(i=i, items=items), trace, orders) for k, text in enumerate(written)
     ]
     if caller_error:
-        failure = f"ERROR f.c.FrontController#19 checkout failed: orders answered 500 {i}"
+        failure = f"ERROR f.c.FrontController#19 checkout failed: upstream answered 500 {i}"
         lines.append(LogLine(t + 0.01, "front", failure, trace, front))
     spans = [
         Span(trace, front, None, "front", "POST /checkout", t, t + 0.02),
@@ -110,6 +110,22 @@ def test_error_lines_that_echo_a_failure_below_are_left_out() -> None:
     healthy, healthy_spans = traffic(200, 10, caller_error=True)
     kept, echoes = paths.echo_lines(healthy, healthy_spans, paths.broken_calls(rules, paths.window_calls(healthy)))
     assert not echoes and len(kept) == len(healthy)
+
+
+def test_error_lines_naming_another_service_are_left_out() -> None:
+    lines = [
+        LogLine(1.0, "ts-travel-service", "ERROR No instances available for ts-basic-service"),
+        LogLine(2.0, "ts-travel-service", "ERROR connection refused: payments:8080"),
+        LogLine(3.0, "ts-travel-service", "ERROR ts-travel-service could not parse the route"),  # its own name
+        LogLine(4.0, "ts-travel-service", "ERROR ts-basic-service-v2 is not a service we know"),
+        LogLine(5.0, "ts-travel-service", "INFO asked ts-basic-service for a route"),  # not an error
+        LogLine(6.0, "ts-travel-service", "ERROR the db timed out"),  # names shorter than 3 are not looked for
+    ]
+    services = {"ts-travel-service", "ts-basic-service", "payments", "db", "(other)"}
+    kept, echoes = paths.echo_lines(lines, [], set(), services)
+    assert [line.time for line in kept] == [3.0, 4.0, 5.0, 6.0]
+    assert echoes == {"ts-travel-service": 2}
+    assert paths.echo_lines(lines, [], set())[0] == lines  # no services known: nothing is an echo by name
 
 
 def test_a_failing_callee_outranks_the_caller_that_logs_its_failure() -> None:
