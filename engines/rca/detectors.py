@@ -5,7 +5,9 @@ column's bad direction (+1 up, -1 down, 0 either; see `kinds.direction`), and re
 in [0, 1]. `combine` averages them into one ranking.
 
 - robust: median/IQR distance of the worst anomalous sample (BARO's RobustScorer idea);
-- zscore: mean/standard-deviation distance of the worst anomalous sample (N-sigma);
+- zscore: mean/standard-deviation distance of the worst anomalous sample (N-sigma), the baseline's last sample
+  left out: a told time is often a little late, and one anomalous sample at the end of the baseline wrecks a
+  mean and a standard deviation (not a median, an IQR or a forest);
 - isolation: share of anomalous samples an Isolation Forest of normal deviations calls outliers;
 - dbscan: share of anomalous samples outside every DBSCAN cluster of the baseline.
 
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 Z_HALF = 3.0  # the distance that maps to a score of 0.5
 RELATIVE_FLOOR = 0.01  # moves smaller than 1 % of a metric's level are treated as measurement noise
+LATE_GUARD_MIN = 4  # zscore leaves out the baseline's last sample when it has more samples than this
 _NORMAL_IQR = 1.349  # IQR of a standard normal
 _NORMAL_DIFF = 0.954  # median |x1 - x2| of two standard normal samples
 _TINY = 1e-9
@@ -98,7 +101,10 @@ def robust(baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray) 
 
 
 def zscore(baseline: np.ndarray, anomalous: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """Mean/standard-deviation distance of the worst anomalous sample, per column, in [0, 1)."""
+    """Mean/standard-deviation distance of the worst anomalous sample, per column, in [0, 1); the baseline's last
+    sample is left out when there are enough (see the module's note)."""
+    if len(baseline) > LATE_GUARD_MIN:
+        baseline = baseline[:-1]
     sd = np.maximum(baseline.std(axis=0), noise_scale(baseline))
     z = (anomalous - baseline.mean(axis=0)) / sd
     return to_unit(directed(z, directions).max(axis=0))

@@ -77,3 +77,14 @@ def test_combine_averages_and_validates() -> None:
     assert np.allclose(combined, np.mean(list(parts.values()), axis=0))
     with pytest.raises(ValueError):
         det.combine(baseline[:1], anomalous, UP)
+
+
+def test_zscore_survives_a_told_time_one_sample_late() -> None:
+    """One minute samples, the fault told 60 s late: its first sample ends the baseline. Left in, it would
+    inflate the standard deviation several times over and hide the step; zscore leaves that sample out."""
+    baseline = rng.normal(10.0, 1.0, size=(10, 1))
+    baseline[-1, 0] += 30.0  # the fault's first sample
+    anomalous = rng.normal(40.0, 1.0, size=(4, 1))
+    assert det.zscore(baseline, anomalous, np.array([1]))[0] > 0.8
+    inflated = (40.0 - baseline.mean()) / baseline.std()  # what a mean and deviation over all ten would give
+    assert inflated / (inflated + det.Z_HALF) < 0.5
