@@ -21,7 +21,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -32,15 +31,10 @@ from guard import auth
 from ops.metrics import Metrics
 from settings import Settings
 from store import Store
+from tests.serving import free_port, uvicorn_serving
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "ghp_" + "a1B2c3D4" * 4 + "e5F6"  # a GitHub token's shape: masked wherever it appears
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def with_server(settings: Settings, **server_fields: Any) -> Settings:
@@ -78,16 +72,8 @@ async def serving(settings: Settings, metrics: Metrics) -> AsyncIterator[str]:
     """`server.build_server(settings)` served by uvicorn on 127.0.0.1 in this event loop; yields its base URL."""
     port = free_port()
     mcp: Any = server.build_server(with_server(settings, port=port), metrics=metrics)
-    web = uvicorn.Server(uvicorn.Config(mcp.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve)
-        with anyio.fail_after(30):
-            while not web.started:
-                await anyio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            web.should_exit = True
+    async with uvicorn_serving(mcp.streamable_http_app(), port, 30):
+        yield f"http://127.0.0.1:{port}"
 
 
 @asynccontextmanager

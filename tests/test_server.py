@@ -19,6 +19,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from server import build_server
 from tests.cluster import states
+from tests.serving import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 READ_TOOLS = {
@@ -116,14 +117,8 @@ async def test_stdio_subprocess_with_the_sdk_client(cluster, tmp_path):
     assert not info.isError and info.structuredContent["nodes_total"] >= 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_streamable_http_on_loopback(cluster, tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "server.py"), "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
         env=_env(cluster, tmp_path),

@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.context import RequestContext
@@ -29,7 +28,8 @@ from settings import Settings
 from store import AuditLog, Store
 from tests.cluster import states
 from tests.fix.scenarios import deploy, deployment
-from tests.security.test_http_auth import MCP_HEADERS, add_token, free_port
+from tests.security.test_http_auth import MCP_HEADERS, add_token
+from tests.serving import free_port, uvicorn_serving
 
 pytestmark = pytest.mark.timeout(180)
 HANG_GUARD = 90  # seconds: a guard against a hang, not a measurement
@@ -49,16 +49,8 @@ async def serving(settings: Settings, runtime: Runtime | None = None) -> AsyncIt
         runtime,
         Metrics(process=False),
     )
-    web = uvicorn.Server(uvicorn.Config(mcp.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve)
-        with anyio.fail_after(HANG_GUARD):
-            while not web.started:
-                await anyio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            web.should_exit = True
+    async with uvicorn_serving(mcp.streamable_http_app(), port, HANG_GUARD):
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 class RoundRobin(httpx.AsyncBaseTransport):

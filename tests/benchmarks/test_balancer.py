@@ -12,12 +12,12 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 import pytest
-import uvicorn
 
 from benchmarks import http_load
 from benchmarks.balancer import Balancer
 from tests.cluster import states
-from tests.security.test_http_auth import add_token, free_port
+from tests.security.test_http_auth import add_token
+from tests.serving import free_port, uvicorn_serving
 from tests.test_stateless import HANG_GUARD, serving, stateless
 
 pytestmark = pytest.mark.timeout(180)
@@ -28,16 +28,8 @@ async def balancing(backends: list[str], check_seconds: float) -> AsyncIterator[
     """The benchmark's balancer, served by uvicorn in this event loop; yields its URL and the app."""
     port = free_port()
     app = Balancer(backends, check_seconds=check_seconds)
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve)
-        with anyio.fail_after(HANG_GUARD):
-            while not web.started:
-                await anyio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}", app
-        finally:
-            web.should_exit = True
+    async with uvicorn_serving(app, port, HANG_GUARD):
+        yield f"http://127.0.0.1:{port}", app
 
 
 async def test_clients_through_the_balancer_lose_nothing_when_a_replica_goes_away(settings, cluster, namespace):

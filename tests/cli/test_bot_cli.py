@@ -14,7 +14,7 @@ import yaml
 import cli
 from tests.chat.slack_mock import SlackMock, event_body, mention, signed_headers
 from tests.cli.process import start, wait_healthy
-from tests.cluster.controlplane import free_port
+from tests.serving import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

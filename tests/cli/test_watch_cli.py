@@ -12,7 +12,7 @@ import cli
 from store import Store
 from store.incidents import Incidents
 from tests.cli.process import start, wait_healthy
-from tests.cluster.controlplane import free_port
+from tests.serving import free_port
 
 
 def config(tmp_path, policy: str | None) -> str:

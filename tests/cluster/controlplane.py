@@ -20,7 +20,6 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from urllib.parse import parse_qs, urlparse
 
 import orjson
 import urllib3
+
+from tests.serving import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "cloudpilot-admin-token"
@@ -48,12 +49,6 @@ def ensure_binaries() -> Path:
         ["bash", str(REPO / "scripts" / "build-control-plane.sh")], check=True, stdout=subprocess.PIPE, text=True
     ).stdout
     return Path(out.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeKubelet:

@@ -32,10 +32,11 @@ import pytest
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.cluster.controlplane import ControlPlane, free_port
+from tests.cluster.controlplane import ControlPlane
 from tests.deploy.helm import EXAMPLES, Manifest, as_yaml, find, kubectl, render, settings_file
 from tests.fix.scenarios import SCENARIOS, bad_probe_path, deployment, kubelet, newest_pods, wait_for
 from tests.prom.harness import PrometheusServer, openmetrics
+from tests.serving import free_port
 from tests.tools.conftest_istio import mesh  # noqa: F401 (the session fixture installing the Istio CRDs)
 from tools.catalogue import load_all
 

@@ -19,9 +19,10 @@ from runtime import Runtime, use
 from server import build_server
 from store import ClusterRecord
 from tests.cluster import states
-from tests.cluster.controlplane import ControlPlane, free_port
+from tests.cluster.controlplane import ControlPlane
 from tests.conftest import ClusterEnv
 from tests.fleet.conftest import Silent, fleet_settings, register
+from tests.serving import free_port
 from tools.fleet import fleet_diagnose, fleet_overview, fleet_problem_pods
 
 HANG_GUARD = 120  # seconds: a hang guard for the test, not a measurement (benchmarks/fleet_fanout.py measures)

@@ -8,7 +8,6 @@ on 127.0.0.1 on a free port from a temporary data directory.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,15 +15,11 @@ from pathlib import Path
 
 import httpx
 
+from tests.serving import free_port
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 START_DEADLINE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def openmetrics(families: dict[str, tuple[str, list[tuple[str, list[tuple[float, float]]]]]]) -> str:

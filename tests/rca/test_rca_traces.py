@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from runtime import Runtime
-from tests.prom.harness import free_port
 from tests.rca.conftest import Incident, incident_runtime
+from tests.serving import free_port
 from tests.tracing.conftest import jaeger  # noqa: F401  (the session's Jaeger fixture)
 from tests.tracing.harness import JaegerServer, SpanSpec, send_spans
 from tools import rca

@@ -14,8 +14,8 @@ from runtime import Runtime, use
 from settings import Settings
 from tests.cluster import states
 from tests.conftest import ClusterEnv
-from tests.prom.harness import free_port
 from tests.rca.conftest import PODS, Incident
+from tests.serving import free_port
 from tools import rca
 
 CPU = 'sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="shop"}[1m]))'

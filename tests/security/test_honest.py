@@ -21,8 +21,8 @@ from settings import Settings
 from store import ClusterRecord
 from tests.cluster import states
 from tests.cluster.controlplane import AUDITOR_TOKEN
-from tests.prom.harness import free_port
 from tests.rca.conftest import Incident, incident  # noqa: F401 - fixture
+from tests.serving import free_port
 from tests.tools.conftest_istio import mesh  # noqa: F401 - fixture
 from tools import diagnose, events, istio, overview, pods, rca, resources, workloads
 from tools.catalogue import enabled_tools

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,10 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
-import uvicorn
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -29,6 +26,7 @@ from guard import auth
 from runtime import Principal
 from settings import Settings
 from store import Store, open_store
+from tests.serving import free_port, uvicorn_serving
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -43,12 +41,6 @@ CALL_SCALE = {
     "params": {"name": "scale", "arguments": {"kind": "Deployment", "name": "web", "namespace": "a", "replicas": 9}},
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_settings(tmp_path: Path, store: dict[str, Any] | None = None, **server_fields: Any) -> Settings:
@@ -91,18 +83,9 @@ async def serving(settings: Settings, runtime: Any = None) -> AsyncIterator[Serv
         return await original(name, arguments, **kwargs)
 
     mcp.pipeline.call = recorded
-    config = uvicorn.Config(mcp.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning")
-    web = uvicorn.Server(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve)
-        with anyio.fail_after(30):
-            while not web.started:
-                await anyio.sleep(0.02)
+    async with uvicorn_serving(mcp.streamable_http_app(), port, 30):
         served.url = f"http://127.0.0.1:{port}/mcp"
-        try:
-            yield served
-        finally:
-            web.should_exit = True
+        yield served
 
 
 @asynccontextmanager

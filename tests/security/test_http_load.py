@@ -28,7 +28,8 @@ import pytest
 
 from settings import Settings
 from tests.cluster import states
-from tests.security.test_http_auth import INITIALIZE, MCP_HEADERS, add_token, free_port
+from tests.security.test_http_auth import INITIALIZE, MCP_HEADERS, add_token
+from tests.serving import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess  # nosec B404
 import tempfile
 import uuid
 from pathlib import Path
 
 import psycopg
+
+from tests.serving import free_port
 
 START_SECONDS = 120
 
@@ -28,12 +29,6 @@ def binaries() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL is not installed: run scripts/test.sh (it installs Debian's postgresql)")
     return Path(found[-1]).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Postgres:

@@ -31,7 +31,8 @@ from store.checkpoints import postgres_saver
 from store.incidents import Incidents
 from store.migrations import migrate
 from store.postgres import PostgresStore, translate
-from tests.store.postgres import Postgres, free_port
+from tests.serving import free_port
+from tests.store.postgres import Postgres
 from watch.takeover import Cursors
 
 pytestmark = pytest.mark.stores

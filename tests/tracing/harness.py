@@ -26,7 +26,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 
-from tests.prom.harness import free_port, stop_process
+from tests.prom.harness import stop_process
+from tests.serving import free_port
 
 START_DEADLINE = 60.0
 BUILD_HINT = "run scripts/build-jaeger.sh (or scripts/test.sh) and set CLOUDPILOT_JAEGER_BIN to the directory it prints"

@@ -14,7 +14,7 @@ from connections.jaeger import Jaeger
 from engines.rca.spans import Span
 from errors import InvalidInput, Unreachable, Unsupported
 from settings import TracingSettings
-from tests.prom.harness import free_port
+from tests.serving import free_port
 from tests.tracing.harness import JaegerServer, SpanSpec, send_spans
 
 INGEST_DEADLINE = 30.0
