@@ -208,8 +208,10 @@ async def kmcp_pods_list(binary: str, kubeconfig: str) -> tuple[float, int]:
 
 
 def find_kmcp() -> str | None:
+    """kubernetes-mcp-server where .ci or a developer put it (npm i kubernetes-mcp-server-linux-amd64 --prefix
+    ~/.cache/cloudpilot/kmcp), else on PATH."""
     root = Path.home() / ".cache" / "cloudpilot" / "kmcp" / "node_modules"
-    hits = list(root.glob("kubernetes-mcp-server-linux-amd64/bin/*")) if root.exists() else []
+    hits = sorted(root.glob("kubernetes-mcp-server-linux-amd64/bin/*")) if root.exists() else []
     return str(hits[0]) if hits else shutil.which("kubernetes-mcp-server")
 
 

@@ -42,9 +42,7 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,19 +69,15 @@ from mcp import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
 
+from benchmarks.cluster_reads import find_kmcp  # noqa: E402
 from guard import auth  # noqa: E402
 from store import Store  # noqa: E402
+from tests.serving import free_port  # noqa: E402
 
 NAMESPACES = [f"load-{i}" for i in range(4)]
 PODS_PER_NAMESPACE = 10
 TICK = os.sysconf("SC_CLK_TCK")
 Call = tuple[str, dict[str, Any]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the cluster ------------------------------------------------------------------------------------------------
@@ -549,14 +543,6 @@ async def direct_run(
         return Row(name, tally, [memory_mb(server.pid)], cores, busy)
     finally:
         server.stop()
-
-
-def find_kmcp() -> str | None:
-    """kubernetes-mcp-server, where benchmarks/cluster_reads.py expects it (npm i kubernetes-mcp-server-linux-amd64
-    --prefix ~/.cache/cloudpilot/kmcp), else on PATH."""
-    root = Path.home() / ".cache" / "cloudpilot" / "kmcp" / "node_modules"
-    hits = sorted(root.glob("kubernetes-mcp-server-linux-amd64/bin/*")) if root.exists() else []
-    return str(hits[0]) if hits else shutil.which("kubernetes-mcp-server")
 
 
 def kmcp_version(binary: str) -> str:
