@@ -10,6 +10,7 @@ and with metrics alone the ranking is the metrics engine's. Nothing is learned f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,11 @@ import numpy as np
 METRICS = "metrics"
 METRICS_WEIGHT = 1.0  # a metrics score in [0, 1) adds at most one nat
 MAX_SIZE = 20.0  # one modality's say is bounded: a wild value cannot outvote the others without limit
+
+
+def score_of(size: float) -> float:
+    """A modality's effect size (nats) as a score in [0, 1): 1 - exp(-size / 2), so 2 nats give about 0.63."""
+    return round(min(1.0 - math.exp(-size / 2.0), 0.999999), 6)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from drain3 import TemplateMiner  # type: ignore[import-untyped]
 from drain3.masking import MaskingInstruction  # type: ignore[import-untyped]
 from drain3.template_miner_config import TemplateMinerConfig  # type: ignore[import-untyped]
 
+from engines.rca.fusion import score_of
 from guard.mask import mask_text
 
 MAX_CHARS = 2_000  # a line is clipped to this before masking and mining (a 1 MB line costs what 2 kB costs)
@@ -264,7 +265,6 @@ def _evidence(name: str, baseline: LogBaseline, window: Period, scale: float) ->
     top = max(found, key=lambda m: (m.size, m.observed), default=None)
     errors = error_shift(normal, now, scale)
     size = max(top.size if top else 0.0, errors)
-    score = 1.0 - math.exp(-size / 2.0)
     template = ""
     example = ""
     if top is not None:
@@ -273,7 +273,7 @@ def _evidence(name: str, baseline: LogBaseline, window: Period, scale: float) ->
     new = sum(1 for m in found if m.new)
     return LogEvidence(
         service=name,
-        score=round(min(score, 0.999999), 6),
+        score=score_of(size),
         size=round(size, 6),
         template=template,
         example=example,

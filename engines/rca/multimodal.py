@@ -3,13 +3,12 @@ Which modalities were used is part of the answer; the ranking is `fusion.fuse`'s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from engines.rca import paths
 from engines.rca.analysis import Candidate, Report
-from engines.rca.fusion import METRICS, fuse
+from engines.rca.fusion import METRICS, fuse, score_of
 from engines.rca.logs import LogBaseline, LogEvidence, LogLine, Templates
 from engines.rca.logs import score_services as score_templates
 from engines.rca.spans import Span, SpanBaseline, SpanEvidence, score_services
@@ -115,8 +114,7 @@ def _empty(service: str) -> LogEvidence:
 def _with_path(evidence: LogEvidence, path: paths.PathFinding) -> LogEvidence:
     """The evidence, told by the code path when that moved more; echoes are named either way."""
     if path.size > evidence.size:
-        score = round(min(1.0 - math.exp(-path.size / 2.0), 0.999999), 6)
-        return replace(evidence, score=score, size=path.size, template="", example="", note=path.note)
+        return replace(evidence, score=score_of(path.size), size=path.size, template="", example="", note=path.note)
     if path.echoes:
         return replace(evidence, note=f"{evidence.note}; {path.echoes} error line(s) left out as echoes")
     return evidence

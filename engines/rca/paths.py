@@ -22,13 +22,12 @@ the caps below.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from engines.rca.logs import MAX_CHARS, OTHER, LogLine, is_error
+from engines.rca.logs import MAX_CHARS, OTHER, LogLine, is_error, shift
 from engines.rca.spans import Span
 from engines.rca.spans import is_error as span_failed
 
@@ -154,6 +153,13 @@ class PathRules:
     def services(self) -> set[str]:
         return set(self.rules())
 
+    def by_statement(self, service: str) -> dict[str, list[Rule]]:
+        """The service's rules by their statement A: what a call with A must also have."""
+        index: dict[str, list[Rule]] = {}
+        for rule in self.rules().get(service, ()):
+            index.setdefault(rule.after, []).append(rule)
+        return index
+
 
 def window_calls(lines: Iterable[LogLine]) -> dict[Call, set[str]]:
     """The window's calls and their statements (error lines left out), at most MAX_WINDOW_CALLS."""
@@ -173,39 +179,34 @@ def window_calls(lines: Iterable[LogLine]) -> dict[Call, set[str]]:
     return calls
 
 
+def _indexes(rules: PathRules, calls: dict[Call, set[str]]) -> dict[str, dict[str, list[Rule]]]:
+    """`PathRules.by_statement` for every service with calls, built once per window."""
+    return {service: rules.by_statement(service) for service in {key[0] for key in calls}}
+
+
 def broken_calls(rules: PathRules, calls: dict[Call, set[str]]) -> set[Call]:
     """The window's calls that break a rule of their service."""
-    by_service = rules.rules()
+    indexes = _indexes(rules, calls)
     return {
         key
         for key, events in calls.items()
-        if any(r.after in events and r.expected not in events for r in by_service.get(key[0], ()))
+        if any(rule.expected not in events for a in events for rule in indexes[key[0]].get(a, ()))
     }
-
-
-def shift(observed: float, expected: float) -> float:
-    return math.log((observed + 1.0) / (expected + 1.0))
 
 
 def score(rules: PathRules, calls: dict[Call, set[str]], echoes: Counter[str] | None = None) -> dict[str, PathFinding]:
     """Per service (of the normal period or the window), its most broken rule."""
-    by_after: dict[str, dict[str, list[Rule]]] = {}
-    for service, found in rules.rules().items():
-        for each in found:
-            by_after.setdefault(service, {}).setdefault(each.after, []).append(each)
+    indexes = _indexes(rules, calls)
     applied: Counter[Rule] = Counter()  # window calls with the rule's A
     broke: Counter[Rule] = Counter()  # ... and without its B
-    seen_services = set()
     for (service, _, _), events in calls.items():
-        seen_services.add(service)
-        index = by_after.get(service, {})
         for a in events:
-            for each in index.get(a, ()):
+            for each in indexes[service].get(a, ()):
                 applied[each] += 1
                 broke[each] += each.expected not in events
     echoes = echoes or Counter()
     out = {}
-    for service in sorted(set(rules.services()) | seen_services | set(echoes)):
+    for service in sorted(set(rules.services()) | set(indexes) | set(echoes)):
         best: tuple[float, Rule | None, int, int, float] = (0.0, None, 0, 0, 0.0)
         for candidate in rules.rules().get(service, ()):
             expected = (1.0 - candidate.share) * applied[candidate]

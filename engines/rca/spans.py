@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from engines.rca.fusion import score_of
+
 MAX_OPERATIONS = 5_000  # distinct (service, operation) pairs kept; more are counted as dropped
 RESERVOIR = 512  # own-time samples kept per operation
 MAX_SHAPES = 32  # distinct child counts kept per operation
@@ -338,7 +340,7 @@ def _evidence(service: str, found: list[_Finding], errors: int) -> SpanEvidence:
     best = max(found, key=lambda f: f.size, default=_Finding(0.0, "", "", 0.0, 0.0, 0.0, ""))
     return SpanEvidence(
         service,
-        round(min(1 - math.exp(-best.size / 2), 0.999999), 6),
+        score_of(best.size),
         round(best.size, 6),
         best.operation,
         best.baseline_ms,
