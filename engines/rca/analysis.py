@@ -4,26 +4,27 @@ Steps:
 1. Split the window at the anomaly time: baseline before, anomalous after. When none is given, the three
    strongest change points are each analysed, and every service keeps its best result.
 2. Score every metric with the detectors (median/IQR, Z-score, Isolation Forest, DBSCAN), averaged.
-3. When the call graph is known (edge columns `<callee>_<metric>@<caller>`, or `calls`), a caller's latency
-   and error anomalies are capped just below a callee whose latency/errors moved too: slowness travels up the
-   call chain, so the deepest anomalous service explains the ones above it. Capped, not scaled down, so a wrong
-   edge costs a few places, not the ranking. Resource anomalies are never capped.
+3. When the call graph is known (edge columns `<callee>_<metric>@<caller>`, or `calls`), slowness is looked for
+   at the bottom of the call chain (`callgraph.py`): a caller's client-side latency counts for its callees, and
+   a caller's latency/errors are capped just below a callee whose latency/errors moved too.
 4. A service scores its best metric; Warning events of the service in the window raise it (noisy-or).
 5. Evidence (metric moves, trends, onsets, events) and a propagation chain from lagged cross-correlation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from engines.rca import callgraph
 from engines.rca import detectors as det
 from engines.rca.chain import Link, propagation_chain
 from engines.rca.frame import Frame, FrameError, caller_of, metric_of, service_of
-from engines.rca.kinds import direction, kind_of, propagates
+from engines.rca.kinds import direction, kind_of
 from engines.rca.onset import cusum_statistics, detect_onsets
 from engines.rca.trend import Trend, trend
 
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 EVENT_WEIGHT = 0.5  # a Warning event of the service in the window counts like a 3-sigma move
 EVIDENCE_PER_CANDIDATE = 3
 CHAIN_SERVICES = 6
-GRAPH_MIN = 0.5  # a callee this anomalous explains its caller's latency/errors: the caller ranks just below it
 ONSET_CANDIDATES = 3  # change points analysed when no anomaly time is given
 
 
@@ -120,7 +120,7 @@ def analyse(
         calls: known (caller, callee) pairs, added to those named by edge columns.
         events: cluster events of the window, matched to candidates by service.
         detectors: which detectors to combine (names from `detectors.DETECTORS`).
-        use_graph: cap callers' latency/error anomalies below their anomalous callees' (step 3).
+        use_graph: use the call graph (step 3; `callgraph.py`).
 
     Raises:
         FrameError: nothing to analyse, or the anomaly time leaves no baseline or no anomalous samples.
@@ -200,26 +200,27 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
     columns = cleaned.columns
     combined, per_detector = det.combine(baseline, anomalous, o.directions, o.detectors)
     moved = det.shift(baseline, anomalous, o.directions)
-    adjusted, explained_by = _discount(columns, combined, o.graph)
+    graph = callgraph.apply(columns, combined, o.graph)
     by_service: dict[str, list[int]] = defaultdict(list)
     for j, column in enumerate(columns):
         by_service[service_of(column)].append(j)
 
     candidates = []
     for service, idx in by_service.items():
-        idx = sorted(idx, key=lambda j: -adjusted[j])
-        best = float(adjusted[idx[0]])
+        best = graph.best(service, idx)
         score = best
         own_events = _events_for(service, o.events, cleaned.time[0], cleaned.time[-1])
         for _ in (e for e in own_events if e.warning):
             score = 1.0 - (1.0 - score) * (1.0 - EVENT_WEIGHT)
-        evidence = [
-            _evidence(j, cleaned, split, combined, adjusted, moved, per_detector, o.onsets)
-            for j in idx[:EVIDENCE_PER_CANDIDATE]
-        ]
+        idx = sorted(idx, key=lambda j: -graph.adjusted[j])[:EVIDENCE_PER_CANDIDATE]
+        seen = [_evidence(j, cleaned, split, combined, graph.adjusted, moved, per_detector, o.onsets) for j in idx]
+        heard = graph.heard.get(service)
+        if heard is not None:
+            seen.append(_heard(heard, cleaned, split, combined, moved, per_detector, o.onsets))
+        evidence = sorted(seen, key=lambda e: -e.score)[:EVIDENCE_PER_CANDIDATE]
         onset = min(e.onset for e in evidence if e.score >= 0.5 * best)
         candidates.append(
-            Candidate(service, round(score, 4), 0.0, onset, evidence, own_events, explained_by.get(service))
+            Candidate(service, round(score, 4), 0.0, onset, evidence, own_events, graph.explained_by.get(service))
         )
     candidates = _with_confidence(sorted(candidates, key=lambda c: (-c.score, -_tail(c))))
 
@@ -229,43 +230,6 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
     if not any(c.score >= o.threshold for c in candidates):
         notes.append(f"no service reaches the threshold {o.threshold:g}; the top ones are listed anyway")
     return Report(anomaly_time, onset_detected, o.threshold, candidates, chain, len(columns), o.dropped, notes)
-
-
-def _discount(columns: list[str], scores: np.ndarray, calls: set[tuple[str, str]]) -> tuple[np.ndarray, dict[str, str]]:
-    """A caller whose callee's latency/errors moved too (≥ GRAPH_MIN) ranks just below that callee: the callee
-    explains it. Only the caller's latency/error columns are capped (at the callee's score), never scaled down to
-    nothing, so a wrong edge costs the caller the places between it and its callee, not the ranking. Caps follow
-    the graph down (a caller of a capped caller is capped below it); two services calling each other are left."""
-    edges = {(a, b) for a, b in calls if a != b and (b, a) not in calls}
-    if not edges:
-        return scores.copy(), {}
-    by_service: dict[str, list[int]] = defaultdict(list)
-    for j, column in enumerate(columns):
-        by_service[service_of(column)].append(j)
-    moved = {
-        s: max((float(scores[j]) for j in idx if propagates(metric_of(columns[j]))), default=0.0)
-        for s, idx in by_service.items()
-    }
-    callees: dict[str, list[str]] = defaultdict(list)
-    for caller, callee in edges:
-        if caller in by_service and moved.get(callee, 0.0) >= GRAPH_MIN:
-            callees[caller].append(callee)
-    adjusted = scores.copy()
-    explained: dict[str, str] = {}
-    for _ in range(len(by_service)):  # enough passes for the longest call chain
-        best = {s: float(adjusted[idx].max()) for s, idx in by_service.items()}
-        changed = False
-        for caller, targets in callees.items():
-            cap, callee = max((best[t], t) for t in targets)
-            for j in by_service[caller]:
-                if propagates(metric_of(columns[j])):
-                    value = min(float(scores[j]), cap * (1.0 - 1e-3))
-                    changed |= value != adjusted[j]
-                    adjusted[j] = value
-            explained[caller] = callee
-        if not changed:
-            break
-    return adjusted, explained
 
 
 def _metric_onsets(frame: Frame) -> np.ndarray:
@@ -305,6 +269,21 @@ def _evidence(
         trend=trend(frame.time[split:], frame.values[split:, j]),
         detectors={name: round(float(s[j]), 3) for name, s in per_detector.items()},
     )
+
+
+def _heard(
+    heard: callgraph.Heard,
+    frame: Frame,
+    split: int,
+    combined: np.ndarray,
+    moved: det.Shift,
+    per_detector: dict[str, np.ndarray],
+    onsets: np.ndarray,
+) -> MetricEvidence:
+    """The callers' client-side evidence credited to their callee: the loudest caller's metric, the mean score."""
+    seen = _evidence(heard.column, frame, split, combined, combined, moved, per_detector, onsets)
+    who = ", ".join(heard.callers)
+    return dataclasses.replace(seen, metric=f"{seen.metric} of its callers ({who})", score=round(heard.score, 4))
 
 
 def _events_for(service: str, events: list[Event], start: float, end: float) -> list[Event]:
