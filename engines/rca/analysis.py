@@ -200,10 +200,10 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
     columns = cleaned.columns
     combined, per_detector = det.combine(baseline, anomalous, o.directions, o.detectors)
     moved = det.shift(baseline, anomalous, o.directions)
-    graph = callgraph.apply(columns, combined, o.graph)
     by_service: dict[str, list[int]] = defaultdict(list)
     for j, column in enumerate(columns):
         by_service[service_of(column)].append(j)
+    graph = callgraph.apply(columns, by_service, combined, o.graph)
 
     candidates = []
     for service, idx in by_service.items():

@@ -52,15 +52,14 @@ class GraphStep:
         return max(float(self.adjusted[idx].max()), heard.score if heard else 0.0)
 
 
-def apply(columns: list[str], scores: np.ndarray, calls: set[tuple[str, str]]) -> GraphStep:
-    """Both rules on the combined detector scores of one split."""
+def apply(
+    columns: list[str], by_service: dict[str, list[int]], scores: np.ndarray, calls: set[tuple[str, str]]
+) -> GraphStep:
+    """Both rules on the combined detector scores of one split (`by_service`: each service's column indices)."""
     step = GraphStep(scores.copy())
     edges = {(a, b) for a, b in calls if a != b}
     if not edges:
         return step
-    by_service: dict[str, list[int]] = defaultdict(list)
-    for j, column in enumerate(columns):
-        by_service[service_of(column)].append(j)
     _credit_callees(step, columns, scores, edges, by_service)
     _cap_callers(step, columns, {(a, b) for a, b in edges if (b, a) not in edges}, by_service)
     return step
