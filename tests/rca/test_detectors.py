@@ -88,3 +88,25 @@ def test_zscore_survives_a_told_time_one_sample_late() -> None:
     assert det.zscore(baseline, anomalous, np.array([1]))[0] > 0.8
     inflated = (40.0 - baseline.mean()) / baseline.std()  # what a mean and deviation over all ten would give
     assert inflated / (inflated + det.Z_HALF) < 0.5
+
+
+def _samples(seed: int) -> np.ndarray:
+    """A line of 1 to 40 points: normal noise, a few clumps far apart, and repeated values."""
+    r = np.random.default_rng(seed)
+    n = int(r.integers(1, 41))
+    kind = seed % 3
+    if kind == 0:
+        return r.normal(0.0, 3.0, n)
+    if kind == 1:
+        return r.choice([-20.0, 0.0, 7.0, 30.0], n) + r.normal(0.0, 1.5, n)
+    return r.integers(-6, 6, n).astype(float) + 0.5  # ties, and gaps exactly one apart
+
+
+@pytest.mark.parametrize("min_samples", [2, 3, 5])
+def test_dbscan_on_a_line_labels_points_as_scikit_learn_does(min_samples: int) -> None:
+    from sklearn.cluster import DBSCAN
+
+    for seed in range(300):
+        points = _samples(seed)
+        expected = DBSCAN(eps=det.Z_HALF, min_samples=min_samples).fit_predict(points[:, None])
+        assert det.dbscan_1d(points, det.Z_HALF, min_samples).tolist() == expected.tolist(), (seed, points)
