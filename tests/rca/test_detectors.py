@@ -110,3 +110,13 @@ def test_dbscan_on_a_line_labels_points_as_scikit_learn_does(min_samples: int) -
         points = _samples(seed)
         expected = DBSCAN(eps=det.Z_HALF, min_samples=min_samples).fit_predict(points[:, None])
         assert det.dbscan_1d(points, det.Z_HALF, min_samples).tolist() == expected.tolist(), (seed, points)
+
+
+@pytest.mark.parametrize("points", [[-5, -4, -2.9, 0, 2.9, 4, 5], [5, 4, 2.9, 0, -2.9, -4, -5]])
+def test_dbscan_on_a_line_gives_a_point_two_clusters_reach_to_the_first_expanded(points: list[float]) -> None:
+    from sklearn.cluster import DBSCAN
+
+    line = np.array(points, dtype=float)  # 0 is within reach of the cores -2.9 and 2.9, which are not of one cluster
+    expected = DBSCAN(eps=3.0, min_samples=4).fit_predict(line[:, None])
+    assert det.dbscan_1d(line, 3.0, 4).tolist() == expected.tolist()
+    assert len(set(expected) - {-1}) == 2
