@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 from engines.rca import callgraph
 from engines.rca import detectors as det
 from engines.rca.chain import Link, propagation_chain
-from engines.rca.frame import Frame, FrameError, caller_of, metric_of, service_of
+from engines.rca.frame import Frame, FrameError, caller_of, metric_of
 from engines.rca.kinds import direction, kind_of
 from engines.rca.onset import cusum_statistics, detect_onsets
 from engines.rca.trend import Trend, trend
@@ -200,9 +199,7 @@ def _analyse_at(cleaned: Frame, anomaly_time: float, o: Options, *, onset_detect
     columns = cleaned.columns
     combined, per_detector = det.combine(baseline, anomalous, o.directions, o.detectors)
     moved = det.shift(baseline, anomalous, o.directions)
-    by_service: dict[str, list[int]] = defaultdict(list)
-    for j, column in enumerate(columns):
-        by_service[service_of(column)].append(j)
+    by_service = cleaned.by_service()
     graph = callgraph.apply(columns, by_service, combined, o.graph)
 
     candidates = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.rca.frame import metric_of, service_of
+from engines.rca.frame import metric_of
 from engines.rca.kinds import propagates
 
 GRAPH_MIN = 0.5  # a callee this anomalous explains its caller's latency/errors: the caller ranks just below it
@@ -60,27 +60,27 @@ def apply(
     edges = {(a, b) for a, b in calls if a != b}
     if not edges:
         return step
-    _credit_callees(step, columns, scores, edges, by_service)
-    _cap_callers(step, columns, {(a, b) for a, b in edges if (b, a) not in edges}, by_service)
+    metrics = [metric_of(c) for c in columns]
+    _credit_callees(step, {j for j, m in enumerate(metrics) if outbound(m)}, scores, edges, by_service)
+    propagating = [propagates(m) for m in metrics]
+    _cap_callers(step, propagating, {(a, b) for a, b in edges if (b, a) not in edges}, by_service)
     return step
 
 
 def _credit_callees(
     step: GraphStep,
-    columns: list[str],
+    outbound_columns: set[int],
     scores: np.ndarray,
     edges: set[tuple[str, str]],
     by_service: dict[str, list[int]],
 ) -> None:
     """Rule 1: callers' client-side columns count for their callees, not for themselves."""
-    callers = {a for a, _ in edges}
     seen: dict[str, int] = {}  # caller -> its strongest client-side column
-    for j, column in enumerate(columns):
-        caller = service_of(column)
-        if caller in callers and outbound(metric_of(column)):
-            step.adjusted[j] = 0.0
-            if caller not in seen or scores[j] > scores[seen[caller]]:
-                seen[caller] = j
+    for caller in {a for a, _ in edges}:
+        mine = sorted(outbound_columns.intersection(by_service.get(caller, ())))
+        if mine:
+            step.adjusted[mine] = 0.0
+            seen[caller] = min(mine, key=lambda j: (-scores[j], j))
     callers_of: dict[str, list[str]] = defaultdict(list)
     for caller, callee in sorted(edges):
         if caller in seen and callee in by_service:
@@ -93,17 +93,14 @@ def _credit_callees(
 
 def _cap_callers(
     step: GraphStep,
-    columns: list[str],
+    propagating: list[bool],
     edges: set[tuple[str, str]],
     by_service: dict[str, list[int]],
 ) -> None:
     """Rule 2: a caller's latency/errors ranked just below the callee that explains them. Only the callee's own
     metrics count here: what its callers saw of it (rule 1) is the callers' evidence, and must not cap them."""
     own = step.adjusted.copy()  # after rule 1, before any cap
-    moved = {
-        s: max((float(own[j]) for j in idx if propagates(metric_of(columns[j]))), default=0.0)
-        for s, idx in by_service.items()
-    }
+    moved = {s: max((float(own[j]) for j in idx if propagating[j]), default=0.0) for s, idx in by_service.items()}
     callees: dict[str, list[str]] = defaultdict(list)
     for caller, callee in edges:
         if caller in by_service and moved.get(callee, 0.0) >= GRAPH_MIN:
@@ -114,7 +111,7 @@ def _cap_callers(
         for caller, targets in sorted(callees.items()):
             cap, callee = max((best[t], t) for t in targets)
             for j in by_service[caller]:
-                if propagates(metric_of(columns[j])):
+                if propagating[j]:
                     value = min(float(own[j]), cap * (1.0 - 1e-3))
                     changed |= value != step.adjusted[j]
                     step.adjusted[j] = value

@@ -169,7 +169,7 @@ def dbscan_1d(points: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
     reach_left = np.where(np.abs(s - s[at[left]]) <= eps, number[left], n)
     reach_right = np.where(np.abs(s[at[right]] - s) <= eps, number[right], n)
     nearest = np.minimum(reach_left, reach_right)
-    in_sorted = np.where(core, -1, np.where(nearest < n, nearest, -1))
+    in_sorted = np.where(nearest < n, nearest, -1)
     in_sorted[at] = number
     labels[order] = in_sorted
     return labels

@@ -95,6 +95,13 @@ class Frame:
         """The services present, in column order."""
         return list(dict.fromkeys(service_of(c) for c in self.columns))
 
+    def by_service(self) -> dict[str, list[int]]:
+        """Each service's column indices, services in column order."""
+        found: dict[str, list[int]] = {}
+        for j, column in enumerate(self.columns):
+            found.setdefault(service_of(column), []).append(j)
+        return found
+
     def calls(self) -> set[tuple[str, str]]:
         """The (caller, callee) pairs named by edge columns."""
         return {(caller, service_of(c)) for c in self.columns if (caller := caller_of(c)) is not None}

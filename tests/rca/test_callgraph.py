@@ -7,7 +7,6 @@ import numpy as np
 
 from engines.rca import Frame, analyse
 from engines.rca.callgraph import apply, outbound
-from engines.rca.frame import service_of
 
 N, FAULT = 120, 80
 CALLS = {("web", "cart"), ("web", "ads"), ("home", "ads"), ("checkout", "cart"), ("checkout", "pay")}
@@ -31,13 +30,6 @@ def network_delay_on_cart(seed: int = 5) -> Frame:
                        ("pay_memory", 0.08)):  # fmt: skip
         values[after, columns.index(name)] += rise
     return Frame(np.arange(N, dtype=float) * 15.0, columns, values)
-
-
-def services(frame: Frame) -> dict[str, list[int]]:
-    found: dict[str, list[int]] = {}
-    for j, column in enumerate(frame.columns):
-        found.setdefault(service_of(column), []).append(j)
-    return found
 
 
 def test_outbound_names() -> None:
@@ -72,7 +64,7 @@ def test_a_caller_is_not_capped_by_what_it_saw_itself() -> None:
     scores[j("web_PodClientLatencyP90")] = 0.9
     scores[j("checkout_PodClientLatencyP90")] = 0.7
     scores[j("web_PodServerLatencyP90")] = 0.8
-    step = apply(frame.columns, services(frame), scores, CALLS)
+    step = apply(frame.columns, frame.by_service(), scores, CALLS)
     assert step.adjusted[j("web_PodClientLatencyP90")] == 0.0  # not web's own
     assert step.heard["cart"].score == 0.8 and step.heard["cart"].callers == ["checkout", "web"]
     assert step.heard["ads"].score == 0.45 and step.heard["ads"].callers == ["home", "web"]
@@ -86,7 +78,7 @@ def test_a_callee_whose_own_latency_moved_caps_its_caller() -> None:
     scores = np.zeros(len(frame.columns))
     scores[j("web_PodServerLatencyP90")] = 0.95
     scores[j("cart_PodServerLatencyP90")] = 0.7
-    step = apply(frame.columns, services(frame), scores, CALLS)
+    step = apply(frame.columns, frame.by_service(), scores, CALLS)
     assert step.explained_by == {"web": "cart"}  # checkout's latency did not move: nothing to explain
     assert 0.69 < step.adjusted[j("web_PodServerLatencyP90")] < 0.7
     assert step.adjusted[j("web_cpu")] == 0.0  # resource columns are never touched
@@ -95,5 +87,5 @@ def test_a_callee_whose_own_latency_moved_caps_its_caller() -> None:
 def test_no_edges_no_change() -> None:
     frame = network_delay_on_cart()
     scores = np.linspace(0.1, 0.9, len(frame.columns))
-    step = apply(frame.columns, services(frame), scores, set())
+    step = apply(frame.columns, frame.by_service(), scores, set())
     assert np.array_equal(step.adjusted, scores) and not step.heard and not step.explained_by
